@@ -1,0 +1,1 @@
+//! Real-registry test harness and conformance suite.

@@ -1,0 +1,9 @@
+//! Authentication: challenges, credentials, docker's config, bearer tokens.
+
+pub mod challenge;
+pub mod credentials;
+pub mod docker_config;
+
+pub use challenge::{AuthScheme, Challenge};
+pub use credentials::Credentials;
+pub use docker_config::DockerConfig;

@@ -1,0 +1,363 @@
+//! The one public error type and the registry's JSON error body.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A boxed error from a provider or a lower layer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to a registry.
+///
+/// No variant ever carries a password or token, so `Display` and `Debug`
+/// are safe to log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The image reference could not be parsed.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+
+    /// A manifest, blob, repository or tag does not exist.
+    #[error("{what} not found: {name}{}", reference_suffix(reference))]
+    NotFound {
+        what: Resource,
+        name: String,
+        reference: String,
+    },
+
+    /// The registry wants credentials we do not have, or rejected the ones we sent.
+    #[error("unauthorized at {host}{}", message_suffix(message))]
+    Unauthorized { host: String, message: String },
+
+    /// The credentials were accepted but do not grant access.
+    #[error("access denied at {host}{}", message_suffix(message))]
+    Denied { host: String, message: String },
+
+    /// The registry asked us to slow down.
+    #[error("rate limited by {host}{}{}", retry_after_suffix(*retry_after), rate_limit_suffix(limit))]
+    RateLimited {
+        host: String,
+        retry_after: Option<Duration>,
+        limit: Option<RateLimit>,
+    },
+
+    /// A connect or read timeout.
+    #[error("timed out talking to {host}")]
+    Timeout { host: String },
+
+    /// The connection failed or broke.
+    #[error("connection to {host} failed")]
+    Connection {
+        host: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// The host's circuit breaker is open after repeated failures.
+    #[error(
+        "circuit breaker open for {host} after repeated failures; not trying again for {}s",
+        retry_in.as_secs_f64().ceil()
+    )]
+    CircuitOpen { host: String, retry_in: Duration },
+
+    /// Content did not hash to the digest it was asked for by.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+
+    /// The registry answered something we cannot make sense of.
+    #[error("invalid response from {host}: {message}")]
+    InvalidResponse { host: String, message: String },
+
+    /// A manifest or blob of a media type we do not handle.
+    #[error("unsupported media type {media_type:?}")]
+    UnsupportedMediaType { media_type: String },
+
+    /// An index offers no manifest for the requested platform.
+    #[error("no manifest for platform {requested}; available: {}", available.join(", "))]
+    NoMatchingPlatform {
+        requested: String,
+        available: Vec<String>,
+    },
+
+    /// Any other error status, with the registry's own error codes.
+    #[error("{host} answered {status}{}", registry_errors_suffix(errors))]
+    Registry {
+        host: String,
+        status: u16,
+        errors: Vec<RegistryError>,
+    },
+
+    /// A local I/O error.
+    #[error("I/O error")]
+    Io(#[from] std::io::Error),
+
+    /// A provider could not produce credentials or an endpoint.
+    #[error("provider {provider} failed")]
+    Provider {
+        provider: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// No provider is registered under this id.
+    #[error("unknown registry provider {id:?}; registered: {}", registered.join(", "))]
+    UnknownProvider { id: String, registered: Vec<String> },
+
+    /// Two providers registered the same id.
+    #[error("registry provider id {id:?} is registered twice")]
+    DuplicateProvider { id: String },
+
+    /// The client was configured in a way that cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// What was not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resource {
+    Manifest,
+    Blob,
+    Repository,
+    Registry,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Manifest => "manifest",
+            Resource::Blob => "blob",
+            Resource::Repository => "repository",
+            Resource::Registry => "registry",
+        })
+    }
+}
+
+/// Docker Hub style rate limit headers (`ratelimit-limit`, `ratelimit-remaining`,
+/// `docker-ratelimit-source`), kept as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: Option<String>,
+    pub remaining: Option<String>,
+    pub source: Option<String>,
+}
+
+impl RateLimit {
+    /// Reads the rate limit headers, `None` when none was sent.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let limit = RateLimit {
+            limit: get("ratelimit-limit"),
+            remaining: get("ratelimit-remaining"),
+            source: get("docker-ratelimit-source"),
+        };
+        (limit != RateLimit::default()).then_some(limit)
+    }
+}
+
+/// One entry of a registry's `{"errors":[…]}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RegistryError {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl RegistryError {
+    /// Parses an error body; empty when it is not the registry's error JSON.
+    pub fn parse_body(body: &[u8]) -> Vec<RegistryError> {
+        #[derive(Deserialize)]
+        struct Body {
+            errors: Vec<RegistryError>,
+        }
+        serde_json::from_slice::<Body>(body)
+            .map(|b| b.errors)
+            .unwrap_or_default()
+    }
+}
+
+impl Error {
+    /// Whether trying the same request again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::RateLimited { .. }
+            | Error::Timeout { .. }
+            | Error::Connection { .. }
+            | Error::CircuitOpen { .. } => true,
+            Error::Registry { status, .. } => matches!(status, 408 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Unauthorized or denied.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Unauthorized { .. } | Error::Denied { .. })
+    }
+
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Error::RateLimited { .. })
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self, Error::CircuitOpen { .. })
+    }
+
+    /// Content failed verification (digest or size).
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, Error::DigestMismatch { .. })
+    }
+
+    /// Wraps a provider's own error, tagged with the provider id.
+    pub fn provider(provider: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Provider {
+            provider: provider.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn invalid_response(host: &str, message: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            host: host.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn reference_suffix(reference: &str) -> String {
+    match reference {
+        "" => String::new(),
+        r if r.contains(':') => format!("@{r}"),
+        r => format!(":{r}"),
+    }
+}
+
+fn message_suffix(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+fn retry_after_suffix(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!("; retry after {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+fn rate_limit_suffix(limit: &Option<RateLimit>) -> String {
+    let Some(limit) = limit else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(l) = &limit.limit {
+        parts.push(format!("limit {l}"));
+    }
+    if let Some(r) = &limit.remaining {
+        parts.push(format!("remaining {r}"));
+    }
+    if let Some(s) = &limit.source {
+        parts.push(format!("source {s}"));
+    }
+    format!(" ({})", parts.join(", "))
+}
+
+fn registry_errors_suffix(errors: &[RegistryError]) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    let described: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{} {}", e.code, e.message).trim_end().to_owned())
+        .collect();
+    format!(": {}", described.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_registry_error_body() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        let errors = RegistryError::parse_body(body);
+        assert_eq!(
+            errors,
+            vec![RegistryError {
+                code: "MANIFEST_UNKNOWN".into(),
+                message: "manifest unknown".into()
+            }]
+        );
+        assert!(RegistryError::parse_body(b"<html>bad gateway</html>").is_empty());
+    }
+
+    #[test]
+    fn displays_read_as_sentences() {
+        let e = Error::NotFound {
+            what: Resource::Manifest,
+            name: "library/alpine".into(),
+            reference: "3.20".into(),
+        };
+        assert_eq!(e.to_string(), "manifest not found: library/alpine:3.20");
+        let e = Error::Registry {
+            host: "r.example".into(),
+            status: 400,
+            errors: vec![RegistryError {
+                code: "NAME_INVALID".into(),
+                message: "bad name".into(),
+            }],
+        };
+        assert_eq!(e.to_string(), "r.example answered 400: NAME_INVALID bad name");
+        let e = Error::RateLimited {
+            host: "registry-1.docker.io".into(),
+            retry_after: Some(Duration::from_secs(30)),
+            limit: Some(RateLimit {
+                limit: Some("100;w=21600".into()),
+                remaining: Some("0;w=21600".into()),
+                source: None,
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "rate limited by registry-1.docker.io; retry after 30s (limit 100;w=21600, remaining 0;w=21600)"
+        );
+    }
+
+    #[test]
+    fn predicates() {
+        assert!(Error::Timeout { host: "h".into() }.is_retryable());
+        assert!(
+            !Error::Unauthorized {
+                host: "h".into(),
+                message: String::new()
+            }
+            .is_retryable()
+        );
+        assert!(
+            Error::NotFound {
+                what: Resource::Blob,
+                name: "n".into(),
+                reference: "sha256:00".into()
+            }
+            .is_not_found()
+        );
+    }
+}
