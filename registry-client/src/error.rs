@@ -150,12 +150,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// Reads the rate limit headers, `None` when none was sent.
     pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let limit = RateLimit {
             limit: get("ratelimit-limit"),
             remaining: get("ratelimit-remaining"),
@@ -297,7 +292,8 @@ mod tests {
 
     #[test]
     fn parses_registry_error_body() {
-        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
         let errors = RegistryError::parse_body(body);
         assert_eq!(
             errors,

@@ -1,15 +1,29 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+mod cache;
+mod client;
+pub mod digest;
 pub mod driver;
 pub mod error;
 pub mod oci;
+pub mod platform;
 pub mod reference;
+mod transport;
 
 pub use auth::{Challenge, Credentials};
+pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
+pub use client::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, ImageConfig, Manifest, ManifestDescriptor, ManifestKind,
+    RepositoryClient, RepositoryClientBuilder, media_types,
+};
 pub use driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord, register_provider};
 pub use error::{Error, Result};
+pub use platform::Platform;
 pub use reference::ImageReference;
+pub use transport::circuit::CircuitBreakerConfig;
+pub use transport::retry::RetryConfig;
 
+/// Re-exported so provider crates can `inventory::submit!` without their own dependency.
 #[doc(hidden)]
-pub use inventory as __inventory;
+pub use inventory;

@@ -1,5 +1,7 @@
 //! The generic provider for Docker Hub, GHCR and any OCI registry.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,20 +9,25 @@ use url::Url;
 
 use crate::auth::{Credentials, DockerConfig};
 use crate::driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 /// The generic provider's id.
 pub const ID: &str = "oci";
 
+/// Builder option naming a docker `config.json` to read instead of the user's.
+pub const DOCKER_CONFIG_OPTION: &str = "docker_config";
+
+const HOSTS: &[&str] = &["* (any OCI registry: docker.io, ghcr.io, quay.io, self-hosted)"];
+
 static RECORD: ProviderRecord = ProviderRecord {
     id: ID,
-    hosts: &["* (any OCI registry: docker.io, ghcr.io, quay.io, …)"],
+    hosts: HOSTS,
     factory: OciRegistry::factory,
 };
 
 inventory::submit! {
-    ProviderRecord { id: ID, hosts: RECORD.hosts, factory: OciRegistry::factory }
+    ProviderRecord { id: ID, hosts: HOSTS, factory: OciRegistry::factory }
 }
 
 /// Registers the generic provider (already done by `inventory` in most builds).
@@ -28,18 +35,27 @@ pub fn register() -> Result<()> {
     crate::driver::register_provider(&RECORD)
 }
 
-/// Anonymous, explicit credentials, or the user's docker `config.json`.
+/// Explicit credentials, else the user's docker `config.json` (with its
+/// credential helpers), else anonymous.
 #[derive(Debug)]
 pub struct OciRegistry {
     credentials: Option<Credentials>,
     docker_config: DockerConfig,
+    /// Helper answers per host: a helper is a process, not to be run per request.
+    found: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
 }
 
 impl OciRegistry {
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
+        let docker_config = match (&config.credentials, config.option(DOCKER_CONFIG_OPTION)) {
+            (Some(_), _) => DockerConfig::default(),
+            (None, Some(path)) => DockerConfig::from_path(Path::new(path))?,
+            (None, None) => DockerConfig::load()?,
+        };
         Ok(Arc::new(OciRegistry {
             credentials: config.credentials.clone(),
-            docker_config: DockerConfig::default(),
+            docker_config,
+            found: tokio::sync::Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -55,17 +71,25 @@ impl AbstractRegistry for OciRegistry {
     }
 
     fn endpoint(&self, host: &str) -> Result<Url> {
-        let host = if host == DOCKER_HUB { DOCKER_HUB_API_HOST } else { host };
-        Url::parse(&format!("https://{host}/")).map_err(|e| {
-            crate::Error::InvalidConfig(format!("registry host {host:?} is not a valid URL host: {e}"))
-        })
+        let api_host = if host == DOCKER_HUB {
+            DOCKER_HUB_API_HOST
+        } else {
+            host
+        };
+        Url::parse(&format!("https://{api_host}/"))
+            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
     }
 
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
         if let Some(c) = &self.credentials {
             return Ok(Some(c.clone()));
         }
-        let _ = (&self.docker_config, request);
-        Ok(None)
+        let mut found = self.found.lock().await;
+        if let Some(c) = found.get(request.host) {
+            return Ok(c.clone());
+        }
+        let credentials = self.docker_config.credentials_for(request.host).await?;
+        found.insert(request.host.to_owned(), credentials.clone());
+        Ok(credentials)
     }
 }

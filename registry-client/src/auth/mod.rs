@@ -1,8 +1,10 @@
 //! Authentication: challenges, credentials, docker's config, bearer tokens.
 
 pub mod challenge;
+pub mod credential_helper;
 pub mod credentials;
 pub mod docker_config;
+pub mod token;
 
 pub use challenge::{AuthScheme, Challenge};
 pub use credentials::Credentials;

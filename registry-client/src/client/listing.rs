@@ -1,0 +1,184 @@
+//! Tag lists and the catalog, following `Link` pagination.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, header};
+use serde::Deserialize;
+use url::Url;
+
+use super::RepositoryClient;
+use super::manifest::pull_scope;
+use crate::cache::Expiring;
+use crate::error::{Error, Resource, Result};
+use crate::reference::ImageReference;
+use crate::transport::{RegistryRequest, host_port};
+
+/// One page of a list is small JSON; a registry sending more is broken.
+const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
+
+impl RepositoryClient {
+    /// Checks that the registry speaks the `/v2/` API and accepts our
+    /// credentials (authenticating if it asks).
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let url = self.base_url(registry)?;
+        let url = join(&url, "v2/")?;
+        let request = RegistryRequest {
+            registry: registry.to_owned(),
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            scope: None,
+            not_found: Some((Resource::Registry, registry.to_owned(), String::new())),
+        };
+        self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
+        Ok(())
+    }
+
+    /// Every tag of the reference's repository (its tag or digest is ignored).
+    pub async fn list_tags(&self, repository: &ImageReference) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Page {
+            tags: Option<Vec<String>>,
+        }
+        let key = format!("tags {} {}", repository.registry(), repository.repository());
+        let first = self.repository_url(repository, "tags/list")?;
+        let request = RegistryRequest {
+            registry: repository.registry().to_owned(),
+            method: Method::GET,
+            url: first,
+            headers: HeaderMap::new(),
+            scope: Some(pull_scope(repository)),
+            not_found: Some((
+                Resource::Repository,
+                repository.repository().to_owned(),
+                String::new(),
+            )),
+        };
+        self.paginate(key, request, |bytes| {
+            serde_json::from_slice::<Page>(bytes).map(|p| p.tags.unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Every repository in the registry's catalog.
+    pub async fn catalog(&self, registry: &str) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Page {
+            repositories: Option<Vec<String>>,
+        }
+        let key = format!("catalog {registry}");
+        let url = join(&self.base_url(registry)?, "v2/_catalog")?;
+        let request = RegistryRequest {
+            registry: registry.to_owned(),
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            scope: Some("registry:catalog:*".to_owned()),
+            not_found: Some((Resource::Registry, registry.to_owned(), "_catalog".to_owned())),
+        };
+        self.paginate(key, request, |bytes| {
+            serde_json::from_slice::<Page>(bytes).map(|p| p.repositories.unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Fetches every page, following `Link: <…>; rel="next"`, and caches the whole list.
+    async fn paginate(
+        &self,
+        cache_key: String,
+        mut request: RegistryRequest,
+        parse: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
+    ) -> Result<Vec<String>> {
+        if let Some(Expiring::Names(names)) = self.cache().expiring(&cache_key).await {
+            return Ok(names.as_ref().clone());
+        }
+        if let Some(n) = self.inner.page_size {
+            request.url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
+        let mut names = Vec::new();
+        let mut seen = HashSet::new();
+        loop {
+            let host = host_port(&request.url);
+            if !seen.insert(request.url.clone()) {
+                return Err(Error::invalid_response(
+                    &host,
+                    "pagination loops back to a page already read",
+                ));
+            }
+            let (headers, body) = self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
+            let page = parse(&body)
+                .map_err(|e| Error::invalid_response(&host, format!("invalid list page: {e}")))?;
+            names.extend(page);
+            match next_link(&headers) {
+                Some(next) => {
+                    request.url = request
+                        .url
+                        .join(next)
+                        .map_err(|e| Error::invalid_response(&host, format!("invalid Link header: {e}")))?;
+                    if request.url.origin() != self.base_origin(&request)? {
+                        return Err(Error::invalid_response(
+                            &host,
+                            "Link header points at another host",
+                        ));
+                    }
+                }
+                None => break,
+            }
+        }
+        self.cache()
+            .put_expiring(cache_key, Expiring::Names(Arc::new(names.clone())))
+            .await;
+        Ok(names)
+    }
+
+    fn base_origin(&self, request: &RegistryRequest) -> Result<url::Origin> {
+        Ok(self.base_url(&request.registry)?.origin())
+    }
+}
+
+fn join(base: &Url, path: &str) -> Result<Url> {
+    base.join(path)
+        .map_err(|e| Error::InvalidConfig(format!("cannot build a URL from {base}: {e}")))
+}
+
+/// The target of `rel="next"` in a `Link` header (RFC 8288), as written.
+fn next_link(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim();
+                p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+            });
+            is_next.then_some(target)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn finds_the_next_link() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static(r#"</v2/tags/many/tags/list?last=t09&n=10>; rel="next""#),
+        );
+        assert_eq!(next_link(&headers), Some("/v2/tags/many/tags/list?last=t09&n=10"));
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static(r#"<https://a/prev>; rel="prev", <https://a/next?x=1>; rel=next"#),
+        );
+        assert_eq!(next_link(&headers), Some("https://a/next?x=1"));
+        headers.insert(header::LINK, HeaderValue::from_static("garbage"));
+        assert_eq!(next_link(&headers), None);
+    }
+}

@@ -1,0 +1,399 @@
+//! Manifests and image configs: HEAD, GET, parsing, platform choice.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, header};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use serde::Deserialize;
+
+use super::RepositoryClient;
+use crate::cache::{Content, Expiring};
+use crate::digest;
+use crate::error::{Error, Resource, Result};
+use crate::platform::Platform;
+use crate::reference::ImageReference;
+use crate::transport::{RegistryRequest, accept_header, host_port};
+
+/// The manifest media types this crate reads.
+pub mod media_types {
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+    /// Sent as `Accept` on every manifest request.
+    pub const ALL_MANIFESTS: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+}
+use media_types::*;
+
+/// Manifests above this size are refused (containerd's limit too).
+const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+/// Image configs above this size are refused.
+const MAX_CONFIG_SIZE: usize = 16 * 1024 * 1024;
+
+/// What a manifest HEAD tells: enough to know what a tag points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestDescriptor {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A manifest as served: the exact bytes, and what they parse to.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub descriptor: ManifestDescriptor,
+    /// The bytes exactly as the registry sent them (their digest is `descriptor.digest`).
+    pub bytes: Bytes,
+    pub kind: ManifestKind,
+}
+
+/// An image manifest or a multi-platform index (OCI or Docker media types).
+#[derive(Debug, Clone)]
+pub enum ManifestKind {
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
+}
+
+/// An image's config blob: its digest, bytes, and parsed form.
+#[derive(Debug, Clone)]
+pub struct ImageConfig {
+    pub digest: String,
+    pub bytes: Bytes,
+    pub config: ImageConfiguration,
+}
+
+impl Manifest {
+    pub fn is_index(&self) -> bool {
+        matches!(self.kind, ManifestKind::Index(_))
+    }
+
+    /// Parses manifest bytes whose media type is `declared` (the
+    /// `Content-Type`, if it named a manifest type) or found in the body.
+    pub fn parse(bytes: Bytes, digest: String, declared: Option<&str>, host: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(rename = "mediaType")]
+            media_type: Option<String>,
+            manifests: Option<serde_json::Value>,
+            #[serde(rename = "schemaVersion")]
+            schema_version: Option<u32>,
+        }
+        let probe: Probe = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid_response(host, format!("manifest is not JSON: {e}")))?;
+        let media_type = declared
+            .filter(|t| ALL_MANIFESTS.contains(t))
+            .map(str::to_owned)
+            .or(probe.media_type)
+            .or_else(|| probe.manifests.is_some().then(|| OCI_INDEX.to_owned()))
+            .or_else(|| (probe.schema_version == Some(2)).then(|| OCI_MANIFEST.to_owned()))
+            .unwrap_or_else(|| declared.unwrap_or("unknown").to_owned());
+        let invalid =
+            |e: serde_json::Error| Error::invalid_response(host, format!("invalid {media_type}: {e}"));
+        let kind = match media_type.as_str() {
+            OCI_MANIFEST | DOCKER_MANIFEST => {
+                ManifestKind::Image(serde_json::from_slice(&bytes).map_err(invalid)?)
+            }
+            OCI_INDEX | DOCKER_MANIFEST_LIST => {
+                ManifestKind::Index(serde_json::from_slice(&bytes).map_err(invalid)?)
+            }
+            _ => return Err(Error::UnsupportedMediaType { media_type }),
+        };
+        Ok(Manifest {
+            descriptor: ManifestDescriptor {
+                digest,
+                media_type,
+                size: bytes.len() as u64,
+            },
+            bytes,
+            kind,
+        })
+    }
+
+    /// The index entry for `platform`, or [`Error::NoMatchingPlatform`]
+    /// listing what the index offers. `None` for an image manifest.
+    pub fn select_platform(&self, platform: &Platform) -> Result<Option<ManifestDescriptor>> {
+        let ManifestKind::Index(index) = &self.kind else {
+            return Ok(None);
+        };
+        let entries: Vec<_> = index
+            .manifests()
+            .iter()
+            .filter_map(|d| d.platform().as_ref().map(|p| (d, Platform::from_oci(p))))
+            .collect();
+        let chosen = entries.iter().find(|(_, p)| platform.matches(p));
+        match chosen {
+            Some((d, _)) => Ok(Some(ManifestDescriptor {
+                digest: d.digest().to_string(),
+                media_type: d.media_type().to_string(),
+                size: d.size(),
+            })),
+            None => Err(Error::NoMatchingPlatform {
+                requested: platform.to_string(),
+                available: entries.iter().map(|(_, p)| p.to_string()).collect(),
+            }),
+        }
+    }
+}
+
+impl RepositoryClient {
+    /// The digest, media type and size of a manifest, without fetching it.
+    pub async fn head_manifest(&self, reference: &ImageReference) -> Result<ManifestDescriptor> {
+        let key = cache_key("head", reference, reference.reference());
+        if let Some(Expiring::Descriptor(d)) = self.cache().expiring(&key).await {
+            return Ok(d);
+        }
+        let request = self.manifest_request(Method::HEAD, reference, reference.reference())?;
+        let response = self.transport().send(&request).await?;
+        let host = host_port(response.url());
+        let headers = response.headers();
+        let descriptor = match header_str(headers, "docker-content-digest") {
+            Some(digest) => ManifestDescriptor {
+                digest: digest.to_owned(),
+                media_type: content_type(headers).unwrap_or_default().to_owned(),
+                size: response.content_length().unwrap_or_default(),
+            },
+            // Not every registry sends the digest on HEAD; then it takes a GET.
+            None => self.get_manifest(reference).await?.descriptor,
+        };
+        check_digest_form(&descriptor.digest, &host)?;
+        if let Some(wanted) = reference.digest()
+            && wanted != descriptor.digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: wanted.to_owned(),
+                actual: descriptor.digest,
+            });
+        }
+        self.cache()
+            .put_expiring(key, Expiring::Descriptor(descriptor.clone()))
+            .await;
+        Ok(descriptor)
+    }
+
+    /// Fetches a manifest, keeping its exact bytes. When asked by digest,
+    /// the bytes are verified against it; when asked by tag, against the
+    /// registry's `Docker-Content-Digest`.
+    pub async fn get_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
+        let digest_key = cache_key("digest", reference, reference.reference());
+        let known_digest = match reference.digest() {
+            Some(d) => Some(d.to_owned()),
+            None => match self.cache().expiring(&digest_key).await {
+                Some(Expiring::Descriptor(d)) => Some(d.digest),
+                _ => None,
+            },
+        };
+        if let Some(digest) = &known_digest
+            && let Some(hit) = self
+                .cache()
+                .content(&cache_key("manifest", reference, digest))
+                .await
+        {
+            return Manifest::parse(
+                hit.bytes,
+                digest.clone(),
+                Some(&hit.media_type),
+                reference.registry(),
+            );
+        }
+
+        let request = self.manifest_request(Method::GET, reference, reference.reference())?;
+        let (headers, bytes) = self
+            .transport()
+            .send_and_read(&request, MAX_MANIFEST_SIZE)
+            .await?;
+        let host = host_port(&request.url);
+        let digest = match reference
+            .digest()
+            .or(header_str(&headers, "docker-content-digest"))
+        {
+            Some(expected) => {
+                check_digest_form(expected, &host)?;
+                digest::verify(expected, &bytes)?;
+                expected.to_owned()
+            }
+            None => digest::sha256(&bytes),
+        };
+        let manifest = Manifest::parse(bytes, digest, content_type(&headers), &host)?;
+        let descriptor = &manifest.descriptor;
+        if reference.digest().is_none() {
+            self.cache()
+                .put_expiring(digest_key, Expiring::Descriptor(descriptor.clone()))
+                .await;
+        }
+        self.cache()
+            .put_content(
+                cache_key("manifest", reference, &descriptor.digest),
+                Content {
+                    media_type: descriptor.media_type.clone(),
+                    bytes: manifest.bytes.clone(),
+                },
+            )
+            .await;
+        Ok(manifest)
+    }
+
+    /// The image manifest for this client's platform: the manifest itself,
+    /// or the matching entry of an index (indexes nested in indexes too).
+    pub async fn get_image_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
+        let mut manifest = self.get_manifest(reference).await?;
+        // Indexes may nest; a few levels is all anything real uses.
+        for _ in 0..4 {
+            let Some(entry) = manifest.select_platform(self.platform())? else {
+                return Ok(manifest);
+            };
+            manifest = self.get_manifest(&reference.with_digest(&entry.digest)?).await?;
+        }
+        Err(Error::invalid_response(
+            reference.registry(),
+            "indexes nested too deeply",
+        ))
+    }
+
+    /// The config of the image `reference` names (for an index, the entry
+    /// for this client's platform), verified against its digest.
+    pub async fn get_config(&self, reference: &ImageReference) -> Result<ImageConfig> {
+        let manifest = self.get_image_manifest(reference).await?;
+        let ManifestKind::Image(image) = &manifest.kind else {
+            unreachable!("get_image_manifest returns image manifests");
+        };
+        let descriptor = image.config();
+        let digest = descriptor.digest().to_string();
+        let bytes = self
+            .get_small_blob(reference, &digest, descriptor.size(), MAX_CONFIG_SIZE)
+            .await?;
+        let config = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid_response(
+                reference.registry(),
+                format!("invalid image config {digest}: {e}"),
+            )
+        })?;
+        Ok(ImageConfig {
+            digest,
+            bytes,
+            config,
+        })
+    }
+
+    /// A blob small enough to hold in memory, verified against digest and size.
+    pub(crate) async fn get_small_blob(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        size: u64,
+        limit: usize,
+    ) -> Result<Bytes> {
+        let key = cache_key("blob", reference, digest);
+        if let Some(hit) = self.cache().content(&key).await {
+            return Ok(hit.bytes);
+        }
+        if size > limit as u64 {
+            return Err(Error::invalid_response(
+                reference.registry(),
+                format!("blob {digest} of {size} bytes is over the {limit} byte limit"),
+            ));
+        }
+        let url = self.repository_url(reference, &format!("blobs/{digest}"))?;
+        let request = RegistryRequest {
+            registry: reference.registry().to_owned(),
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            scope: Some(pull_scope(reference)),
+            not_found: Some((
+                Resource::Blob,
+                reference.repository().to_owned(),
+                digest.to_owned(),
+            )),
+        };
+        let (_, bytes) = self.transport().send_and_read(&request, limit).await?;
+        digest::verify(digest, &bytes)?;
+        if bytes.len() as u64 != size {
+            return Err(Error::invalid_response(
+                reference.registry(),
+                format!(
+                    "blob {digest} is {} bytes, its descriptor says {size}",
+                    bytes.len()
+                ),
+            ));
+        }
+        self.cache()
+            .put_content(
+                key,
+                Content {
+                    media_type: String::new(),
+                    bytes: bytes.clone(),
+                },
+            )
+            .await;
+        Ok(bytes)
+    }
+
+    fn manifest_request(
+        &self,
+        method: Method,
+        reference: &ImageReference,
+        tag_or_digest: &str,
+    ) -> Result<RegistryRequest> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, accept_header(&ALL_MANIFESTS));
+        Ok(RegistryRequest {
+            registry: reference.registry().to_owned(),
+            method,
+            url: self.repository_url(reference, &format!("manifests/{tag_or_digest}"))?,
+            headers,
+            scope: Some(pull_scope(reference)),
+            not_found: Some((
+                Resource::Manifest,
+                reference.repository().to_owned(),
+                tag_or_digest.to_owned(),
+            )),
+        })
+    }
+
+    /// `<base>/v2/<repository>/<rest>`.
+    pub(crate) fn repository_url(&self, reference: &ImageReference, rest: &str) -> Result<url::Url> {
+        let base = self.base_url(reference.registry())?;
+        base.join(&format!("v2/{}/{rest}", reference.repository()))
+            .map_err(|e| Error::InvalidConfig(format!("cannot build a URL for {reference}: {e}")))
+    }
+}
+
+pub(crate) fn pull_scope(reference: &ImageReference) -> String {
+    format!("repository:{}:pull", reference.repository())
+}
+
+fn cache_key(kind: &str, reference: &ImageReference, tag_or_digest: &str) -> String {
+    format!(
+        "{kind} {} {} {tag_or_digest}",
+        reference.registry(),
+        reference.repository()
+    )
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The media type of `Content-Type`, without parameters.
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    header_str(headers, header::CONTENT_TYPE.as_str()).map(|v| v.split(';').next().unwrap_or(v).trim())
+}
+
+/// A registry-sent digest must at least look like one before we trust it.
+fn check_digest_form(digest: &str, host: &str) -> Result<()> {
+    let valid = digest.split_once(':').is_some_and(|(alg, hex)| {
+        !alg.is_empty()
+            && hex.len() >= 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_response(
+            host,
+            format!("malformed digest {digest:?}"),
+        ))
+    }
+}

@@ -1,0 +1,364 @@
+//! The portable layer: [`RepositoryClient`] and its builder.
+
+mod listing;
+mod manifest;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::auth::Credentials;
+use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
+use crate::driver::{self, AbstractRegistry, ProviderConfig};
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use crate::reference::ImageReference;
+use crate::transport::circuit::CircuitBreakerConfig;
+use crate::transport::retry::RetryConfig;
+use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
+
+pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, media_types};
+
+/// Default time allowed to establish a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed between two reads of a response.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A registry client: one provider, one transport, one cache. Cheap to
+/// clone; clones share connections, tokens and the cache, and may be used
+/// from many tasks at once.
+#[derive(Clone)]
+pub struct RepositoryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Arc<dyn AbstractRegistry>,
+    transport: Transport,
+    cache: ResponseCache,
+    endpoint: Option<Url>,
+    platform: Platform,
+    page_size: Option<u32>,
+}
+
+impl fmt::Debug for RepositoryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RepositoryClient")
+            .field("provider", &self.inner.provider)
+            .field("endpoint", &self.inner.endpoint.as_ref().map(Url::as_str))
+            .field("platform", &self.inner.platform.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepositoryClient {
+    /// A builder for the provider registered as `provider_id` (e.g. `oci`, `aws`).
+    pub fn builder(provider_id: impl Into<String>) -> RepositoryClientBuilder {
+        RepositoryClientBuilder::new(ProviderChoice::Id(provider_id.into()))
+    }
+
+    /// A builder for whichever provider serves the reference's registry
+    /// (the generic `oci` provider when no specific one claims it).
+    pub fn builder_for(reference: &ImageReference) -> RepositoryClientBuilder {
+        RepositoryClientBuilder::new(ProviderChoice::Host(reference.registry().to_owned()))
+    }
+
+    /// The id of the provider this client uses.
+    pub fn provider_id(&self) -> &'static str {
+        self.inner.provider.id()
+    }
+
+    /// The platform picked from multi-platform indexes.
+    pub fn platform(&self) -> &Platform {
+        &self.inner.platform
+    }
+
+    /// The base URL for a registry: the endpoint override, else the
+    /// provider's endpoint, in plain HTTP for loopback and insecure hosts.
+    pub(crate) fn base_url(&self, registry: &str) -> Result<Url> {
+        let mut url = match &self.inner.endpoint {
+            Some(url) => return Ok(url.clone()),
+            None => self.inner.provider.endpoint(registry)?,
+        };
+        if url.scheme() == "https" && (is_loopback(&url) || self.inner.transport.is_insecure(&url)) {
+            url.set_scheme("http").map_err(|()| {
+                Error::InvalidConfig(format!("cannot use plain HTTP for {}", host_port(&url)))
+            })?;
+        }
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(url)
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    pub(crate) fn cache(&self) -> &ResponseCache {
+        &self.inner.cache
+    }
+}
+
+enum ProviderChoice {
+    Id(String),
+    Host(String),
+}
+
+/// Configures a [`RepositoryClient`]. Setters never fail; [`build`](Self::build) checks.
+pub struct RepositoryClientBuilder {
+    provider: ProviderChoice,
+    endpoint: Option<String>,
+    provider_config: ProviderConfig,
+    platform: Option<String>,
+    transport: TransportConfig,
+    cache_ttl: Option<Duration>,
+    cache_capacity: u64,
+    page_size: Option<u32>,
+}
+
+impl fmt::Debug for RepositoryClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RepositoryClientBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("provider_config", &self.provider_config)
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepositoryClientBuilder {
+    fn new(provider: ProviderChoice) -> Self {
+        RepositoryClientBuilder {
+            provider,
+            endpoint: None,
+            provider_config: ProviderConfig::default(),
+            platform: None,
+            transport: TransportConfig {
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                read_timeout: DEFAULT_READ_TIMEOUT,
+                user_agent: concat!("mcreg/", env!("CARGO_PKG_VERSION")).to_owned(),
+                retry: RetryConfig::default(),
+                circuit_breaker: CircuitBreakerConfig::default(),
+                insecure_all: false,
+                insecure_hosts: HashSet::new(),
+            },
+            cache_ttl: Some(DEFAULT_CACHE_TTL),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            page_size: None,
+        }
+    }
+
+    /// Sends every request to this base URL instead of the registry's own
+    /// (e.g. `http://127.0.0.1:5000`, or a mirror).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The cloud region, for providers that need one.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.provider_config.region = Some(region.into());
+        self
+    }
+
+    /// Explicit credentials, used instead of the provider's own sources.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.provider_config.credentials = Some(credentials);
+        self
+    }
+
+    /// A provider-specific setting (see each provider's docs).
+    pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.provider_config.options.insert(name.into(), value.into());
+        self
+    }
+
+    /// The platform to pick from multi-platform images, `os/arch[/variant][:os.version]`.
+    /// Defaults to the host's.
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
+    /// Allows plain HTTP and unverified TLS for every registry this client talks to.
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.transport.insecure_all = insecure;
+        self
+    }
+
+    /// Allows plain HTTP and unverified TLS for one registry (`host` or `host:port`).
+    pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+        self.transport.insecure_hosts.insert(host.into());
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.transport.retry = retry;
+        self
+    }
+
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.transport.circuit_breaker = config;
+        self
+    }
+
+    /// Time allowed to establish a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed between two reads of a response (default 30 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.read_timeout = timeout;
+        self
+    }
+
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.transport.user_agent = user_agent.into();
+        self
+    }
+
+    /// How long tag lists, catalogs and tag→digest answers are reused
+    /// (default 5 minutes). `Duration::ZERO` turns the cache off.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = Some(ttl);
+        self
+    }
+
+    /// Turns the response cache off.
+    pub fn no_cache(mut self) -> Self {
+        self.cache_ttl = None;
+        self
+    }
+
+    /// Memory budget of the response cache, in bytes (default 32 MiB each
+    /// for expiring answers and for content).
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+
+    /// Page size asked for when listing tags and repositories (default: the registry's).
+    pub fn page_size(mut self, n: u32) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    pub fn build(self) -> Result<RepositoryClient> {
+        let id = match &self.provider {
+            ProviderChoice::Id(id) => id.clone(),
+            ProviderChoice::Host(host) => driver::provider_for_host(host)?.to_owned(),
+        };
+        let record = driver::provider(&id)?;
+        let provider = (record.factory)(&self.provider_config)?;
+        let platform = match &self.platform {
+            Some(p) => p.parse()?,
+            None => Platform::host(),
+        };
+        let transport = Transport::new(self.transport, provider.clone())?;
+        let endpoint = self
+            .endpoint
+            .as_deref()
+            .map(|e| parse_endpoint(e, &transport))
+            .transpose()?;
+        Ok(RepositoryClient {
+            inner: Arc::new(Inner {
+                provider,
+                transport,
+                cache: ResponseCache::new(self.cache_ttl, self.cache_capacity),
+                endpoint,
+                platform,
+                page_size: self.page_size,
+            }),
+        })
+    }
+}
+
+fn parse_endpoint(endpoint: &str, transport: &Transport) -> Result<Url> {
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("https://{endpoint}")
+    };
+    let mut url = Url::parse(&with_scheme)
+        .map_err(|e| Error::InvalidConfig(format!("invalid endpoint {endpoint:?}: {e}")))?;
+    if url.host_str().is_none() {
+        return Err(Error::InvalidConfig(format!("endpoint {endpoint:?} has no host")));
+    }
+    transport.check_scheme(&url)?;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_checks_provider_platform_and_endpoint() {
+        let err = RepositoryClient::builder("no-such").build().unwrap_err();
+        assert!(matches!(err, Error::UnknownProvider { .. }), "{err}");
+        let err = RepositoryClient::builder("oci")
+            .platform("linux")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("platform"), "{err}");
+        let err = RepositoryClient::builder("oci")
+            .endpoint("http://registry.example.com")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        RepositoryClient::builder("oci")
+            .endpoint("http://registry.example.com")
+            .insecure_registry("registry.example.com")
+            .build()
+            .unwrap();
+        RepositoryClient::builder("oci")
+            .endpoint("http://127.0.0.1:5000")
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn endpoints_follow_dockers_rules() {
+        let client = RepositoryClient::builder("oci").build().unwrap();
+        let base = |host: &str| client.base_url(host).unwrap().to_string();
+        assert_eq!(base("docker.io"), "https://registry-1.docker.io/");
+        assert_eq!(base("ghcr.io"), "https://ghcr.io/");
+        assert_eq!(base("localhost:5000"), "http://localhost:5000/");
+        assert_eq!(base("127.0.0.1:5000"), "http://127.0.0.1:5000/");
+        assert_eq!(base("[::1]:5000"), "http://[::1]:5000/");
+        let insecure = RepositoryClient::builder("oci")
+            .insecure_registry("registry.lan:5000")
+            .build()
+            .unwrap();
+        assert_eq!(
+            insecure.base_url("registry.lan:5000").unwrap().as_str(),
+            "http://registry.lan:5000/"
+        );
+        assert_eq!(
+            insecure.base_url("registry.lan").unwrap().as_str(),
+            "https://registry.lan/"
+        );
+    }
+
+    #[test]
+    fn picks_provider_from_the_reference() {
+        let r: ImageReference = "ghcr.io/owner/image:v1".parse().unwrap();
+        let client = RepositoryClient::builder_for(&r).build().unwrap();
+        assert_eq!(client.provider_id(), "oci");
+    }
+
+    #[test]
+    fn clients_are_send_sync_and_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<RepositoryClient>();
+    }
+}

@@ -1,0 +1,417 @@
+//! HTTP transport: TLS, timeouts, redirects, retries, the circuit breaker and auth.
+
+mod auth;
+pub mod circuit;
+pub mod retry;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use reqwest::Response;
+use url::Url;
+
+use crate::driver::AbstractRegistry;
+use crate::error::{Error, RateLimit, RegistryError, Resource, Result};
+use auth::{Auth, Authenticator};
+use circuit::{CircuitBreakerConfig, CircuitBreakers};
+use retry::{RetryConfig, is_retryable_status, parse_retry_after};
+
+const MAX_REDIRECTS: usize = 10;
+/// Error bodies are small JSON; never read more than this of one.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Connection settings, filled by the client builder.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub user_agent: String,
+    pub retry: RetryConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Every host is insecure (plain HTTP, no TLS verification).
+    pub insecure_all: bool,
+    /// Hosts (`host` or `host:port`) allowed plain HTTP and unverified TLS.
+    pub insecure_hosts: HashSet<String>,
+}
+
+/// One request to a registry, described before it is sent (so it can be
+/// sent again on a retry or after re-authenticating).
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryRequest {
+    /// The registry as named in the image reference; asked about credentials.
+    pub registry: String,
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    /// Token scope, e.g. `repository:library/alpine:pull`; `None` for `/v2/`.
+    pub scope: Option<String>,
+    /// What a 404 means, for the error.
+    pub not_found: Option<(Resource, String, String)>,
+}
+
+/// Why an attempt failed, and whether to try again.
+enum Failure {
+    Transient { error: Error, wait: Option<Duration> },
+    Fatal(Error),
+}
+
+/// Errors from below the status check (the token service, a provider) are
+/// retried when they are transient; an open circuit fails at once.
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let wait = match &error {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        if error.is_retryable() && !error.is_circuit_open() {
+            Failure::Transient { error, wait }
+        } else {
+            Failure::Fatal(error)
+        }
+    }
+}
+
+/// Sends registry requests. Shared by every clone of a client.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    secure: reqwest::Client,
+    /// No TLS verification; used only for hosts marked insecure.
+    insecure: reqwest::Client,
+    config: TransportConfig,
+    breakers: CircuitBreakers,
+    auth: Authenticator,
+}
+
+impl Transport {
+    pub(crate) fn new(config: TransportConfig, provider: Arc<dyn AbstractRegistry>) -> Result<Self> {
+        let build = |accept_invalid: bool| {
+            reqwest::Client::builder()
+                .user_agent(config.user_agent.clone())
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .tls_danger_accept_invalid_certs(accept_invalid)
+                .build()
+                .map_err(|e| Error::InvalidConfig(format!("cannot build HTTP client: {e}")))
+        };
+        Ok(Transport {
+            secure: build(false)?,
+            insecure: build(true)?,
+            breakers: CircuitBreakers::new(config.circuit_breaker.clone()),
+            auth: Authenticator::new(provider),
+            config,
+        })
+    }
+
+    /// Whether `url` may be used: HTTPS always, plain HTTP only for loopback
+    /// and insecure hosts.
+    pub(crate) fn check_scheme(&self, url: &Url) -> Result<()> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.is_insecure(url) || is_loopback(url) => Ok(()),
+            "http" => Err(Error::InvalidConfig(format!(
+                "refusing plain HTTP to {}: mark the registry insecure to allow it",
+                host_port(url)
+            ))),
+            other => Err(Error::InvalidConfig(format!(
+                "unsupported URL scheme {other:?} for {}",
+                host_port(url)
+            ))),
+        }
+    }
+
+    pub(crate) fn is_insecure(&self, url: &Url) -> bool {
+        self.config.insecure_all
+            || self.config.insecure_hosts.contains(&host_port(url))
+            || url
+                .host_str()
+                .is_some_and(|h| self.config.insecure_hosts.contains(h))
+    }
+
+    /// Sends `request` and returns a successful (2xx) response. Error
+    /// statuses become [`Error`]s; transient failures are retried.
+    pub(crate) async fn send(&self, request: &RegistryRequest) -> Result<Response> {
+        self.send_then(request, |r| async { Ok(r) }).await
+    }
+
+    /// Sends `request` and reads the whole body (at most `limit` bytes).
+    /// A body that breaks off is retried like a failed request.
+    pub(crate) async fn send_and_read(
+        &self,
+        request: &RegistryRequest,
+        limit: usize,
+    ) -> Result<(HeaderMap, Bytes)> {
+        let host = host_port(&request.url);
+        self.send_then(request, |response| {
+            let host = host.clone();
+            async move {
+                let headers = response.headers().clone();
+                let body = read_limited(response, limit, &host).await?;
+                Ok((headers, body))
+            }
+        })
+        .await
+    }
+
+    async fn send_then<T, F, Fut>(&self, request: &RegistryRequest, then: F) -> Result<T>
+    where
+        F: Fn(Response) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.check_scheme(&request.url)?;
+        self.retrying(&request.url, || async {
+            let response = self.authenticated(request).await?;
+            then(response).await
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or retries run out.
+    async fn retrying<T, F, Fut>(&self, url: &Url, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let retry = &self.config.retry;
+        let mut retries = 0;
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::Transient { error, .. }) if retries >= retry.max_retries => {
+                    return Err(error);
+                }
+                Err(Failure::Transient { error, wait }) => {
+                    let wait = wait.map_or_else(|| retry.backoff(retries), |w| retry.server_wait(w));
+                    retries += 1;
+                    tracing::info!(
+                        host = %host_port(url),
+                        path = url.path(),
+                        retry = retries,
+                        wait_ms = wait.as_millis() as u64,
+                        "retrying: {error}"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt, authenticating on a 401: with the token or credentials
+    /// we have, and once more with fresh ones if the registry refuses them.
+    async fn authenticated(&self, request: &RegistryRequest) -> Result<Response, Failure> {
+        let insecure = self.is_insecure(&request.url);
+        let mut auth = self.auth.prepare(request, &self.secure, insecure).await?;
+        let mut answered_challenge = false;
+        loop {
+            let response = self.follow_redirects(request, &auth).await?;
+            if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
+                answered_challenge = true;
+                if let Some(fresh) = self
+                    .auth
+                    .answer(request, response.headers(), &auth, &self.secure, insecure)
+                    .await?
+                {
+                    auth = fresh;
+                    continue;
+                }
+            }
+            return self.check_status(request, response).await;
+        }
+    }
+
+    /// Sends the request, following redirects by hand so that the
+    /// `Authorization` header only ever goes to the registry's own origin.
+    async fn follow_redirects(&self, request: &RegistryRequest, auth: &Auth) -> Result<Response, Failure> {
+        let origin = request.url.origin();
+        let mut url = request.url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let host = host_port(&url);
+            self.breakers.check(&host)?;
+            let client = if self.is_insecure(&url) {
+                &self.insecure
+            } else {
+                &self.secure
+            };
+            let mut builder = client
+                .request(request.method.clone(), url.clone())
+                .headers(request.headers.clone());
+            if url.origin() == origin
+                && let Some(value) = auth.header()
+            {
+                builder = builder.header(header::AUTHORIZATION, value.clone());
+            }
+            let response = match builder.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    self.breakers.record_failure(&host);
+                    return Err(Failure::Transient {
+                        error: map_reqwest_error(e, &host),
+                        wait: None,
+                    });
+                }
+            };
+            if response.status().is_server_error() {
+                self.breakers.record_failure(&host);
+            } else {
+                self.breakers.record_success(&host);
+            }
+            let Some(next) = redirect_target(&url, &response)? else {
+                return Ok(response);
+            };
+            self.check_scheme(&next)?;
+            tracing::debug!(from = %host, to = %host_port(&next), "following redirect");
+            url = next;
+        }
+        Err(Failure::Fatal(Error::invalid_response(
+            &host_port(&request.url),
+            format!("more than {MAX_REDIRECTS} redirects"),
+        )))
+    }
+
+    /// Maps an error status to an [`Error`], deciding whether it is worth another try.
+    async fn check_status(&self, request: &RegistryRequest, response: Response) -> Result<Response, Failure> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let host = host_port(response.url());
+        let headers = response.headers().clone();
+        let body = read_limited(response, MAX_ERROR_BODY, &host)
+            .await
+            .unwrap_or_default();
+        let errors = RegistryError::parse_body(&body);
+        let message = errors.first().map(|e| e.message.clone()).unwrap_or_default();
+        let error = match status.as_u16() {
+            401 => Error::Unauthorized { host, message },
+            403 => Error::Denied { host, message },
+            404 if request.not_found.is_some() => {
+                let (what, name, reference) =
+                    request
+                        .not_found
+                        .clone()
+                        .unwrap_or((Resource::Registry, String::new(), String::new()));
+                Error::NotFound {
+                    what,
+                    name,
+                    reference,
+                }
+            }
+            429 => Error::RateLimited {
+                host,
+                retry_after: retry_after(&headers),
+                limit: RateLimit::from_headers(&headers),
+            },
+            code => Error::Registry {
+                host,
+                status: code,
+                errors,
+            },
+        };
+        if is_retryable_status(status.as_u16()) {
+            Err(Failure::Transient {
+                error,
+                wait: retry_after(&headers),
+            })
+        } else {
+            Err(Failure::Fatal(error))
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+}
+
+/// The `Location` of a redirect, resolved against the request URL.
+fn redirect_target(url: &Url, response: &Response) -> Result<Option<Url>> {
+    if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
+        return Ok(None);
+    }
+    let host = host_port(url);
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .ok_or_else(|| Error::invalid_response(&host, "redirect without a Location header"))?;
+    let location = location
+        .to_str()
+        .map_err(|_| Error::invalid_response(&host, "redirect Location is not text"))?;
+    url.join(location)
+        .map(Some)
+        .map_err(|e| Error::invalid_response(&host, format!("invalid redirect Location: {e}")))
+}
+
+/// Reads a body up to `limit` bytes; a broken body is a transient failure.
+async fn read_limited(mut response: Response, limit: usize, host: &str) -> Result<Bytes, Failure> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Failure::Fatal(Error::invalid_response(
+            host,
+            format!("response larger than the {limit} byte limit"),
+        )));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(Failure::Fatal(Error::invalid_response(
+                        host,
+                        format!("response larger than the {limit} byte limit"),
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.into()),
+            Err(e) => {
+                return Err(Failure::Transient {
+                    error: map_reqwest_error(e, host),
+                    wait: None,
+                });
+            }
+        }
+    }
+}
+
+/// A reqwest error as ours, without its URL (a presigned URL is a secret).
+fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
+    let host = host.to_owned();
+    if error.is_timeout() {
+        Error::Timeout { host }
+    } else {
+        Error::Connection {
+            host,
+            source: Box::new(error.without_url()),
+        }
+    }
+}
+
+/// `host[:port]` of a URL, as used for breaker and insecure lookups.
+pub(crate) fn host_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Docker's rule: loopback registries may speak plain HTTP.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+pub(crate) fn accept_header(media_types: &[&str]) -> HeaderValue {
+    HeaderValue::from_str(&media_types.join(", ")).expect("media types are ASCII")
+}
