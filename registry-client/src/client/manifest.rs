@@ -150,7 +150,10 @@ impl RepositoryClient {
             Some(digest) => ManifestDescriptor {
                 digest: digest.to_owned(),
                 media_type: content_type(headers).unwrap_or_default().to_owned(),
-                size: response.content_length().unwrap_or_default(),
+                // From the header: a HEAD response's own body length is always 0.
+                size: header_str(headers, header::CONTENT_LENGTH.as_str())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
             },
             // Not every registry sends the digest on HEAD; then it takes a GET.
             None => self.get_manifest(reference).await?.descriptor,

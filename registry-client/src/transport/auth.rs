@@ -100,10 +100,13 @@ impl Authenticator {
         else {
             return Ok(None);
         };
+        // Remembered without its scope: that belongs to this request, not the next.
+        let mut remembered = challenge.clone();
+        remembered.params.retain(|(name, _)| name != "scope");
         self.challenges
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(origin_key(&request.url), challenge.clone());
+            .insert(origin_key(&request.url), remembered);
         if matches!(used, Auth::Basic(_)) {
             // The credentials were refused; asking again gives the same ones.
             return Ok(None);

@@ -1,0 +1,111 @@
+//! Test infrastructure: a real CNCF Distribution registry (`docker-registry`) in three auth
+//! modes, an in-process Docker token server, and deterministic fixture images.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use conformance::harness::{AuthMode, TestRegistry};
+//! let registry = TestRegistry::start(AuthMode::Token).await;
+//! let image = &registry.fixtures().single_oci;
+//! println!("{} has manifest {}", image.reference(&registry.host()), image.digest);
+//! # }
+//! ```
+//!
+//! Everything here is plain reqwest/axum/tokio and does not use `registry-client`, so the
+//! harness can test that crate without trusting it.
+//!
+//! Nothing here depends on the caller's tokio runtime staying alive: the registry is a
+//! `std::process::Child`, the token server runs on its own thread, and the one-time fixture
+//! seeding runs on a thread of its own. A `TestRegistry` can therefore be used from
+//! `#[tokio::test]` (current-thread) while the test also runs blocking tools like skopeo.
+
+pub mod fault_proxy;
+pub mod fixtures;
+pub mod registry;
+pub mod token_server;
+
+pub use fixtures::{
+    FileKind, FixtureFile, Fixtures, ImageFixture, IndexFixture, LayerFixture, Platform, Pusher, TagsFixture,
+    fixtures,
+};
+pub use registry::{AuthMode, TestRegistry};
+pub use token_server::{Access, TokenRequest, TokenServer};
+
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// User that `Basic` and `Token` registries accept, with pull access.
+pub const USER: &str = "mcreg-user";
+/// User with pull, push and delete access (token mode; any valid user can push with Basic).
+pub const ADMIN: &str = "mcreg-admin";
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Prefix of every scratch directory this process creates under the system temp dir. The pid
+/// in it lets a later run remove what a crashed run left behind ([`remove_stale_dirs`]).
+fn scratch_prefix() -> String {
+    format!("mcreg-conformance-{}-", std::process::id())
+}
+
+/// A fresh temporary directory that is removed on drop.
+pub(crate) fn scratch_dir(kind: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("{}{kind}-", scratch_prefix()))
+        .tempdir()
+        .expect("create temp dir")
+}
+
+/// Removes `mcreg-conformance-<pid>-*` directories whose process is gone (Linux: `/proc`).
+pub(crate) fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("mcreg-conformance-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1. Racy by nature; callers retry on bind errors.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Recursively copies `from` into the new directory `to` (plain copies, not hard links:
+/// Distribution rewrites some files in place, which would leak into a shared inode).
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest: PathBuf = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// A random alphanumeric string (passwords, token ids).
+pub(crate) fn random_string(len: usize) -> String {
+    use rand::Rng as _;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,350 @@
+//! A real CNCF Distribution registry (`docker-registry serve`) on a free loopback port.
+
+use super::fixtures::{Fixtures, Pusher, fixtures};
+use super::token_server::TokenServer;
+use super::{ADMIN, USER};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = "docker-registry";
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Response header (set through `http.headers`) that identifies one registry process.
+const INSTANCE_HEADER: &str = "X-Mcreg-Instance";
+
+/// How the registry authenticates clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthMode {
+    /// Anonymous pull and push.
+    None,
+    /// `auth.htpasswd`: [`USER`] and [`ADMIN`] with random passwords.
+    Basic,
+    /// `auth.token` against an in-process [`TokenServer`].
+    Token,
+}
+
+/// A running registry serving its own copy of the fixture storage. Killed on drop.
+pub struct TestRegistry {
+    child: Child,
+    port: u16,
+    auth: AuthMode,
+    /// Holds config.yml, htpasswd, cert, the log and (usually) the storage.
+    dir: tempfile::TempDir,
+    storage: PathBuf,
+    user_password: String,
+    admin_password: String,
+    token_server: Option<TokenServer>,
+}
+
+impl TestRegistry {
+    /// Starts a registry seeded with [`fixtures()`](super::fixtures::fixtures).
+    ///
+    /// Panics if `docker-registry` is not installed or does not answer `GET /v2/` within
+    /// 15 s (the panic message includes its log).
+    pub async fn start(auth: AuthMode) -> TestRegistry {
+        let seed = tokio::task::spawn_blocking(seed_storage)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let dir = super::scratch_dir("registry");
+        let storage = dir.path().join("storage");
+        // A private copy per registry: a test that pushes or deletes must not affect others.
+        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        Self::launch(auth, dir, storage).await
+    }
+
+    /// Starts a registry with empty storage.
+    pub async fn start_empty(auth: AuthMode) -> TestRegistry {
+        let dir = super::scratch_dir("registry");
+        let storage = dir.path().join("storage");
+        Self::launch(auth, dir, storage).await
+    }
+
+    async fn launch(auth: AuthMode, dir: tempfile::TempDir, storage: PathBuf) -> TestRegistry {
+        let user_password = super::random_string(20);
+        let admin_password = super::random_string(20);
+        let token_server =
+            (auth == AuthMode::Token).then(|| TokenServer::start(&user_password, &admin_password));
+        let auth_yaml = match auth {
+            AuthMode::None => String::new(),
+            AuthMode::Basic => {
+                let htpasswd = dir.path().join("htpasswd");
+                let line = |user: &str, password: &str| {
+                    // Cost 4 keeps startup fast; $2y$ is what `htpasswd -B` writes.
+                    let hash = bcrypt::hash_with_result(password, 4).expect("bcrypt");
+                    format!("{user}:{}\n", hash.format_for_version(bcrypt::Version::TwoY))
+                };
+                let content = line(USER, &user_password) + &line(ADMIN, &admin_password);
+                std::fs::write(&htpasswd, content).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: mcreg-test\n    path: '{}'\n",
+                    htpasswd.display()
+                )
+            }
+            AuthMode::Token => {
+                let server = token_server.as_ref().expect("token server");
+                let cert = dir.path().join("token-cert.pem");
+                std::fs::write(&cert, server.cert_pem()).expect("write cert");
+                format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: '{}'\n",
+                    server.realm(),
+                    server.service(),
+                    server.issuer(),
+                    cert.display()
+                )
+            }
+        };
+
+        // A free port can be taken by someone else before the registry binds it: retry.
+        let config = dir.path().join("config.yml");
+        let log = dir.path().join("registry.log");
+        for attempt in 1.. {
+            let port = super::free_port();
+            let instance = super::random_string(12);
+            let yaml = config_yaml(&storage, port, &instance, &auth_yaml);
+            std::fs::write(&config, yaml).expect("write config");
+            let mut child = spawn_registry(&config, &log);
+            match wait_ready(&mut child, port, &instance, &log).await {
+                Ok(()) => {
+                    return TestRegistry {
+                        child,
+                        port,
+                        auth,
+                        dir,
+                        storage,
+                        user_password,
+                        admin_password,
+                        token_server,
+                    };
+                }
+                Err(output) if output.contains("address already in use") && attempt < 5 => {}
+                Err(output) => panic!("docker-registry did not start on 127.0.0.1:{port}: {output}"),
+            }
+        }
+        unreachable!("the retry loop returns or panics")
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth
+    }
+
+    /// The storage root. Blobs live at `docker/registry/v2/blobs/sha256/<2>/<hex>/data`
+    /// ([`blob_path`](Self::blob_path)).
+    pub fn root_dir(&self) -> &Path {
+        &self.storage
+    }
+
+    /// Where the registry stores the blob `sha256:<hex>`.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// `(USER, password)` for Basic and Token modes: pull access (Basic: full access).
+    pub fn credentials(&self) -> Option<(String, String)> {
+        (self.auth != AuthMode::None).then(|| (USER.to_string(), self.user_password.clone()))
+    }
+
+    /// `(ADMIN, password)` for Basic and Token modes: pull, push and delete.
+    pub fn admin_credentials(&self) -> Option<(String, String)> {
+        (self.auth != AuthMode::None).then(|| (ADMIN.to_string(), self.admin_password.clone()))
+    }
+
+    /// The token server of a [`AuthMode::Token`] registry.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
+    }
+
+    /// The fixtures this registry was seeded with (empty registries: what *would* be there).
+    pub fn fixtures(&self) -> &'static Fixtures {
+        fixtures()
+    }
+
+    /// The registry's output so far (warnings and errors only).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl std::fmt::Debug for TestRegistry {
+    // Hand-written: no passwords in test output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestRegistry")
+            .field("url", &self.url())
+            .field("auth", &self.auth)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polls `GET /v2/` until an answer carries our `X-Mcreg-Instance` header (any status: auth
+/// modes answer 401). The header proves it is this child answering, not whoever else grabbed
+/// the port first. On failure the child is killed and the error carries its log.
+async fn wait_ready(child: &mut Child, port: u16, instance: &str, log: &Path) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let url = format!("http://127.0.0.1:{port}/v2/");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}\n{}", log()));
+        }
+        if let Ok(res) = client.get(&url).send().await
+            && res.headers().get(INSTANCE_HEADER).is_some_and(|v| v == instance)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no answer within {READY_TIMEOUT:?}\n{}", log()));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn config_yaml(storage: &Path, port: u16, instance: &str, auth_yaml: &str) -> String {
+    // Access logs off and level warn keep test output quiet; a fixed http.secret silences
+    // the "generated random secret" warning; upload purging would only add a background scan.
+    format!(
+        "version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: '{}'
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  secret: mcreg-conformance-not-a-secret
+  headers:
+    {INSTANCE_HEADER}: ['{instance}']
+{auth_yaml}",
+        storage.display()
+    )
+}
+
+fn spawn_registry(config: &Path, log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("create registry log");
+    let err = out.try_clone().expect("clone log handle");
+    let mut cmd = Command::new(BINARY);
+    cmd.arg("serve")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Die with the test process even if it crashes before Drop runs.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    match spawn_from_long_lived_thread(cmd) {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "docker-registry not found: run scripts/install-test-tools.sh (apt-get install docker-registry)"
+        ),
+        Err(e) => panic!("cannot start docker-registry: {e}"),
+    }
+}
+
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
+/// Forking from one thread that lives as long as the process makes the registry's lifetime
+/// independent of which test thread (or tokio worker) happened to start it.
+fn spawn_from_long_lived_thread(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("mcreg-registry-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawn spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, result) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, reply))
+        .expect("spawner thread alive");
+    result.recv().expect("spawner thread answered")
+}
+
+/// The fixture storage, pushed once per test process through a throwaway no-auth registry.
+/// Runs on its own thread and runtime so nothing outlives the test that triggered it.
+fn seed_storage() -> &'static Path {
+    static SEED: OnceLock<PathBuf> = OnceLock::new();
+    SEED.get_or_init(|| {
+        super::remove_stale_dirs();
+        let path = std::env::temp_dir().join(format!("mcreg-conformance-{}-seed", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let build = path.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("seed runtime");
+            rt.block_on(async move {
+                let dir = super::scratch_dir("seeding");
+                let registry = TestRegistry::launch(AuthMode::None, dir, build).await;
+                Pusher::new(&registry.url()).all(fixtures()).await;
+            });
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        // SAFETY: registering a plain `extern "C" fn` with atexit has no preconditions.
+        unsafe { libc::atexit(remove_seed) };
+        path
+    })
+}
+
+extern "C" fn remove_seed() {
+    let path = std::env::temp_dir().join(format!("mcreg-conformance-{}-seed", std::process::id()));
+    let _ = std::fs::remove_dir_all(path);
+}

@@ -1,0 +1,251 @@
+//! Cases for authentication: bad credentials, secrets kept out of output,
+//! and bearer tokens cached per scope, honouring expiry, refreshed once on a 401.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use registry_client::{Credentials, Error, RepositoryClient};
+
+use super::SuiteEnv;
+use crate::harness::TokenServer;
+use crate::harness::fault_proxy::{Fault, Matcher};
+
+const WRONG_PASSWORD: &str = "wrong-Pa55word-never-shown";
+
+fn user(env: &SuiteEnv) -> String {
+    env.target
+        .credentials
+        .clone()
+        .expect("an auth mode with a user")
+        .0
+}
+
+fn token_server(env: &SuiteEnv) -> &TokenServer {
+    env.registry.token_server().expect("token auth mode")
+}
+
+/// A wrong password is `Unauthorized`, asked once, and never shown.
+pub async fn wrong_credentials(_client: &RepositoryClient, env: &SuiteEnv) {
+    let client = env
+        .builder()
+        .credentials(Credentials::basic(user(env), WRONG_PASSWORD))
+        .build()
+        .expect("client");
+    let err = client
+        .get_manifest(&env.image(&env.fixtures().single_oci))
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(err.is_auth() && !err.is_retryable());
+    let shown = format!("{err} {err:?} {client:?}");
+    assert!(!shown.contains(WRONG_PASSWORD), "{shown}");
+    let at_registry = env.proxy.requests().len();
+    assert!(
+        at_registry <= 2,
+        "{at_registry} requests: one challenge and at most one answer"
+    );
+}
+
+/// No password, `Authorization` value or token appears in any log line
+/// (at TRACE, all crates) or in the `Debug` of the client and its errors.
+pub async fn secrets_never_shown(_client: &RepositoryClient, env: &SuiteEnv) {
+    let (name, password) = env.target.credentials.clone().expect("credentials");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+    let log = SharedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    let client = env.client();
+    let fixture = &env.fixtures().single_oci;
+    let reference = env.image(fixture);
+    client.ping(&env.target.registry_name).await.expect("ping");
+    client.get_config(&reference).await.expect("config");
+    client.list_tags(&reference).await.expect("tags");
+    env.proxy.inject_when(Matcher::manifests(), Fault::status(503, 1));
+    client
+        .head_manifest(&reference.with_tag("t-missing").expect("ref"))
+        .await
+        .ok();
+    let wrong = env
+        .builder()
+        .credentials(Credentials::basic(name.clone(), WRONG_PASSWORD))
+        .build()
+        .expect("client");
+    let err = wrong.get_manifest(&reference).await.expect_err("wrong password");
+    drop(guard);
+
+    let text = log.text();
+    assert!(text.contains("retrying"), "the log captured the session:\n{text}");
+    let shown = format!(
+        "{text}\n{client:?}\n{wrong:?}\n{err}\n{err:?}\n{:?}",
+        env.builder()
+    );
+    for secret in [password.as_str(), WRONG_PASSWORD, basic.as_str(), "eyJ"] {
+        assert!(!shown.contains(secret), "{secret:?} appeared in:\n{shown}");
+    }
+}
+
+/// A token is fetched once per scope, reused while valid, and fetched
+/// again only once its (short) lifetime has run out.
+pub async fn token_cache_honours_expiry(_client: &RepositoryClient, env: &SuiteEnv) {
+    let tokens = token_server(env);
+    tokens.set_token_lifetime(Duration::from_secs(2));
+    let client = env.builder().no_cache().build().expect("client");
+    let reference = env.image(&env.fixtures().single_oci);
+    let scope = format!("repository:{}:pull", reference.repository());
+
+    for _ in 0..3 {
+        client.head_manifest(&reference).await.expect("head");
+    }
+    assert_eq!(tokens.issued_count_for(&scope), 1, "cached across calls");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    client.head_manifest(&reference).await.expect("head");
+    client.head_manifest(&reference).await.expect("head");
+    assert_eq!(tokens.issued_count_for(&scope), 2, "refetched after expiry, once");
+    assert_eq!(tokens.issued_count(), 2);
+}
+
+/// A token refused before its advertised expiry is replaced once, and only once.
+pub async fn token_refreshed_once_on_401(_client: &RepositoryClient, env: &SuiteEnv) {
+    let tokens = token_server(env);
+    let client = env.builder().no_cache().build().expect("client");
+    let reference = env.image(&env.fixtures().single_oci);
+    client.head_manifest(&reference).await.expect("head");
+    assert_eq!(tokens.issued_count(), 1);
+
+    // The registry refuses the cached token once: one fresh token, then success.
+    env.proxy
+        .inject_when(Matcher::manifests(), Fault::DropAuthorization { times: 1 });
+    client
+        .head_manifest(&reference)
+        .await
+        .expect("head after refresh");
+    assert_eq!(tokens.issued_count(), 2);
+
+    // Refused again after the refresh: give up with Unauthorized, no loop.
+    env.proxy
+        .inject_when(Matcher::manifests(), Fault::DropAuthorization { times: 2 });
+    let err = client.head_manifest(&reference).await.expect_err("refused twice");
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert_eq!(tokens.issued_count(), 3);
+
+    client.head_manifest(&reference).await.expect("works again");
+    assert_eq!(tokens.issued_count(), 3, "the fresh token is reused");
+}
+
+/// Tokens are per scope: each repository and the catalog get their own.
+pub async fn tokens_per_scope(client: &RepositoryClient, env: &SuiteEnv) {
+    let tokens = token_server(env);
+    let f = env.fixtures();
+    for _ in 0..2 {
+        for fixture in [&f.single_oci, &f.single_docker, &f.nested] {
+            client.get_config(&env.image(fixture)).await.expect("config");
+        }
+        client.catalog(&env.target.registry_name).await.expect("catalog");
+    }
+    assert_eq!(
+        tokens.issued_count(),
+        4,
+        "three repositories and the catalog: {:#?}",
+        tokens.requests()
+    );
+    assert_eq!(tokens.issued_count_for("registry:catalog:*"), 1);
+    assert_eq!(tokens.issued_count_for("repository:a/b/c/d:pull"), 1);
+}
+
+/// Log lines captured in memory.
+#[derive(Clone, Default)]
+struct SharedLog(Arc<Mutex<Vec<u8>>>);
+
+impl SharedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl Write for SharedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedLog {
+    type Writer = SharedLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Cases every auth mode runs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __all_modes_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        ping,
+        head_manifest_oci,
+        head_manifest_docker,
+        get_manifest_oci,
+        get_manifest_docker,
+        get_manifest_many_layers,
+        get_manifest_nested_name,
+        get_manifest_by_digest,
+        get_index_oci,
+        get_manifest_list_docker,
+        platform_selection,
+        no_matching_platform,
+        get_config,
+        manifest_not_found,
+        list_tags,
+        catalog_paginated,
+        response_cache,
+        retries_server_errors,
+        honours_retry_after,
+        rate_limit_reported,
+        no_retry_on_client_errors,
+        resumes_after_reset,
+        detects_corruption,
+        rejects_garbage,
+        redirect_drops_authorization,
+        times_out,
+        circuit_breaker);
+    };
+}
+
+/// Cases for modes with credentials.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __credential_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        wrong_credentials,
+        secrets_never_shown);
+    };
+}
+
+/// Cases for token auth.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __token_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        token_cache_honours_expiry,
+        token_refreshed_once_on_401,
+        tokens_per_scope);
+    };
+}

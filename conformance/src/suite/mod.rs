@@ -1,0 +1,154 @@
+//! The conformance suite: plain `pub async fn` cases that every provider runs
+//! against a real Distribution registry, behind a fault-injecting proxy.
+//!
+//! A provider's `tests/conformance.rs` calls [`conformance_tests!`](crate::conformance_tests)
+//! with a function that makes its client builder; the macro expands to one
+//! `#[tokio::test]` per case and auth mode.
+
+mod auth;
+mod metadata;
+mod resilience;
+
+pub use auth::*;
+pub use metadata::*;
+pub use resilience::*;
+
+use std::time::Duration;
+
+use registry_client::{ImageReference, RepositoryClient, RepositoryClientBuilder, RetryConfig};
+use url::Url;
+
+use crate::harness::fault_proxy::FaultProxy;
+use crate::harness::{AuthMode, Fixtures, ImageFixture, IndexFixture, TestRegistry};
+
+/// Where a provider's client must point, and with which credentials.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The registry's URL (the fault proxy in front of it).
+    pub endpoint: Url,
+    /// The registry name used in image references.
+    pub registry_name: String,
+    pub auth_mode: AuthMode,
+    /// The user and password the registry (or its token server) accepts.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Makes a provider's client builder for a [`Target`].
+pub type MakeBuilder = fn(&Target) -> RepositoryClientBuilder;
+
+/// A running registry with fixtures, a fault proxy in front, and the provider's builder.
+pub struct SuiteEnv {
+    pub registry: TestRegistry,
+    pub proxy: FaultProxy,
+    pub target: Target,
+    make: MakeBuilder,
+}
+
+impl SuiteEnv {
+    /// Starts a registry in `mode` behind a fault proxy. `registry_name` is the
+    /// host written in image references; `None` uses the proxy's own `127.0.0.1:PORT`.
+    pub async fn start(mode: AuthMode, registry_name: Option<&str>, make: MakeBuilder) -> SuiteEnv {
+        let registry = TestRegistry::start(mode).await;
+        let upstream = Url::parse(&registry.url()).expect("registry URL");
+        let proxy = FaultProxy::builder(upstream)
+            .blob_dir(registry.root_dir())
+            .start()
+            .await;
+        let target = Target {
+            endpoint: proxy.url(),
+            registry_name: registry_name.map_or_else(|| proxy.host(), str::to_owned),
+            auth_mode: mode,
+            credentials: registry.credentials(),
+        };
+        SuiteEnv {
+            registry,
+            proxy,
+            target,
+            make,
+        }
+    }
+
+    /// The provider's builder, with retries fast enough for tests.
+    pub fn builder(&self) -> RepositoryClientBuilder {
+        (self.make)(&self.target).retry(
+            RetryConfig::default()
+                .with_initial_backoff(Duration::from_millis(10))
+                .with_max_backoff(Duration::from_millis(50)),
+        )
+    }
+
+    pub fn client(&self) -> RepositoryClient {
+        self.builder().build().expect("build the provider's client")
+    }
+
+    pub fn fixtures(&self) -> &'static Fixtures {
+        self.registry.fixtures()
+    }
+
+    /// The reference of an image fixture under this environment's registry name.
+    pub fn image(&self, fixture: &ImageFixture) -> ImageReference {
+        parse(&fixture.reference(&self.target.registry_name))
+    }
+
+    pub fn index(&self, fixture: &IndexFixture) -> ImageReference {
+        parse(&fixture.reference(&self.target.registry_name))
+    }
+
+    /// `registry/repository:tag` under this environment's registry name.
+    pub fn reference(&self, repository_and_tag: &str) -> ImageReference {
+        parse(&format!("{}/{repository_and_tag}", self.target.registry_name))
+    }
+}
+
+fn parse(reference: &str) -> ImageReference {
+    reference
+        .parse()
+        .unwrap_or_else(|e| panic!("fixture reference {reference}: {e}"))
+}
+
+/// Expands to one `#[tokio::test]` per conformance case and auth mode.
+///
+/// ```ignore
+/// fn builder(target: &conformance::suite::Target) -> RepositoryClientBuilder { … }
+/// conformance::conformance_tests!(registry = None, builder = builder);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    (registry = $registry:expr, builder = $make:expr) => {
+        $crate::__conformance_mode!(none, None, $registry, $make; __all_modes_cases);
+        $crate::__conformance_mode!(basic, Basic, $registry, $make; __all_modes_cases, __credential_cases);
+        $crate::__conformance_mode!(token, Token, $registry, $make;
+            __all_modes_cases, __credential_cases, __token_cases);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_mode {
+    ($module:ident, $mode:ident, $registry:expr, $make:expr; $($group:ident),+) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $crate::$group!($mode, $registry, $make); )+
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_expand {
+    ($mode:ident, $registry:expr, $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let env = $crate::suite::SuiteEnv::start(
+                    $crate::harness::AuthMode::$mode,
+                    $registry,
+                    $make,
+                )
+                .await;
+                $crate::suite::$case(&env.client(), &env).await;
+            }
+        )*
+    };
+}
