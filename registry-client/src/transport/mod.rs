@@ -256,6 +256,14 @@ impl Transport {
                     });
                 }
             };
+            tracing::debug!(
+                method = %request.method,
+                host = %host,
+                path = url.path(),
+                status = response.status().as_u16(),
+                version = ?response.version(),
+                "response"
+            );
             if response.status().is_server_error() {
                 self.breakers.record_failure(&host);
             } else {
