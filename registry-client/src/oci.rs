@@ -18,6 +18,10 @@ pub const ID: &str = "oci";
 /// Builder option naming a docker `config.json` to read instead of the user's.
 pub const DOCKER_CONFIG_OPTION: &str = "docker_config";
 
+/// Builder option naming a directory to look up `docker-credential-*` helpers
+/// (for `credsStore` and `credHelpers`) in, instead of on `PATH`.
+pub const CREDENTIAL_HELPER_DIR_OPTION: &str = "credential_helper_dir";
+
 const HOSTS: &[&str] = &["* (any OCI registry: docker.io, ghcr.io, quay.io, self-hosted)"];
 
 static RECORD: ProviderRecord = ProviderRecord {
@@ -37,6 +41,9 @@ pub fn register() -> Result<()> {
 
 /// Explicit credentials, else the user's docker `config.json` (with its
 /// credential helpers), else anonymous.
+///
+/// Options: [`DOCKER_CONFIG_OPTION`] (which `config.json`) and
+/// [`CREDENTIAL_HELPER_DIR_OPTION`] (where its helpers are).
 #[derive(Debug)]
 pub struct OciRegistry {
     credentials: Option<Credentials>,
@@ -51,6 +58,16 @@ impl OciRegistry {
             (Some(_), _) => DockerConfig::default(),
             (None, Some(path)) => DockerConfig::from_path(Path::new(path))?,
             (None, None) => DockerConfig::load()?,
+        };
+        let docker_config = match config.option(CREDENTIAL_HELPER_DIR_OPTION) {
+            // An empty dir would make the helper's path bare, and so looked up on PATH.
+            Some("") => {
+                return Err(Error::InvalidConfig(format!(
+                    "option {CREDENTIAL_HELPER_DIR_OPTION:?} is empty"
+                )));
+            }
+            Some(dir) => docker_config.with_helper_search_path(dir),
+            None => docker_config,
         };
         Ok(Arc::new(OciRegistry {
             credentials: config.credentials.clone(),

@@ -1,4 +1,6 @@
-//! A real CNCF Distribution registry (`docker-registry serve`) on a free loopback port.
+//! A real CNCF Distribution registry (`docker-registry serve`) on a free loopback port, over
+//! plain HTTP ([`TestRegistry::start`]) or HTTPS with a fresh self-signed certificate
+//! ([`TestRegistry::start_tls`]).
 
 use super::fixtures::{Fixtures, Pusher, fixtures};
 use super::token_server::TokenServer;
@@ -30,6 +32,8 @@ pub struct TestRegistry {
     child: Child,
     port: u16,
     auth: AuthMode,
+    /// PEM of the self-signed certificate the registry serves, for HTTPS registries.
+    tls_cert_pem: Option<String>,
     /// Holds config.yml, htpasswd, cert, the log and (usually) the storage.
     dir: tempfile::TempDir,
     storage: PathBuf,
@@ -51,17 +55,54 @@ impl TestRegistry {
         let storage = dir.path().join("storage");
         // A private copy per registry: a test that pushes or deletes must not affect others.
         super::copy_dir(seed, &storage).expect("copy seeded storage");
-        Self::launch(auth, dir, storage).await
+        Self::launch(auth, dir, storage, Transport::Http).await
     }
 
     /// Starts a registry with empty storage.
     pub async fn start_empty(auth: AuthMode) -> TestRegistry {
         let dir = super::scratch_dir("registry");
         let storage = dir.path().join("storage");
-        Self::launch(auth, dir, storage).await
+        Self::launch(auth, dir, storage, Transport::Http).await
     }
 
-    async fn launch(auth: AuthMode, dir: tempfile::TempDir, storage: PathBuf) -> TestRegistry {
+    /// Like [`start`](Self::start), but serving HTTPS (`http.tls`) with a certificate made
+    /// for this registry alone: self-signed, ECDSA P-256, valid for `127.0.0.1` and
+    /// `localhost` ([`tls_cert_pem`](Self::tls_cert_pem)). [`url`](Self::url) is then
+    /// `https://127.0.0.1:PORT`. Go's net/http offers HTTP/2 (ALPN `h2`) and HTTP/1.1 on it.
+    ///
+    /// A token registry's realm stays plain HTTP on loopback.
+    pub async fn start_tls(auth: AuthMode) -> TestRegistry {
+        let seed = tokio::task::spawn_blocking(seed_storage)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let dir = super::scratch_dir("registry");
+        let storage = dir.path().join("storage");
+        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        Self::launch(auth, dir, storage, Transport::Https).await
+    }
+
+    /// Like [`start_empty`](Self::start_empty), but serving HTTPS as [`start_tls`](Self::start_tls) does.
+    pub async fn start_empty_tls(auth: AuthMode) -> TestRegistry {
+        let dir = super::scratch_dir("registry");
+        let storage = dir.path().join("storage");
+        Self::launch(auth, dir, storage, Transport::Https).await
+    }
+
+    async fn launch(
+        auth: AuthMode,
+        dir: tempfile::TempDir,
+        storage: PathBuf,
+        transport: Transport,
+    ) -> TestRegistry {
+        let tls = (transport == Transport::Https).then(|| write_tls_files(dir.path()));
+        let tls_yaml = tls.as_ref().map_or_else(String::new, |tls| {
+            format!(
+                "  tls:\n    certificate: '{}'\n    key: '{}'\n",
+                tls.cert_path.display(),
+                tls.key_path.display()
+            )
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let user_password = super::random_string(20);
         let admin_password = super::random_string(20);
         let token_server =
@@ -102,15 +143,16 @@ impl TestRegistry {
         for attempt in 1.. {
             let port = super::free_port();
             let instance = super::random_string(12);
-            let yaml = config_yaml(&storage, port, &instance, &auth_yaml);
+            let yaml = config_yaml(&storage, port, &instance, &tls_yaml, &auth_yaml);
             std::fs::write(&config, yaml).expect("write config");
             let mut child = spawn_registry(&config, &log);
-            match wait_ready(&mut child, port, &instance, &log).await {
+            match wait_ready(&mut child, scheme, port, &instance, &log).await {
                 Ok(()) => {
                     return TestRegistry {
                         child,
                         port,
                         auth,
+                        tls_cert_pem: tls.map(|tls| tls.cert_pem),
                         dir,
                         storage,
                         user_password,
@@ -119,15 +161,28 @@ impl TestRegistry {
                     };
                 }
                 Err(output) if output.contains("address already in use") && attempt < 5 => {}
-                Err(output) => panic!("docker-registry did not start on 127.0.0.1:{port}: {output}"),
+                Err(output) => {
+                    panic!("docker-registry did not start on {scheme}://127.0.0.1:{port}: {output}")
+                }
             }
         }
         unreachable!("the retry loop returns or panics")
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` for a TLS registry.
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
+    }
+
+    /// Whether the registry serves HTTPS ([`start_tls`](Self::start_tls)).
+    pub fn is_tls(&self) -> bool {
+        self.tls_cert_pem.is_some()
+    }
+
+    /// PEM of the self-signed certificate a TLS registry serves (`None` for plain HTTP).
+    pub fn tls_cert_pem(&self) -> Option<&str> {
+        self.tls_cert_pem.as_deref()
     }
 
     /// `127.0.0.1:PORT`, the registry part of image references.
@@ -202,20 +257,65 @@ impl std::fmt::Debug for TestRegistry {
         f.debug_struct("TestRegistry")
             .field("url", &self.url())
             .field("auth", &self.auth)
+            .field("tls", &self.is_tls())
             .field("storage", &self.storage)
             .finish_non_exhaustive()
     }
 }
 
+/// Plain HTTP or HTTPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Http,
+    Https,
+}
+
+/// The certificate and key files of a TLS registry.
+struct TlsFiles {
+    cert_pem: String,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+/// Generates a self-signed certificate for `127.0.0.1`, `::1` and `localhost` and writes
+/// `tls-cert.pem` and `tls-key.pem` (PKCS#8) into `dir`.
+fn write_tls_files(dir: &Path) -> TlsFiles {
+    let key = rcgen::KeyPair::generate().expect("generate TLS key");
+    let names = ["127.0.0.1", "::1", "localhost"].map(String::from).to_vec();
+    let mut params = rcgen::CertificateParams::new(names).expect("certificate params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mcreg test registry");
+    let cert = params.self_signed(&key).expect("self-sign certificate");
+    let files = TlsFiles {
+        cert_pem: cert.pem(),
+        cert_path: dir.join("tls-cert.pem"),
+        key_path: dir.join("tls-key.pem"),
+    };
+    std::fs::write(&files.cert_path, &files.cert_pem).expect("write TLS certificate");
+    std::fs::write(&files.key_path, key.serialize_pem()).expect("write TLS key");
+    files
+}
+
 /// Polls `GET /v2/` until an answer carries our `X-Mcreg-Instance` header (any status: auth
 /// modes answer 401). The header proves it is this child answering, not whoever else grabbed
 /// the port first. On failure the child is killed and the error carries its log.
-async fn wait_ready(child: &mut Child, port: u16, instance: &str, log: &Path) -> Result<(), String> {
+///
+/// Over HTTPS the certificate is not verified: it is the registry's own self-signed one, and
+/// the instance header already identifies the process.
+async fn wait_ready(
+    child: &mut Child,
+    scheme: &str,
+    port: u16,
+    instance: &str,
+    log: &Path,
+) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
+        .tls_danger_accept_invalid_certs(scheme == "https")
         .build()
         .expect("client");
-    let url = format!("http://127.0.0.1:{port}/v2/");
+    let url = format!("{scheme}://127.0.0.1:{port}/v2/");
     let deadline = Instant::now() + READY_TIMEOUT;
     let log = || std::fs::read_to_string(log).unwrap_or_default();
     loop {
@@ -236,7 +336,8 @@ async fn wait_ready(child: &mut Child, port: u16, instance: &str, log: &Path) ->
     }
 }
 
-fn config_yaml(storage: &Path, port: u16, instance: &str, auth_yaml: &str) -> String {
+/// `tls_yaml` is empty or the indented `tls:` block of the `http:` section.
+fn config_yaml(storage: &Path, port: u16, instance: &str, tls_yaml: &str, auth_yaml: &str) -> String {
     // Access logs off and level warn keep test output quiet; a fixed http.secret silences
     // the "generated random secret" warning; upload purging would only add a background scan.
     format!(
@@ -258,7 +359,7 @@ http:
   secret: mcreg-conformance-not-a-secret
   headers:
     {INSTANCE_HEADER}: ['{instance}']
-{auth_yaml}",
+{tls_yaml}{auth_yaml}",
         storage.display()
     )
 }
@@ -332,7 +433,7 @@ fn seed_storage() -> &'static Path {
                 .expect("seed runtime");
             rt.block_on(async move {
                 let dir = super::scratch_dir("seeding");
-                let registry = TestRegistry::launch(AuthMode::None, dir, build).await;
+                let registry = TestRegistry::launch(AuthMode::None, dir, build, Transport::Http).await;
                 Pusher::new(&registry.url()).all(fixtures()).await;
             });
         })

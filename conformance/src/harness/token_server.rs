@@ -1,6 +1,16 @@
 //! An in-process Docker token server (`GET /token?service=S&scope=…`) for registries in
 //! [`AuthMode::Token`](super::AuthMode::Token).
 //!
+//! It also speaks distribution's OAuth2 flavour (`POST /token`, form-encoded): `grant_type=password`
+//! (`username`, `password`; with `access_type=offline` the answer carries a new `refresh_token`)
+//! and `grant_type=refresh_token` (`refresh_token`). Both need `service` and `client_id`, take an
+//! optional space-separated `scope`, and answer `{"access_token", "expires_in", "issued_at",
+//! "refresh_token"?, "scope"}` (`scope`: what was granted). Refresh tokens are random strings bound
+//! to a user and kept in memory; [`TokenServer::issue_refresh_token`] makes one for a test (what
+//! docker stores as `identitytoken`). A wrong password or an unknown refresh token is a 401 with a
+//! distribution-style JSON error; a missing field, an unknown `grant_type`/`access_type` or a body
+//! that is not a form is a 400.
+//!
 //! Tokens are ES256 JWTs whose header carries `x5c` = [the DER of a self-signed P-256
 //! certificate]; the registry trusts that certificate through its `rootcertbundle`
 //! ([`TokenServer::cert_pem`]).
@@ -14,6 +24,7 @@
 //! [`set_clock_skew`](TokenServer::set_clock_skew) with more than lifetime + 60 s.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,16 +46,23 @@ pub const SERVICE: &str = "mcreg-test-registry";
 /// The JWT `iss` the registry is configured to accept.
 pub const ISSUER: &str = "mcreg-test-token-server";
 
-/// One request the token server answered, for assertions.
+/// One request the token server answered, for assertions. Never holds a password or token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRequest {
-    /// The `service` query parameter.
+    /// The `grant_type` of an OAuth2 `POST` (`password`, `refresh_token`, or whatever the client
+    /// sent); `None` for the classic `GET`.
+    pub grant_type: Option<String>,
+    /// The `client_id` of an OAuth2 `POST`; `None` for `GET`.
+    pub client_id: Option<String>,
+    /// The `service` parameter.
     pub service: Option<String>,
-    /// Every `scope` query parameter, in order.
+    /// Every scope asked for, in order (several `scope` parameters, or space-separated ones).
     pub scopes: Vec<String>,
-    /// The Basic-auth user name, if any (also set when the password was wrong).
+    /// `GET`: the Basic-auth user name. `POST`: the form's `username` (password grant) or the
+    /// user a known refresh token is bound to (refresh grant). Also set when the password was
+    /// wrong.
     pub username: Option<String>,
-    /// The `account` query parameter.
+    /// The `account` query parameter (`GET` only).
     pub account: Option<String>,
     /// HTTP status of the answer: 200 when a token was issued.
     pub status: u16,
@@ -86,7 +104,40 @@ struct Inner {
     lifetime_ms: AtomicU64,
     skew_ms: AtomicU64,
     allow_anonymous: AtomicBool,
+    /// refresh token -> user
+    refresh_tokens: Mutex<HashMap<String, String>>,
     log: Mutex<Vec<TokenRequest>>,
+}
+
+impl Inner {
+    /// `Some(admin)` when `user` exists and `password` is theirs.
+    fn authenticate(&self, user: &str, password: &str) -> Option<bool> {
+        match self.users.get(user) {
+            Some((expected, admin)) if expected == password => Some(*admin),
+            _ => None,
+        }
+    }
+
+    fn record(&self, request: TokenRequest) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+    }
+
+    fn new_refresh_token(&self, user: &str) -> String {
+        let token = super::random_string(32);
+        self.refresh_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.clone(), user.to_owned());
+        token
+    }
+
+    fn refresh_token_user(&self, token: &str) -> Option<String> {
+        self.refresh_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
 }
 
 impl TokenServer {
@@ -112,6 +163,7 @@ impl TokenServer {
             lifetime_ms: AtomicU64::new(300_000),
             skew_ms: AtomicU64::new(0),
             allow_anonymous: AtomicBool::new(false),
+            refresh_tokens: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
         });
 
@@ -120,7 +172,7 @@ impl TokenServer {
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let app = Router::new()
-            .route("/token", get(issue_token))
+            .route("/token", get(issue_token).post(oauth_token))
             .with_state(state.clone());
         // Own thread + runtime: the server must keep answering while a test's current-thread
         // runtime is blocked (e.g. running skopeo synchronously).
@@ -201,6 +253,17 @@ impl TokenServer {
         self.state.allow_anonymous.store(allow, Ordering::SeqCst);
     }
 
+    /// A new OAuth2 refresh token bound to `user` (docker's `identitytoken`), as if `user` had
+    /// logged in with `grant_type=password&access_type=offline`. Not logged as a request.
+    /// Panics if `user` is not one of the server's users.
+    pub fn issue_refresh_token(&self, user: &str) -> String {
+        assert!(
+            self.state.users.contains_key(user),
+            "the token server has no user {user:?}"
+        );
+        self.state.new_refresh_token(user)
+    }
+
     /// Number of tokens issued (successful answers) since start or the last [`reset`](Self::reset).
     pub fn issued_count(&self) -> usize {
         self.log().iter().filter(|r| r.issued()).count()
@@ -268,6 +331,8 @@ async fn issue_token(
     headers: HeaderMap,
 ) -> Response {
     let mut request = TokenRequest {
+        grant_type: None,
+        client_id: None,
         service: None,
         scopes: Vec::new(),
         username: None,
@@ -290,21 +355,38 @@ async fn issue_token(
     let credentials = basic_credentials(&headers);
     request.username = credentials.as_ref().map(|(u, _)| u.clone());
     let admin = match &credentials {
-        Some((user, password)) => match state.users.get(user) {
-            Some((expected, admin)) if expected == password => Some(*admin),
-            _ => None,
-        },
+        Some((user, password)) => state.authenticate(user, password),
         None if state.allow_anonymous.load(Ordering::SeqCst) => Some(false),
         None => None,
     };
     let Some(admin) = admin else {
-        state.log.lock().unwrap().push(request);
+        state.record(request);
         return unauthorized();
     };
     if credentials.is_some() {
         request.granted = request.scopes.iter().filter_map(|s| grant(s, admin)).collect();
     }
 
+    let signed = sign(&state, &request);
+    request.status = 200;
+    state.record(request);
+    axum::Json(json!({
+        "token": signed.token,
+        "access_token": signed.token,
+        "expires_in": signed.expires_in,
+        "issued_at": signed.issued_at,
+    }))
+    .into_response()
+}
+
+/// A signed JWT for `request` (subject: its user; audience: its service; access: its grants).
+struct Signed {
+    token: String,
+    expires_in: u64,
+    issued_at: String,
+}
+
+fn sign(state: &Inner, request: &TokenRequest) -> Signed {
     let lifetime_ms = state.lifetime_ms.load(Ordering::SeqCst);
     let lifetime_s = lifetime_ms.div_ceil(1000);
     let now = SystemTime::now();
@@ -328,15 +410,175 @@ async fn issue_token(
     let issued_at = time::OffsetDateTime::from(now)
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format RFC 3339");
+    Signed {
+        token,
+        expires_in: lifetime_s,
+        issued_at,
+    }
+}
+
+/// `POST /token`: distribution's OAuth2 token endpoint (password and refresh-token grants).
+async fn oauth_token(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut request = TokenRequest {
+        grant_type: None,
+        client_id: None,
+        service: None,
+        scopes: Vec::new(),
+        username: None,
+        account: None,
+        status: 400,
+        granted: Vec::new(),
+    };
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form_type {
+        state.record(request);
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED_VALUE",
+            "unsupported value",
+            "the body must be application/x-www-form-urlencoded",
+        );
+    }
+    let mut password = None;
+    let mut refresh_token = None;
+    let mut access_type = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match &*k {
+            "grant_type" => request.grant_type = Some(v.into_owned()),
+            "client_id" => request.client_id = Some(v.into_owned()),
+            "service" => request.service = Some(v.into_owned()),
+            "scope" => request
+                .scopes
+                .extend(v.split(' ').filter(|s| !s.is_empty()).map(String::from)),
+            "username" => request.username = Some(v.into_owned()),
+            "password" => password = Some(v.into_owned()),
+            "refresh_token" => refresh_token = Some(v.into_owned()),
+            "access_type" => access_type = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+
+    let missing = |field: &str| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "MISSING_REQUIRED_FIELD",
+            "missing required field",
+            &format!("missing {field}"),
+        )
+    };
+    let unsupported = |detail: &str| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED_VALUE",
+            "unsupported value",
+            detail,
+        )
+    };
+    let empty = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    let check = if empty(&request.grant_type) {
+        Err(missing("grant_type"))
+    } else if empty(&request.service) {
+        Err(missing("service"))
+    } else if empty(&request.client_id) {
+        Err(missing("client_id"))
+    } else {
+        match access_type.as_deref() {
+            None | Some("" | "online") => Ok(false),
+            Some("offline") => Ok(true),
+            Some(_) => Err(unsupported("unknown access_type")),
+        }
+    };
+    let offline = match check {
+        Ok(offline) => offline,
+        Err(response) => {
+            state.record(request);
+            return response;
+        }
+    };
+
+    let mut refresh = None;
+    let admin = match request.grant_type.as_deref() {
+        Some("password") => {
+            let (Some(user), Some(password)) = (request.username.as_deref(), password.as_deref()) else {
+                let field = if request.username.is_none() {
+                    "username"
+                } else {
+                    "password"
+                };
+                state.record(request);
+                return missing(field);
+            };
+            state.authenticate(user, password)
+        }
+        Some("refresh_token") => {
+            let Some(token) = refresh_token.filter(|t| !t.is_empty()) else {
+                state.record(request);
+                return missing("refresh_token");
+            };
+            request.username = state.refresh_token_user(&token);
+            let admin = request
+                .username
+                .as_deref()
+                .and_then(|u| state.users.get(u))
+                .map(|(_, a)| *a);
+            refresh = Some(token);
+            admin
+        }
+        _ => {
+            state.record(request);
+            return unsupported("unknown grant_type");
+        }
+    };
+    let Some(admin) = admin else {
+        request.status = 401;
+        let detail = if request.grant_type.as_deref() == Some("password") {
+            "invalid credentials"
+        } else {
+            "invalid refresh token"
+        };
+        state.record(request);
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+            detail,
+        );
+    };
+    if offline {
+        let user = request.username.as_deref().expect("an authenticated user");
+        refresh = Some(state.new_refresh_token(user));
+    }
+    request.granted = request.scopes.iter().filter_map(|s| grant(s, admin)).collect();
+
+    let signed = sign(&state, &request);
+    let scope = request
+        .granted
+        .iter()
+        .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
     request.status = 200;
-    state.log.lock().unwrap().push(request);
-    axum::Json(json!({
-        "token": token,
-        "access_token": token,
-        "expires_in": lifetime_s,
-        "issued_at": issued_at,
-    }))
-    .into_response()
+    state.record(request);
+    let mut answer = json!({
+        "access_token": signed.token,
+        "expires_in": signed.expires_in,
+        "issued_at": signed.issued_at,
+        "scope": scope,
+    });
+    if let Some(refresh) = refresh {
+        answer["refresh_token"] = refresh.into();
+    }
+    axum::Json(answer).into_response()
+}
+
+/// A distribution-style error body: `{"errors":[{"code","message","detail"}]}`.
+fn oauth_error(status: StatusCode, code: &str, message: &str, detail: &str) -> Response {
+    let body = json!({"errors": [{"code": code, "message": message, "detail": detail}]});
+    (status, axum::Json(body)).into_response()
 }
 
 /// What `scope` (`type:name:actions`) grants: pull for users, everything for the admin;
