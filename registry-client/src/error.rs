@@ -69,6 +69,14 @@ pub enum Error {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
 
+    /// A blob's length differs from its descriptor's size.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+
     /// The registry answered something we cannot make sense of.
     #[error("invalid response from {host}: {message}")]
     InvalidResponse { host: String, message: String },
@@ -217,7 +225,7 @@ impl Error {
 
     /// Content failed verification (digest or size).
     pub fn is_integrity(&self) -> bool {
-        matches!(self, Error::DigestMismatch { .. })
+        matches!(self, Error::DigestMismatch { .. } | Error::SizeMismatch { .. })
     }
 
     /// Wraps a provider's own error, tagged with the provider id.

@@ -6,8 +6,11 @@ mod client;
 pub mod digest;
 pub mod driver;
 pub mod error;
+pub mod layer_cache;
 pub mod oci;
+pub mod output;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 mod transport;
 

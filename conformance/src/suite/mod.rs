@@ -7,10 +7,12 @@
 
 mod auth;
 mod metadata;
+mod pull;
 mod resilience;
 
 pub use auth::*;
 pub use metadata::*;
+pub use pull::*;
 pub use resilience::*;
 
 use std::time::Duration;
@@ -150,5 +152,78 @@ macro_rules! __conformance_expand {
                 $crate::suite::$case(&env.client(), &env).await;
             }
         )*
+    };
+}
+
+/// Cases every auth mode runs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __all_modes_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        ping,
+        head_manifest_oci,
+        head_manifest_docker,
+        get_manifest_oci,
+        get_manifest_docker,
+        get_manifest_many_layers,
+        get_manifest_nested_name,
+        get_manifest_by_digest,
+        get_index_oci,
+        get_manifest_list_docker,
+        platform_selection,
+        no_matching_platform,
+        get_config,
+        manifest_not_found,
+        list_tags,
+        catalog_paginated,
+        response_cache,
+        retries_server_errors,
+        honours_retry_after,
+        rate_limit_reported,
+        no_retry_on_client_errors,
+        resumes_after_reset,
+        detects_corruption,
+        rejects_garbage,
+        redirect_drops_authorization,
+        times_out,
+        circuit_breaker,
+        pull_docker_archive,
+        pull_by_digest,
+        pull_each_platform,
+        pull_many_layers_rootfs,
+        pull_rootfs_keeps_types,
+        pull_oci_layout,
+        pull_not_found,
+        pull_corrupted_layer,
+        pull_resumes_with_range,
+        pull_through_rate_limits,
+        pull_redirected_blobs,
+        pull_with_layer_cache,
+        pull_progress_events,
+        pull_cancelled_leaves_nothing);
+    };
+}
+
+/// Cases for modes with credentials.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __credential_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        wrong_credentials,
+        secrets_never_shown);
+    };
+}
+
+/// Cases for token auth.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __token_cases {
+    ($mode:ident, $registry:expr, $make:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make;
+        token_cache_honours_expiry,
+        token_refreshed_once_on_401,
+        tokens_per_scope);
     };
 }

@@ -30,6 +30,7 @@ impl RepositoryClient {
             headers: HeaderMap::new(),
             scope: None,
             not_found: Some((Resource::Registry, registry.to_owned(), String::new())),
+            on_retry: None,
         };
         self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
         Ok(())
@@ -54,6 +55,7 @@ impl RepositoryClient {
                 repository.repository().to_owned(),
                 String::new(),
             )),
+            on_retry: None,
         };
         self.paginate(key, request, |bytes| {
             serde_json::from_slice::<Page>(bytes).map(|p| p.tags.unwrap_or_default())
@@ -76,6 +78,7 @@ impl RepositoryClient {
             headers: HeaderMap::new(),
             scope: Some("registry:catalog:*".to_owned()),
             not_found: Some((Resource::Registry, registry.to_owned(), "_catalog".to_owned())),
+            on_retry: None,
         };
         self.paginate(key, request, |bytes| {
             serde_json::from_slice::<Page>(bytes).map(|p| p.repositories.unwrap_or_default())

@@ -259,7 +259,15 @@ impl RepositoryClient {
         let ManifestKind::Image(image) = &manifest.kind else {
             unreachable!("get_image_manifest returns image manifests");
         };
-        let descriptor = image.config();
+        self.get_image_config(reference, image.config()).await
+    }
+
+    /// An image config by its descriptor, verified against digest and size.
+    pub(crate) async fn get_image_config(
+        &self,
+        reference: &ImageReference,
+        descriptor: &oci_spec::image::Descriptor,
+    ) -> Result<ImageConfig> {
         let digest = descriptor.digest().to_string();
         let bytes = self
             .get_small_blob(reference, &digest, descriptor.size(), MAX_CONFIG_SIZE)
@@ -289,6 +297,9 @@ impl RepositoryClient {
         if let Some(hit) = self.cache().content(&key).await {
             return Ok(hit.bytes);
         }
+        if let Some(bytes) = self.small_blob_from_layer_cache(digest, size)? {
+            return Ok(bytes);
+        }
         if size > limit as u64 {
             return Err(Error::invalid_response(
                 reference.registry(),
@@ -307,6 +318,7 @@ impl RepositoryClient {
                 reference.repository().to_owned(),
                 digest.to_owned(),
             )),
+            on_retry: None,
         };
         let (_, bytes) = self.transport().send_and_read(&request, limit).await?;
         digest::verify(digest, &bytes)?;
@@ -319,6 +331,9 @@ impl RepositoryClient {
                 ),
             ));
         }
+        if let Some(cache) = self.layer_cache() {
+            cache.put(digest, &bytes)?;
+        }
         self.cache()
             .put_content(
                 key,
@@ -329,6 +344,18 @@ impl RepositoryClient {
             )
             .await;
         Ok(bytes)
+    }
+
+    /// A small blob from the layer cache, re-verified (it is small, so that is cheap).
+    fn small_blob_from_layer_cache(&self, digest: &str, size: u64) -> Result<Option<Bytes>> {
+        let Some(cache) = self.layer_cache() else {
+            return Ok(None);
+        };
+        let Some(path) = cache.get(digest, size)? else {
+            return Ok(None);
+        };
+        let bytes = Bytes::from(std::fs::read(path)?);
+        Ok(digest::verify(digest, &bytes).is_ok().then_some(bytes))
     }
 
     fn manifest_request(
@@ -350,6 +377,7 @@ impl RepositoryClient {
                 reference.repository().to_owned(),
                 tag_or_digest.to_owned(),
             )),
+            on_retry: None,
         })
     }
 

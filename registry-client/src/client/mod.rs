@@ -5,6 +5,7 @@ mod manifest;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +15,14 @@ use crate::auth::Credentials;
 use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
 use crate::driver::{self, AbstractRegistry, ProviderConfig};
 use crate::error::{Error, Result};
+use crate::layer_cache::LayerCache;
 use crate::platform::Platform;
 use crate::reference::ImageReference;
 use crate::transport::circuit::CircuitBreakerConfig;
 use crate::transport::retry::RetryConfig;
 use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
 
+pub(crate) use manifest::pull_scope;
 pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, media_types};
 
 /// Default time allowed to establish a connection.
@@ -42,6 +45,7 @@ struct Inner {
     endpoint: Option<Url>,
     platform: Platform,
     page_size: Option<u32>,
+    layer_cache: Option<LayerCache>,
 }
 
 impl fmt::Debug for RepositoryClient {
@@ -50,6 +54,10 @@ impl fmt::Debug for RepositoryClient {
             .field("provider", &self.inner.provider)
             .field("endpoint", &self.inner.endpoint.as_ref().map(Url::as_str))
             .field("platform", &self.inner.platform.to_string())
+            .field(
+                "layer_cache",
+                &self.inner.layer_cache.as_ref().map(LayerCache::root),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +102,11 @@ impl RepositoryClient {
         Ok(url)
     }
 
+    /// The layer cache blobs are kept in, if one was configured.
+    pub fn layer_cache(&self) -> Option<&LayerCache> {
+        self.inner.layer_cache.as_ref()
+    }
+
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
     }
@@ -118,6 +131,7 @@ pub struct RepositoryClientBuilder {
     cache_ttl: Option<Duration>,
     cache_capacity: u64,
     page_size: Option<u32>,
+    layer_cache: Option<PathBuf>,
 }
 
 impl fmt::Debug for RepositoryClientBuilder {
@@ -149,6 +163,7 @@ impl RepositoryClientBuilder {
             cache_ttl: Some(DEFAULT_CACHE_TTL),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             page_size: None,
+            layer_cache: None,
         }
     }
 
@@ -249,6 +264,13 @@ impl RepositoryClientBuilder {
         self
     }
 
+    /// Keeps pulled blobs in a content-addressed directory and takes them
+    /// from there on later pulls (several processes may share it).
+    pub fn layer_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.layer_cache = Some(dir.into());
+        self
+    }
+
     pub fn build(self) -> Result<RepositoryClient> {
         let id = match &self.provider {
             ProviderChoice::Id(id) => id.clone(),
@@ -274,6 +296,7 @@ impl RepositoryClientBuilder {
                 endpoint,
                 platform,
                 page_size: self.page_size,
+                layer_cache: self.layer_cache.map(LayerCache::open).transpose()?,
             }),
         })
     }

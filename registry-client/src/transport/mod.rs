@@ -52,6 +52,20 @@ pub(crate) struct RegistryRequest {
     pub scope: Option<String>,
     /// What a 404 means, for the error.
     pub not_found: Option<(Resource, String, String)>,
+    /// Told about each retry before its wait (progress reporting).
+    pub on_retry: Option<RetryObserver>,
+}
+
+/// Called with the retry number and the error being retried.
+pub(crate) type RetryFn = dyn Fn(u32, &Error) + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) struct RetryObserver(pub Arc<RetryFn>);
+
+impl std::fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryObserver")
+    }
 }
 
 /// Why an attempt failed, and whether to try again.
@@ -106,6 +120,10 @@ impl Transport {
             auth: Authenticator::new(provider),
             config,
         })
+    }
+
+    pub(crate) fn retry_config(&self) -> &RetryConfig {
+        &self.config.retry
     }
 
     /// Whether `url` may be used: HTTPS always, plain HTTP only for loopback
@@ -164,7 +182,7 @@ impl Transport {
         Fut: Future<Output = Result<T, Failure>>,
     {
         self.check_scheme(&request.url)?;
-        self.retrying(&request.url, || async {
+        self.retrying(&request.url, request.on_retry.as_ref(), || async {
             let response = self.authenticated(request).await?;
             then(response).await
         })
@@ -172,7 +190,7 @@ impl Transport {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or retries run out.
-    async fn retrying<T, F, Fut>(&self, url: &Url, attempt: F) -> Result<T>
+    async fn retrying<T, F, Fut>(&self, url: &Url, observer: Option<&RetryObserver>, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -189,6 +207,9 @@ impl Transport {
                 Err(Failure::Transient { error, wait }) => {
                     let wait = wait.map_or_else(|| retry.backoff(retries), |w| retry.server_wait(w));
                     retries += 1;
+                    if let Some(observer) = observer {
+                        (observer.0)(retries, &error);
+                    }
                     tracing::info!(
                         host = %host_port(url),
                         path = url.path(),

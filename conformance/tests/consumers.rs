@@ -1,0 +1,258 @@
+//! Our outputs, checked by the real tools people load them with:
+//! `podman load`, `skopeo inspect`, `umoci unpack`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use conformance::harness::{AuthMode, ImageFixture};
+use conformance::suite::{SuiteEnv, Target, tar_entries};
+use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::pull::PullOptions;
+use registry_client::{RepositoryClient, RepositoryClientBuilder};
+use serde_json::Value;
+
+fn builder(_: &Target) -> RepositoryClientBuilder {
+    RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+}
+
+/// Runs a tool, panicking with its output (or a hint to install it) on failure.
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!("{program} could not run ({e}): run scripts/install-test-tools.sh to install it")
+    });
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn hex(digest: &str) -> &str {
+    digest.split_once(':').map_or(digest, |(_, h)| h)
+}
+
+async fn pulled_archive(env: &SuiteEnv, fixture: &ImageFixture, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.tar", hex(&fixture.digest)));
+    env.client()
+        .pull(&env.image(fixture))
+        .await
+        .expect("resolve")
+        .write_docker_archive(&path, &PullOptions::default())
+        .await
+        .expect("pull");
+    path
+}
+
+#[tokio::test]
+async fn podman_loads_the_docker_archive() {
+    let env = SuiteEnv::start(AuthMode::None, None, builder).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, runroot) = (dir.path().join("root"), dir.path().join("runroot"));
+    let storage = [
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--runroot",
+        runroot.to_str().expect("utf-8"),
+        "--storage-driver",
+        "vfs",
+    ];
+    for fixture in [
+        &env.fixtures().single_oci,
+        &env.fixtures().single_docker,
+        &env.fixtures().many_layers,
+    ] {
+        let archive = pulled_archive(&env, fixture, dir.path()).await;
+        let mut load = storage.to_vec();
+        load.extend(["load", "-i", archive.to_str().expect("utf-8")]);
+        let loaded = run("podman", &load);
+        let tag = env.image(fixture).to_string();
+        assert!(loaded.contains(&tag), "podman load said: {loaded}");
+
+        let mut images = storage.to_vec();
+        images.extend(["images", "--format", "json"]);
+        let images: Value = serde_json::from_str(&run("podman", &images)).expect("podman images JSON");
+        let ours = images
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|i| {
+                i["Names"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|n| n == tag.as_str()))
+            })
+            .unwrap_or_else(|| panic!("{tag} not in {images}"));
+        assert_eq!(
+            ours["Id"],
+            hex(&fixture.config_digest),
+            "image id is the config digest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn skopeo_reads_the_docker_archive() {
+    let env = SuiteEnv::start(AuthMode::None, None, builder).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = &env.fixtures().many_layers;
+    let archive = pulled_archive(&env, fixture, dir.path()).await;
+    let source = format!("docker-archive:{}", archive.display());
+    let inspected: Value = serde_json::from_str(&run("skopeo", &["inspect", &source])).expect("JSON");
+    assert_eq!(inspected["Architecture"], fixture.platform.architecture.as_str());
+    assert_eq!(
+        inspected["Layers"].as_array().map(Vec::len),
+        Some(fixture.layers.len())
+    );
+    let config: Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--config", "--raw", &source])).expect("JSON");
+    let diff_ids: Vec<&str> = fixture.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+}
+
+#[tokio::test]
+async fn skopeo_reads_the_oci_layout() {
+    let env = SuiteEnv::start(AuthMode::Token, None, |t| {
+        let (user, password) = t.credentials.clone().expect("token mode has a user");
+        builder(t).credentials(registry_client::Credentials::basic(user, password))
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    let client = env.client();
+    let single = &env.fixtures().single_oci;
+    client
+        .pull(&env.image(single))
+        .await
+        .expect("resolve")
+        .write_oci_layout(&layout, &PullOptions::default())
+        .await
+        .expect("pull");
+    let multi = &env.fixtures().multi_oci;
+    client
+        .pull_all_platforms(&env.index(multi))
+        .await
+        .expect("resolve")
+        .write_oci_layout(&layout, &PullOptions::default().ref_name("multi"))
+        .await
+        .expect("pull all");
+
+    let v1 = format!("oci:{}:v1", layout.display());
+    let inspected: Value = serde_json::from_str(&run("skopeo", &["inspect", &v1])).expect("JSON");
+    assert_eq!(inspected["Digest"], single.digest.as_str());
+    let layers: Vec<&str> = single.layers.iter().map(|l| l.digest.as_str()).collect();
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+    let raw = run(
+        "skopeo",
+        &["inspect", "--raw", &format!("oci:{}:multi", layout.display())],
+    );
+    assert_eq!(raw.as_bytes(), multi.manifest, "the index, byte for byte");
+    for child in &multi.children {
+        let platform = format!("--override-arch={}", child.platform.architecture);
+        let mut args = vec![platform.as_str()];
+        let variant = child
+            .platform
+            .variant
+            .as_ref()
+            .map(|v| format!("--override-variant={v}"));
+        args.extend(variant.as_deref());
+        let target = format!("oci:{}:multi", layout.display());
+        args.extend(["inspect", target.as_str()]);
+        let inspected: Value = serde_json::from_str(&run("skopeo", &args)).expect("JSON");
+        // skopeo names the index's digest and describes the chosen child.
+        assert_eq!(inspected["Digest"], multi.digest.as_str());
+        let layers: Vec<&str> = child.layers.iter().map(|l| l.digest.as_str()).collect();
+        assert_eq!(
+            inspected["Layers"],
+            serde_json::json!(layers),
+            "{:?}",
+            child.platform
+        );
+        assert_eq!(inspected["Architecture"], child.platform.architecture.as_str());
+    }
+}
+
+/// What a file tree holds: type, permission bits, and content or link target.
+type Tree = BTreeMap<String, (char, u32, Vec<u8>)>;
+
+fn tree_from_dir(root: &Path) -> Tree {
+    fn walk(root: &Path, dir: &Path, tree: &mut Tree) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            let name = path
+                .strip_prefix(root)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("link");
+                tree.insert(name, ('l', 0, target.to_string_lossy().as_bytes().to_vec()));
+            } else if meta.is_dir() {
+                tree.insert(name, ('d', mode, Vec::new()));
+                walk(root, &path, tree);
+            } else {
+                tree.insert(name, ('f', mode, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    let mut tree = Tree::new();
+    walk(root, root, &mut tree);
+    tree
+}
+
+fn tree_from_tar(bytes: &[u8]) -> Tree {
+    tar_entries(bytes)
+        .into_iter()
+        .map(|(path, (kind, mode, data))| {
+            let entry = match kind {
+                tar::EntryType::Directory => ('d', mode & 0o7777, Vec::new()),
+                tar::EntryType::Symlink => ('l', 0, data),
+                _ => ('f', mode & 0o7777, data),
+            };
+            (path, entry)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn umoci_unpack_matches_our_rootfs() {
+    let env = SuiteEnv::start(AuthMode::None, None, builder).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = env.client();
+    for fixture in [&env.fixtures().single_oci, &env.fixtures().many_layers] {
+        let name = hex(&fixture.digest);
+        let layout = dir.path().join(format!("layout-{name}"));
+        let rootfs = dir.path().join(format!("rootfs-{name}.tar"));
+        let image = client.pull(&env.image(fixture)).await.expect("resolve");
+        image
+            .write_oci_layout(&layout, &PullOptions::default())
+            .await
+            .expect("layout");
+        image
+            .write_rootfs(&rootfs, &PullOptions::default())
+            .await
+            .expect("rootfs");
+
+        let bundle = dir.path().join(format!("bundle-{name}"));
+        let image_arg = format!("{}:v1", layout.display());
+        run(
+            "umoci",
+            &[
+                "unpack",
+                "--rootless",
+                "--image",
+                &image_arg,
+                bundle.to_str().expect("utf-8"),
+            ],
+        );
+        let theirs = tree_from_dir(&bundle.join("rootfs"));
+        let ours = tree_from_tar(&std::fs::read(&rootfs).expect("rootfs"));
+        assert!(!ours.is_empty());
+        assert_eq!(ours, theirs, "{}", fixture.repository);
+    }
+}

@@ -1,0 +1,640 @@
+//! Pulling images: resolve the manifest for a platform, download the layers
+//! in parallel (verified, resumable, optionally cached), write an output.
+
+mod blob;
+mod progress;
+
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
+
+pub use progress::{Progress, ProgressEvent};
+
+use crate::client::{ImageConfig, Manifest, ManifestKind, RepositoryClient};
+use crate::error::{Error, Result};
+use crate::layer_cache::LayerCache;
+use crate::output::atomic::AtomicFile;
+use crate::output::docker_archive::{self, DockerArchiveLayout};
+use crate::output::oci_layout::OciLayoutWriter;
+use crate::output::{BlobInfo, Compression, rootfs};
+use crate::platform::Platform;
+use crate::reference::ImageReference;
+
+/// Layers downloaded at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Buffer between the network and a file, per download.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// How to pull: parallelism, the layer cache, progress.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    concurrency: usize,
+    progress: Option<Progress>,
+    ref_name: Option<String>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            concurrency: DEFAULT_CONCURRENCY,
+            progress: None,
+            ref_name: None,
+        }
+    }
+}
+
+impl PullOptions {
+    /// Layers downloaded at once (default 8, at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The `org.opencontainers.image.ref.name` of an OCI layout entry (default: the tag).
+    pub fn ref_name(mut self, name: impl Into<String>) -> Self {
+        self.ref_name = Some(name.into());
+        self
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutputFormat {
+    DockerArchive,
+    OciLayout,
+    Rootfs,
+}
+
+/// One layer of a pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledLayer {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    /// Taken from the layer cache (or already in the output) instead of downloaded.
+    pub from_cache: bool,
+}
+
+/// The outcome of a pull.
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    /// The digest the reference resolved to (an index's digest when all platforms were pulled).
+    pub digest: String,
+    pub media_type: String,
+    pub tag: Option<String>,
+    /// The platform pulled; `None` for a whole index or a manifest without platform.
+    pub platform: Option<Platform>,
+    /// Size of all layers and configs.
+    pub total_bytes: u64,
+    /// Bytes fetched from the registry (the rest came from the cache).
+    pub downloaded_bytes: u64,
+    pub layers: Vec<PulledLayer>,
+    pub format: OutputFormat,
+    /// Where the output was written (`None` for a stream).
+    pub path: Option<PathBuf>,
+}
+
+/// One platform's image: its manifest and config.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+    pub platform: Option<Platform>,
+}
+
+impl PlatformImage {
+    /// The layers as the writers see them.
+    fn layers(&self) -> Vec<BlobInfo> {
+        let ManifestKind::Image(image) = &self.manifest.kind else {
+            return Vec::new();
+        };
+        image
+            .layers()
+            .iter()
+            .map(|d| BlobInfo {
+                digest: d.digest().to_string(),
+                size: d.size(),
+                media_type: d.media_type().to_string(),
+            })
+            .collect()
+    }
+
+    fn config_info(&self) -> BlobInfo {
+        let media_type = match &self.manifest.kind {
+            ManifestKind::Image(image) => image.config().media_type().to_string(),
+            ManifestKind::Index(_) => String::new(),
+        };
+        BlobInfo {
+            digest: self.config.digest.clone(),
+            size: self.config.bytes.len() as u64,
+            media_type,
+        }
+    }
+}
+
+/// A resolved image, ready to be written: manifests and configs are
+/// fetched, layers are not (they are streamed when an output is written).
+#[derive(Debug, Clone)]
+pub struct Image {
+    client: RepositoryClient,
+    reference: ImageReference,
+    /// Every index on the way, outermost first (empty for a plain manifest).
+    indexes: Vec<Manifest>,
+    images: Vec<PlatformImage>,
+    /// Whether all platforms were resolved (an OCI layout then stores the index).
+    whole_index: bool,
+}
+
+impl RepositoryClient {
+    /// Resolves `reference` for this client's platform.
+    pub async fn pull(&self, reference: &ImageReference) -> Result<Image> {
+        let mut indexes = Vec::new();
+        let mut manifest = self.get_manifest(reference).await?;
+        let mut platform = None;
+        while manifest.is_index() {
+            let entry = manifest
+                .select_platform(self.platform())?
+                .expect("an index has a platform choice");
+            platform = Some(self.platform().clone());
+            indexes.push(manifest);
+            if indexes.len() > 4 {
+                return Err(Error::invalid_response(
+                    reference.registry(),
+                    "indexes nested too deeply",
+                ));
+            }
+            manifest = self.get_manifest(&reference.with_digest(&entry.digest)?).await?;
+        }
+        let image = self.platform_image(reference, manifest, platform).await?;
+        Ok(Image {
+            client: self.clone(),
+            reference: reference.clone(),
+            indexes,
+            images: vec![image],
+            whole_index: false,
+        })
+    }
+
+    /// Resolves `reference` with every platform of its index (nested indexes
+    /// included). Only an OCI layout can hold more than one platform.
+    pub async fn pull_all_platforms(&self, reference: &ImageReference) -> Result<Image> {
+        let top = self.get_manifest(reference).await?;
+        let mut indexes = Vec::new();
+        let mut images = Vec::new();
+        let mut pending = vec![(top, None)];
+        while let Some((manifest, platform)) = pending.pop() {
+            match &manifest.kind {
+                ManifestKind::Index(index) => {
+                    if indexes.len() > 16 {
+                        return Err(Error::invalid_response(
+                            reference.registry(),
+                            "too many nested indexes",
+                        ));
+                    }
+                    for entry in index.manifests().iter().rev() {
+                        let child = self
+                            .get_manifest(&reference.with_digest(entry.digest().as_ref())?)
+                            .await?;
+                        pending.push((child, entry.platform().as_ref().map(Platform::from_oci)));
+                    }
+                    indexes.push(manifest);
+                }
+                ManifestKind::Image(_) => {
+                    images.push(self.platform_image(reference, manifest, platform).await?)
+                }
+            }
+        }
+        Ok(Image {
+            client: self.clone(),
+            reference: reference.clone(),
+            whole_index: !indexes.is_empty(),
+            indexes,
+            images,
+        })
+    }
+
+    async fn platform_image(
+        &self,
+        reference: &ImageReference,
+        manifest: Manifest,
+        platform: Option<Platform>,
+    ) -> Result<PlatformImage> {
+        let ManifestKind::Image(image) = &manifest.kind else {
+            unreachable!("called with image manifests only");
+        };
+        let config = self.get_image_config(reference, image.config()).await?;
+        // Without an index, the config says what the platform is.
+        let platform = platform.or_else(|| {
+            let c = &config.config;
+            Some(Platform::new(
+                &c.os().to_string(),
+                &c.architecture().to_string(),
+                c.variant().as_deref(),
+            ))
+        });
+        Ok(PlatformImage {
+            manifest,
+            config,
+            platform,
+        })
+    }
+}
+
+impl Image {
+    pub fn reference(&self) -> &ImageReference {
+        &self.reference
+    }
+
+    /// The digest the reference resolved to: the top index's when all platforms
+    /// were resolved, else the platform manifest's.
+    pub fn digest(&self) -> &str {
+        match (self.whole_index, self.indexes.first()) {
+            (true, Some(index)) => &index.descriptor.digest,
+            _ => &self.images[0].manifest.descriptor.digest,
+        }
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.reference.tag()
+    }
+
+    /// The resolved platform images (one unless all platforms were asked for).
+    pub fn images(&self) -> &[PlatformImage] {
+        &self.images
+    }
+
+    /// The top-level index, if the reference named one.
+    pub fn index(&self) -> Option<&Manifest> {
+        self.indexes.first()
+    }
+
+    fn single(&self, format: &str) -> Result<&PlatformImage> {
+        match self.images.as_slice() {
+            [image] => Ok(image),
+            images => Err(Error::InvalidConfig(format!(
+                "a {format} holds one platform, this pull resolved {}; pick one platform",
+                images.len()
+            ))),
+        }
+    }
+
+    fn announce_for(&self, progress: Option<&Progress>) {
+        let Some(progress) = progress else { return };
+        let layers: Vec<BlobInfo> = self.images.iter().flat_map(PlatformImage::layers).collect();
+        progress.emit(ProgressEvent::ManifestResolved {
+            digest: self.digest().to_owned(),
+            platform: self.result_platform().map(|p| p.to_string()),
+            layers: layers.len(),
+            total_bytes: layers.iter().map(|l| l.size).sum(),
+        });
+    }
+
+    fn result_platform(&self) -> Option<&Platform> {
+        match (self.whole_index, self.images.as_slice()) {
+            (false, [image]) => image.platform.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn result(&self, format: OutputFormat, path: Option<PathBuf>, layers: Vec<PulledLayer>) -> PullResult {
+        let configs: u64 = self.images.iter().map(|i| i.config.bytes.len() as u64).sum();
+        let total_bytes = configs + layers.iter().map(|l| l.size).sum::<u64>();
+        let downloaded_bytes = layers.iter().filter(|l| !l.from_cache).map(|l| l.size).sum();
+        let media_type = match (self.whole_index, self.indexes.first()) {
+            (true, Some(index)) => index.descriptor.media_type.clone(),
+            _ => self.images[0].manifest.descriptor.media_type.clone(),
+        };
+        PullResult {
+            digest: self.digest().to_owned(),
+            media_type,
+            tag: self.tag().map(str::to_owned),
+            platform: self.result_platform().cloned(),
+            total_bytes,
+            downloaded_bytes,
+            layers,
+            format,
+            path,
+        }
+    }
+
+    /// Writes a `docker load`-able tar to `path`. The tar's layout is known
+    /// from the descriptors, so each layer is downloaded straight into its
+    /// place in the file, in parallel. Nothing is left at `path` on failure.
+    pub async fn write_docker_archive(&self, path: &Path, options: &PullOptions) -> Result<PullResult> {
+        let image = self.single("docker archive")?;
+        self.announce_for(options.progress.as_ref());
+        let layers = image.layers();
+        let repo_tags: Vec<String> = docker_archive::repo_tag(&self.reference).into_iter().collect();
+        let layout =
+            DockerArchiveLayout::new(&image.config_info(), &image.config.bytes, &layers, &repo_tags)?;
+        let (atomic, file) = AtomicFile::create(path)?;
+        let layout = tokio::task::spawn_blocking(move || layout.write_metadata(&file).map(|()| layout))
+            .await
+            .map_err(join_error)??;
+        let temp = atomic.temp_path();
+        let layers = &layers;
+        let pulled = stream::iter(layout.layer_slots())
+            .map(|slot| async move {
+                let blob = layers
+                    .iter()
+                    .find(|l| l.digest == slot.digest)
+                    .expect("a slot per layer");
+                let from_cache = match self.client.layer_cache() {
+                    Some(cache) => {
+                        let (cached, hit) = self.cached_layer(cache, blob, options).await?;
+                        let (temp, offset) = (temp.to_owned(), slot.offset);
+                        tokio::task::spawn_blocking(move || copy_into(&cached, &temp, offset))
+                            .await
+                            .map_err(join_error)??;
+                        hit
+                    }
+                    None => {
+                        self.download_to_file(blob, open_at(temp, slot.offset)?, options)
+                            .await?;
+                        false
+                    }
+                };
+                Ok::<_, Error>(pulled_layer(blob, from_cache))
+            })
+            .buffer_unordered(options.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        atomic.commit()?;
+        Ok(self.result(
+            OutputFormat::DockerArchive,
+            Some(path.to_owned()),
+            in_order(layers, pulled),
+        ))
+    }
+
+    /// Writes (or adds to) an OCI image layout at `dir`: one platform, or the
+    /// whole index when all platforms were resolved. Blobs already in the
+    /// layout are not fetched again; with a layer cache on the same
+    /// filesystem, layers are hard-linked rather than copied.
+    pub async fn write_oci_layout(&self, dir: &Path, options: &PullOptions) -> Result<PullResult> {
+        self.announce_for(options.progress.as_ref());
+        let mut writer = OciLayoutWriter::open(dir)?;
+        for index in self.indexes.iter().filter(|_| self.whole_index) {
+            writer.put_blob(&index.descriptor.digest, &index.bytes)?;
+        }
+        let mut layers: Vec<BlobInfo> = Vec::new();
+        for image in &self.images {
+            writer.put_blob(&image.manifest.descriptor.digest, &image.manifest.bytes)?;
+            writer.put_blob(&image.config.digest, &image.config.bytes)?;
+            for layer in image.layers() {
+                if !layers.iter().any(|l| l.digest == layer.digest) {
+                    layers.push(layer);
+                }
+            }
+        }
+
+        let mut pulled = Vec::new();
+        let mut jobs = Vec::new();
+        for layer in layers.iter().cloned() {
+            if writer.has_blob(&layer.digest) {
+                if let Some(p) = &options.progress {
+                    p.emit(ProgressEvent::BlobFromCache {
+                        digest: layer.digest.clone(),
+                        size: layer.size,
+                    });
+                }
+                pulled.push(pulled_layer(&layer, true));
+            } else {
+                // Without a cache, each download streams straight into the layout.
+                let direct = match self.client.layer_cache() {
+                    Some(_) => None,
+                    None => Some(writer.blob_writer(&layer.digest)?),
+                };
+                jobs.push((layer, direct));
+            }
+        }
+        let fetched = stream::iter(jobs)
+            .map(|(layer, direct)| async move {
+                let fetched = match (direct, self.client.layer_cache()) {
+                    (Some((blob_writer, file)), _) => {
+                        self.download_to_file(&layer, file, options).await?;
+                        Fetched::Direct(blob_writer)
+                    }
+                    (None, Some(cache)) => {
+                        let (path, hit) = self.cached_layer(cache, &layer, options).await?;
+                        Fetched::Cached(path, hit)
+                    }
+                    (None, None) => unreachable!("a direct writer is made when there is no cache"),
+                };
+                Ok::<_, Error>((layer, fetched))
+            })
+            .buffer_unordered(options.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        for (layer, fetched) in fetched {
+            let from_cache = match fetched {
+                Fetched::Direct(blob_writer) => {
+                    writer.finish_blob(blob_writer)?;
+                    false
+                }
+                Fetched::Cached(path, hit) => {
+                    writer.link_or_copy_blob(&layer.digest, &path)?;
+                    hit
+                }
+            };
+            pulled.push(pulled_layer(&layer, from_cache));
+        }
+
+        let ref_name = options.ref_name.clone().or_else(|| self.tag().map(str::to_owned));
+        writer.add_manifest(self.layout_descriptor()?, ref_name.as_deref());
+        writer.commit()?;
+        Ok(self.result(
+            OutputFormat::OciLayout,
+            Some(dir.to_owned()),
+            in_order(&layers, pulled),
+        ))
+    }
+
+    /// The index.json entry: the whole index, or the one platform's manifest.
+    fn layout_descriptor(&self) -> Result<Descriptor> {
+        let (manifest, platform) = match (self.whole_index, self.indexes.first()) {
+            (true, Some(index)) => (index, None),
+            _ => (
+                &self.images[0].manifest,
+                self.images[0]
+                    .platform
+                    .as_ref()
+                    .filter(|_| !self.indexes.is_empty()),
+            ),
+        };
+        let mut builder = DescriptorBuilder::default()
+            .media_type(MediaType::from(manifest.descriptor.media_type.as_str()))
+            .digest(
+                manifest
+                    .descriptor
+                    .digest
+                    .parse::<oci_spec::image::Digest>()
+                    .map_err(|e| Error::invalid_response(self.reference.registry(), e.to_string()))?,
+            )
+            .size(manifest.descriptor.size);
+        if let Some(p) = platform {
+            let mut platform = oci_spec::image::PlatformBuilder::default()
+                .os(oci_spec::image::Os::from(p.os.as_str()))
+                .architecture(oci_spec::image::Arch::from(p.architecture.as_str()));
+            if let Some(v) = &p.variant {
+                platform = platform.variant(v.clone());
+            }
+            let platform = platform
+                .build()
+                .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+            builder = builder.platform(platform);
+        }
+        builder.build().map_err(|e| Error::InvalidConfig(e.to_string()))
+    }
+
+    /// Writes the flattened root filesystem as a tar file at `path`.
+    pub async fn write_rootfs(&self, path: &Path, options: &PullOptions) -> Result<PullResult> {
+        let (atomic, file) = AtomicFile::create(path)?;
+        let (_, mut result) = self
+            .write_rootfs_to(std::io::BufWriter::new(file), options)
+            .await?;
+        atomic.commit()?;
+        result.path = Some(path.to_owned());
+        Ok(result)
+    }
+
+    /// Streams the flattened root filesystem as a tar to `out`: layers are
+    /// applied in order with whiteouts and opaque directories.
+    pub async fn write_rootfs_to<W: std::io::Write + Send + 'static>(
+        &self,
+        out: W,
+        options: &PullOptions,
+    ) -> Result<(W, PullResult)> {
+        let image = self.single("root filesystem")?;
+        self.announce_for(options.progress.as_ref());
+        let layers = image.layers();
+        for layer in &layers {
+            Compression::from_media_type(&layer.media_type)?;
+        }
+        // Layers must be applied in order, so they are fetched (in parallel)
+        // to files first: the cache, or a scratch directory.
+        let scratch = tempfile::tempdir()?;
+        let fetched = stream::iter(&layers)
+            .map(|layer| {
+                let scratch = scratch.path();
+                async move {
+                    if let Some(cache) = self.client.layer_cache() {
+                        let (path, hit) = self.cached_layer(cache, layer, options).await?;
+                        return Ok::<_, Error>((layer, path, hit));
+                    }
+                    let path = scratch.join(layer.digest.replace(':', "-"));
+                    self.download_to_file(layer, std::fs::File::create(&path)?, options)
+                        .await?;
+                    Ok((layer, path, false))
+                }
+            })
+            .buffered(options.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let inputs = fetched
+            .iter()
+            .map(|(layer, path, _)| {
+                let reader: Box<dyn std::io::Read + Send> =
+                    Box::new(std::io::BufReader::new(std::fs::File::open(path)?));
+                Ok((reader, Compression::from_media_type(&layer.media_type)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = tokio::task::spawn_blocking(move || rootfs::flatten(inputs, out))
+            .await
+            .map_err(join_error)??;
+        drop(scratch);
+        let pulled = fetched
+            .into_iter()
+            .map(|(l, _, hit)| pulled_layer(l, hit))
+            .collect();
+        Ok((out, self.result(OutputFormat::Rootfs, None, pulled)))
+    }
+
+    /// The layer's file in the cache, downloading it there first if missing.
+    /// Returns the path and whether it was already cached.
+    async fn cached_layer(
+        &self,
+        cache: &LayerCache,
+        layer: &BlobInfo,
+        options: &PullOptions,
+    ) -> Result<(PathBuf, bool)> {
+        if let Some(path) = cache.get(&layer.digest, layer.size)? {
+            if let Some(p) = &options.progress {
+                p.emit(ProgressEvent::BlobFromCache {
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                });
+            }
+            return Ok((path, true));
+        }
+        let (atomic, file) = cache.writer(&layer.digest)?;
+        self.download_to_file(layer, file, options).await?;
+        atomic.commit_if_absent()?;
+        Ok((cache.path(&layer.digest)?, false))
+    }
+
+    async fn download_to_file(
+        &self,
+        layer: &BlobInfo,
+        file: std::fs::File,
+        options: &PullOptions,
+    ) -> Result<()> {
+        let file = tokio::fs::File::from_std(file);
+        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        self.client
+            .download_blob(&self.reference, layer, &mut out, options.progress.as_ref())
+            .await
+    }
+}
+
+/// How a layer reached an OCI layout's staging.
+enum Fetched {
+    /// Downloaded into the layout's own blob file.
+    Direct(crate::output::oci_layout::BlobWriter),
+    /// In the layer cache (and whether it already was).
+    Cached(PathBuf, bool),
+}
+
+fn pulled_layer(layer: &BlobInfo, from_cache: bool) -> PulledLayer {
+    PulledLayer {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        media_type: layer.media_type.clone(),
+        from_cache,
+    }
+}
+
+/// The pulled layers in manifest order (downloads finish in any order).
+fn in_order(layers: &[BlobInfo], pulled: Vec<PulledLayer>) -> Vec<PulledLayer> {
+    layers
+        .iter()
+        .filter_map(|l| pulled.iter().find(|p| p.digest == l.digest).cloned())
+        .collect()
+}
+
+/// The archive file opened on its own (own file offset), positioned at `offset`.
+fn open_at(path: &Path, offset: u64) -> Result<std::fs::File> {
+    let mut file = std::fs::File::options().write(true).open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
+}
+
+/// Copies a cached blob into the archive at `offset` (the kernel copies: copy_file_range).
+fn copy_into(cached: &Path, archive: &Path, offset: u64) -> Result<()> {
+    let mut from = std::fs::File::open(cached)?;
+    let mut to = open_at(archive, offset)?;
+    std::io::copy(&mut from, &mut to)?;
+    Ok(())
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Io(std::io::Error::other(e))
+}

@@ -1,0 +1,62 @@
+//! Progress events, enough to draw a progress bar per layer.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What a pull is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProgressEvent {
+    /// The manifest (and config) are known: what will be fetched.
+    ManifestResolved {
+        digest: String,
+        platform: Option<String>,
+        layers: usize,
+        total_bytes: u64,
+    },
+    /// A blob download began (or began again from the start).
+    BlobStarted { digest: String, size: u64 },
+    /// Bytes of a blob received so far (cumulative, verified as they arrive).
+    BlobProgress { digest: String, done: u64, size: u64 },
+    /// A blob was taken from the layer cache or was already in the output.
+    BlobFromCache { digest: String, size: u64 },
+    /// A blob is complete and verified.
+    BlobDone { digest: String, size: u64 },
+    /// A request is being retried (`what` is a blob digest or a manifest reference).
+    Retry {
+        what: String,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// Receives progress events; must be cheap (it is called from download tasks).
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(&ProgressEvent) + Send + Sync>);
+
+impl Progress {
+    pub fn new(callback: impl Fn(&ProgressEvent) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(callback))
+    }
+
+    /// Progress delivered on a channel instead of a callback.
+    pub fn channel() -> (Self, tokio::sync::mpsc::UnboundedReceiver<ProgressEvent>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Progress::new(move |event| {
+                let _ = tx.send(event.clone());
+            }),
+            rx,
+        )
+    }
+
+    pub(crate) fn emit(&self, event: ProgressEvent) {
+        (self.0)(&event);
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Progress")
+    }
+}
