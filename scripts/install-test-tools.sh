@@ -30,7 +30,9 @@ if [ -z "$python" ]; then
 fi
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "installing: moto[server] (PyPI)"
-  "$python" -m pip install --quiet 'moto[server]'
+  # A distribution's own Python refuses pip installs (PEP 668) unless told.
+  "$python" -m pip install --quiet 'moto[server]' 2>/dev/null \
+    || "$python" -m pip install --quiet --break-system-packages 'moto[server]'
 fi
 
 for tool in "${!package_of[@]}" moto_server; do

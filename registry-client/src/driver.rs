@@ -133,8 +133,12 @@ pub fn provider_for_host(host: &str) -> Result<&'static str> {
         if record.id == crate::oci::ID {
             continue;
         }
-        if (record.factory)(&config)?.serves(host) {
-            return Ok(record.id);
+        // A provider that cannot even be built with defaults (say, a missing
+        // setting) must not stop every other image from finding its provider.
+        match (record.factory)(&config) {
+            Ok(provider) if provider.serves(host) => return Ok(record.id),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(provider = record.id, "skipped in host detection: {e}"),
         }
     }
     Ok(crate::oci::ID)

@@ -50,7 +50,13 @@ impl Platform {
             "arm" => Some("v7"),
             _ => None,
         };
-        Platform::new(std::env::consts::OS, arch, variant)
+        // Images are built for Linux (or Windows); on macOS and elsewhere
+        // docker runs them in a Linux VM, so it asks for Linux too.
+        let os = match std::env::consts::OS {
+            "windows" => "windows",
+            _ => "linux",
+        };
+        Platform::new(os, arch, variant)
     }
 
     /// Whether an index entry describing `other` serves this platform.

@@ -182,7 +182,7 @@ macro_rules! __all_modes_cases {
         honours_retry_after,
         rate_limit_reported,
         no_retry_on_client_errors,
-        resumes_after_reset,
+        retries_broken_body,
         detects_corruption,
         rejects_garbage,
         redirect_drops_authorization,

@@ -99,8 +99,9 @@ pub async fn no_retry_on_client_errors(client: &RepositoryClient, env: &SuiteEnv
     assert_eq!(env.proxy.count(manifest_gets), 1);
 }
 
-/// A connection reset mid-body is retried and the manifest still verifies.
-pub async fn resumes_after_reset(client: &RepositoryClient, env: &SuiteEnv) {
+/// A connection reset mid-body is retried and the manifest still verifies
+/// (blobs resume with `Range` instead: see `pull_resumes_with_range`).
+pub async fn retries_broken_body(client: &RepositoryClient, env: &SuiteEnv) {
     warm_up(client, env).await;
     env.proxy
         .inject_when(Matcher::manifests(), Fault::ResetAfter { bytes: 20, times: 1 });

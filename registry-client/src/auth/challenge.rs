@@ -97,11 +97,6 @@ impl Challenge {
         self.scheme == AuthScheme::Basic
     }
 
-    /// Same as [`Challenge::is_bearer`].
-    pub fn bearer(&self) -> bool {
-        self.is_bearer()
-    }
-
     /// A parameter's value; names match case-insensitively.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
@@ -519,7 +514,7 @@ mod tests {
             r#"Basic realm="b", Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
         );
         let c = Challenge::preferred(&all).unwrap();
-        assert!(c.is_bearer() && c.bearer() && !c.is_basic());
+        assert!(c.is_bearer() && !c.is_basic());
         assert_eq!(c.realm(), Some("https://auth.docker.io/token"));
         assert_eq!(c.service(), Some("registry.docker.io"));
         assert_eq!(c.scope(), Some("repository:library/alpine:pull"));

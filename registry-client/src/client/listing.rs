@@ -16,6 +16,8 @@ use crate::transport::{RegistryRequest, host_port};
 
 /// One page of a list is small JSON; a registry sending more is broken.
 const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
+/// A registry that keeps sending new `next` links is broken too.
+const MAX_PAGES: usize = 10_000;
 
 impl RepositoryClient {
     /// Checks that the registry speaks the `/v2/` API and accepts our
@@ -103,6 +105,12 @@ impl RepositoryClient {
         let mut seen = HashSet::new();
         loop {
             let host = host_port(&request.url);
+            if seen.len() >= MAX_PAGES {
+                return Err(Error::invalid_response(
+                    &host,
+                    format!("more than {MAX_PAGES} pages"),
+                ));
+            }
             if !seen.insert(request.url.clone()) {
                 return Err(Error::invalid_response(
                     &host,

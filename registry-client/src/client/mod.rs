@@ -310,6 +310,11 @@ fn parse_endpoint(endpoint: &str, transport: &Transport) -> Result<Url> {
     };
     let mut url = Url::parse(&with_scheme)
         .map_err(|e| Error::InvalidConfig(format!("invalid endpoint {endpoint:?}: {e}")))?;
+    // No scheme given: docker's rule, plain HTTP for loopback and insecure hosts.
+    if !endpoint.contains("://") && (is_loopback(&url) || transport.is_insecure(&url)) {
+        url.set_scheme("http")
+            .map_err(|()| Error::InvalidConfig(format!("invalid endpoint {endpoint:?}")))?;
+    }
     if url.host_str().is_none() {
         return Err(Error::InvalidConfig(format!("endpoint {endpoint:?} has no host")));
     }

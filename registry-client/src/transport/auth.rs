@@ -8,11 +8,11 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use url::Url;
 
-use super::{Failure, RegistryRequest, host_port, is_loopback, map_reqwest_error};
+use super::{Failure, RegistryRequest, Transport, host_port, map_reqwest_error};
 use crate::auth::token::{DEFAULT_TOKEN_LIFETIME, Token, TokenCache, TokenResponse};
 use crate::auth::{AuthScheme, Challenge, Credentials};
 use crate::driver::{AbstractRegistry, AuthRequest};
-use crate::error::{Error, RegistryError, Result};
+use crate::error::{Error, RateLimit, RegistryError, Result};
 use secrecy::ExposeSecret;
 
 /// Token responses are small JSON.
@@ -72,13 +72,12 @@ impl Authenticator {
     pub(super) async fn prepare(
         &self,
         request: &RegistryRequest,
-        client: &reqwest::Client,
-        insecure: bool,
+        transport: &Transport,
     ) -> Result<Auth, Failure> {
         let known = self.known_challenge(&request.url);
         match known {
             None => Ok(Auth::Anonymous),
-            Some(challenge) => self.respond(request, &challenge, None, client, insecure).await,
+            Some(challenge) => self.respond(request, &challenge, None, transport).await,
         }
     }
 
@@ -88,16 +87,10 @@ impl Authenticator {
         request: &RegistryRequest,
         headers: &HeaderMap,
         used: &Auth,
-        client: &reqwest::Client,
-        insecure: bool,
+        transport: &Transport,
     ) -> Result<Option<Auth>, Failure> {
         let challenges = Challenge::from_headers(headers);
-        let Some(challenge) = challenges
-            .iter()
-            .find(|c| c.scheme == AuthScheme::Bearer)
-            .or_else(|| challenges.iter().find(|c| c.scheme == AuthScheme::Basic))
-            .cloned()
-        else {
+        let Some(challenge) = Challenge::preferred(&challenges).cloned() else {
             return Ok(None);
         };
         // Remembered without its scope: that belongs to this request, not the next.
@@ -112,7 +105,7 @@ impl Authenticator {
             return Ok(None);
         }
         let auth = self
-            .respond(request, &challenge, used.serial(), client, insecure)
+            .respond(request, &challenge, used.serial(), transport)
             .await?;
         Ok(match auth {
             Auth::Anonymous => None,
@@ -133,8 +126,7 @@ impl Authenticator {
         request: &RegistryRequest,
         challenge: &Challenge,
         rejected: Option<u64>,
-        client: &reqwest::Client,
-        insecure: bool,
+        transport: &Transport,
     ) -> Result<Auth, Failure> {
         let scope = request.scope.as_deref();
         let auth_request = AuthRequest {
@@ -156,15 +148,7 @@ impl Authenticator {
                             Ok(Token::new(t.expose_secret().to_owned(), DEFAULT_TOKEN_LIFETIME))
                         }
                         credentials => {
-                            fetch_token(
-                                client,
-                                challenge,
-                                scope,
-                                credentials.as_ref(),
-                                &registry,
-                                insecure,
-                            )
-                            .await
+                            fetch_token(transport, challenge, scope, credentials.as_ref(), &registry).await
                         }
                     }
                 };
@@ -185,12 +169,11 @@ impl Authenticator {
 /// Asks the challenge's realm for a token (distribution's token protocol,
 /// or OAuth2 with a refresh token when the credentials are an identity token).
 async fn fetch_token(
-    client: &reqwest::Client,
+    transport: &Transport,
     challenge: &Challenge,
     scope: Option<&str>,
     credentials: Option<&Credentials>,
     registry: &str,
-    insecure: bool,
 ) -> Result<Token> {
     let realm = challenge
         .realm()
@@ -198,13 +181,10 @@ async fn fetch_token(
     let realm = Url::parse(realm)
         .map_err(|e| Error::invalid_response(registry, format!("invalid token realm: {e}")))?;
     let realm_host = host_port(&realm);
-    // Credentials go to the realm, so never over plain HTTP to a remote host.
-    if realm.scheme() != "https" && !(realm.scheme() == "http" && (insecure || is_loopback(&realm))) {
-        return Err(Error::invalid_response(
-            registry,
-            format!("refusing token realm {realm_host} over {}", realm.scheme()),
-        ));
-    }
+    // Credentials go to the realm: plain HTTP only where the realm itself may
+    // have it (loopback, or marked insecure), never because the registry may.
+    transport.check_scheme(&realm)?;
+    let client = transport.client_for(&realm);
     let service = challenge.service();
     // The registry's own scope wins; it knows what it will check.
     let scopes: Vec<&str> = challenge
@@ -247,6 +227,7 @@ async fn fetch_token(
         .await
         .map_err(|e| map_reqwest_error(e, &realm_host))?;
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response
         .bytes()
         .await
@@ -267,6 +248,11 @@ async fn fetch_token(
             StatusCode::FORBIDDEN => Error::Denied {
                 host: realm_host,
                 message,
+            },
+            StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
+                retry_after: super::retry_after(&headers),
+                limit: RateLimit::from_headers(&headers),
+                host: realm_host,
             },
             _ => Error::Registry {
                 host: realm_host,

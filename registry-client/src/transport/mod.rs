@@ -122,6 +122,15 @@ impl Transport {
         })
     }
 
+    /// The HTTP client for `url`: TLS verification off only for insecure hosts.
+    fn client_for(&self, url: &Url) -> &reqwest::Client {
+        if self.is_insecure(url) {
+            &self.insecure
+        } else {
+            &self.secure
+        }
+    }
+
     pub(crate) fn retry_config(&self) -> &RetryConfig {
         &self.config.retry
     }
@@ -226,18 +235,13 @@ impl Transport {
     /// One attempt, authenticating on a 401: with the token or credentials
     /// we have, and once more with fresh ones if the registry refuses them.
     async fn authenticated(&self, request: &RegistryRequest) -> Result<Response, Failure> {
-        let insecure = self.is_insecure(&request.url);
-        let mut auth = self.auth.prepare(request, &self.secure, insecure).await?;
+        let mut auth = self.auth.prepare(request, self).await?;
         let mut answered_challenge = false;
         loop {
             let response = self.follow_redirects(request, &auth).await?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
-                if let Some(fresh) = self
-                    .auth
-                    .answer(request, response.headers(), &auth, &self.secure, insecure)
-                    .await?
-                {
+                if let Some(fresh) = self.auth.answer(request, response.headers(), &auth, self).await? {
                     auth = fresh;
                     continue;
                 }
@@ -269,6 +273,11 @@ impl Transport {
             }
             let response = match builder.send().await {
                 Ok(response) => response,
+                // A certificate the client refuses will be refused again:
+                // not worth a retry, and no sign the host is down.
+                Err(e) if is_certificate_error(&e) => {
+                    return Err(Failure::Fatal(map_reqwest_error(e, &host)));
+                }
                 Err(e) => {
                     self.breakers.record_failure(&host);
                     return Err(Failure::Transient {
@@ -285,10 +294,11 @@ impl Transport {
                 version = ?response.version(),
                 "response"
             );
-            if response.status().is_server_error() {
-                self.breakers.record_failure(&host);
-            } else {
-                self.breakers.record_success(&host);
+            // A 429 says nothing about the host's health: it is up, just busy.
+            match response.status().as_u16() {
+                500..=599 => self.breakers.record_failure(&host),
+                429 => {}
+                _ => self.breakers.record_success(&host),
             }
             let Some(next) = redirect_target(&url, &response)? else {
                 return Ok(response);
@@ -420,6 +430,22 @@ fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
             source: Box::new(error.without_url()),
         }
     }
+}
+
+/// Whether a send failed because the server's TLS certificate was refused.
+fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source()` skips the error it wraps; look inside it instead.
+        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// `host[:port]` of a URL, as used for breaker and insecure lookups.
