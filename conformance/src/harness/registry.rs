@@ -37,6 +37,8 @@ pub struct TestRegistry {
     /// Holds config.yml, htpasswd, cert, the log and (usually) the storage.
     dir: tempfile::TempDir,
     storage: PathBuf,
+    /// The pull user: [`USER`] unless started with [`start_as`](Self::start_as).
+    user: String,
     user_password: String,
     admin_password: String,
     token_server: Option<TokenServer>,
@@ -55,14 +57,27 @@ impl TestRegistry {
         let storage = dir.path().join("storage");
         // A private copy per registry: a test that pushes or deletes must not affect others.
         super::copy_dir(seed, &storage).expect("copy seeded storage");
-        Self::launch(auth, dir, storage, Transport::Http).await
+        Self::launch(auth, dir, storage, Transport::Http, None).await
+    }
+
+    /// Like [`start`](Self::start), with a pull user of the caller's choosing: the
+    /// credentials a cloud emulator hands out (e.g. `AWS` and an ECR token's password).
+    pub async fn start_as(auth: AuthMode, user: &str, password: &str) -> TestRegistry {
+        let seed = tokio::task::spawn_blocking(seed_storage)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let dir = super::scratch_dir("registry");
+        let storage = dir.path().join("storage");
+        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        let user = Some((user.to_owned(), password.to_owned()));
+        Self::launch(auth, dir, storage, Transport::Http, user).await
     }
 
     /// Starts a registry with empty storage.
     pub async fn start_empty(auth: AuthMode) -> TestRegistry {
         let dir = super::scratch_dir("registry");
         let storage = dir.path().join("storage");
-        Self::launch(auth, dir, storage, Transport::Http).await
+        Self::launch(auth, dir, storage, Transport::Http, None).await
     }
 
     /// Like [`start`](Self::start), but serving HTTPS (`http.tls`) with a certificate made
@@ -78,14 +93,14 @@ impl TestRegistry {
         let dir = super::scratch_dir("registry");
         let storage = dir.path().join("storage");
         super::copy_dir(seed, &storage).expect("copy seeded storage");
-        Self::launch(auth, dir, storage, Transport::Https).await
+        Self::launch(auth, dir, storage, Transport::Https, None).await
     }
 
     /// Like [`start_empty`](Self::start_empty), but serving HTTPS as [`start_tls`](Self::start_tls) does.
     pub async fn start_empty_tls(auth: AuthMode) -> TestRegistry {
         let dir = super::scratch_dir("registry");
         let storage = dir.path().join("storage");
-        Self::launch(auth, dir, storage, Transport::Https).await
+        Self::launch(auth, dir, storage, Transport::Https, None).await
     }
 
     async fn launch(
@@ -93,6 +108,7 @@ impl TestRegistry {
         dir: tempfile::TempDir,
         storage: PathBuf,
         transport: Transport,
+        user: Option<(String, String)>,
     ) -> TestRegistry {
         let tls = (transport == Transport::Https).then(|| write_tls_files(dir.path()));
         let tls_yaml = tls.as_ref().map_or_else(String::new, |tls| {
@@ -103,10 +119,10 @@ impl TestRegistry {
             )
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let user_password = super::random_string(20);
+        let (user, user_password) = user.unwrap_or_else(|| (USER.to_owned(), super::random_string(20)));
         let admin_password = super::random_string(20);
         let token_server =
-            (auth == AuthMode::Token).then(|| TokenServer::start(&user_password, &admin_password));
+            (auth == AuthMode::Token).then(|| TokenServer::start_for(&user, &user_password, &admin_password));
         let auth_yaml = match auth {
             AuthMode::None => String::new(),
             AuthMode::Basic => {
@@ -116,7 +132,7 @@ impl TestRegistry {
                     let hash = bcrypt::hash_with_result(password, 4).expect("bcrypt");
                     format!("{user}:{}\n", hash.format_for_version(bcrypt::Version::TwoY))
                 };
-                let content = line(USER, &user_password) + &line(ADMIN, &admin_password);
+                let content = line(&user, &user_password) + &line(ADMIN, &admin_password);
                 std::fs::write(&htpasswd, content).expect("write htpasswd");
                 format!(
                     "auth:\n  htpasswd:\n    realm: mcreg-test\n    path: '{}'\n",
@@ -155,6 +171,7 @@ impl TestRegistry {
                         tls_cert_pem: tls.map(|tls| tls.cert_pem),
                         dir,
                         storage,
+                        user: user.clone(),
                         user_password,
                         admin_password,
                         token_server,
@@ -214,9 +231,9 @@ impl TestRegistry {
             .join("data")
     }
 
-    /// `(USER, password)` for Basic and Token modes: pull access (Basic: full access).
+    /// `(user, password)` of the pull user for Basic and Token modes (Basic: full access).
     pub fn credentials(&self) -> Option<(String, String)> {
-        (self.auth != AuthMode::None).then(|| (USER.to_string(), self.user_password.clone()))
+        (self.auth != AuthMode::None).then(|| (self.user.clone(), self.user_password.clone()))
     }
 
     /// `(ADMIN, password)` for Basic and Token modes: pull, push and delete.
@@ -433,7 +450,7 @@ fn seed_storage() -> &'static Path {
                 .expect("seed runtime");
             rt.block_on(async move {
                 let dir = super::scratch_dir("seeding");
-                let registry = TestRegistry::launch(AuthMode::None, dir, build, Transport::Http).await;
+                let registry = TestRegistry::launch(AuthMode::None, dir, build, Transport::Http, None).await;
                 Pusher::new(&registry.url()).all(fixtures()).await;
             });
         })

@@ -145,6 +145,11 @@ impl TokenServer {
     /// the users [`USER`](super::USER) (pull) and [`ADMIN`](super::ADMIN) (pull, push, delete)
     /// and the given passwords.
     pub fn start(user_password: &str, admin_password: &str) -> TokenServer {
+        Self::start_for(super::USER, user_password, admin_password)
+    }
+
+    /// Like [`start`](Self::start), with the pull user named `user`.
+    pub fn start_for(user: &str, user_password: &str, admin_password: &str) -> TokenServer {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("generate P-256 key");
         let mut params =
             rcgen::CertificateParams::new(vec!["mcreg-token-server".into()]).expect("certificate params");
@@ -153,7 +158,7 @@ impl TokenServer {
             .push(rcgen::DnType::CommonName, "mcreg test token server");
         let cert = params.self_signed(&key).expect("self-sign certificate");
         let users = HashMap::from([
-            (super::USER.to_string(), (user_password.to_string(), false)),
+            (user.to_string(), (user_password.to_string(), false)),
             (super::ADMIN.to_string(), (admin_password.to_string(), true)),
         ]);
         let state = Arc::new(Inner {

@@ -50,7 +50,21 @@ impl SuiteEnv {
     /// Starts a registry in `mode` behind a fault proxy. `registry_name` is the
     /// host written in image references; `None` uses the proxy's own `127.0.0.1:PORT`.
     pub async fn start(mode: AuthMode, registry_name: Option<&str>, make: MakeBuilder) -> SuiteEnv {
-        let registry = TestRegistry::start(mode).await;
+        Self::start_as(mode, registry_name, make, None).await
+    }
+
+    /// Like [`start`](Self::start), with the registry's pull user set to `user`
+    /// (what a provider's emulated cloud hands out, e.g. `AWS` and a token).
+    pub async fn start_as(
+        mode: AuthMode,
+        registry_name: Option<&str>,
+        make: MakeBuilder,
+        user: Option<(&str, &str)>,
+    ) -> SuiteEnv {
+        let registry = match user {
+            Some((name, password)) => TestRegistry::start_as(mode, name, password).await,
+            None => TestRegistry::start(mode).await,
+        };
         let upstream = Url::parse(&registry.url()).expect("registry URL");
         let proxy = FaultProxy::builder(upstream)
             .blob_dir(registry.root_dir())
@@ -112,14 +126,30 @@ fn parse(reference: &str) -> ImageReference {
 ///
 /// ```ignore
 /// fn builder(target: &conformance::suite::Target) -> RepositoryClientBuilder { … }
+/// // Every case in every auth mode, the harness's own user:
 /// conformance::conformance_tests!(registry = None, builder = builder);
+/// // One auth mode, with the registry's pull user set to what the provider presents:
+/// conformance::conformance_tests!(registry = Some("eu.registry.example.com"), builder = builder,
+///     mode = Token, user = Some(("oauth2accesstoken", "the-token")));
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
     (registry = $registry:expr, builder = $make:expr) => {
-        $crate::__conformance_mode!(none, None, $registry, $make; __all_modes_cases);
-        $crate::__conformance_mode!(basic, Basic, $registry, $make; __all_modes_cases, __credential_cases);
-        $crate::__conformance_mode!(token, Token, $registry, $make;
+        $crate::__conformance_mode!(none, None, $registry, $make, None; __all_modes_cases);
+        $crate::__conformance_mode!(basic, Basic, $registry, $make, None;
+            __all_modes_cases, __credential_cases);
+        $crate::__conformance_mode!(token, Token, $registry, $make, None;
+            __all_modes_cases, __credential_cases, __token_cases);
+    };
+    (registry = $registry:expr, builder = $make:expr, mode = None, user = $user:expr) => {
+        $crate::__conformance_mode!(none, None, $registry, $make, $user; __all_modes_cases);
+    };
+    (registry = $registry:expr, builder = $make:expr, mode = Basic, user = $user:expr) => {
+        $crate::__conformance_mode!(basic, Basic, $registry, $make, $user;
+            __all_modes_cases, __credential_cases);
+    };
+    (registry = $registry:expr, builder = $make:expr, mode = Token, user = $user:expr) => {
+        $crate::__conformance_mode!(token, Token, $registry, $make, $user;
             __all_modes_cases, __credential_cases, __token_cases);
     };
 }
@@ -127,11 +157,11 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_mode {
-    ($module:ident, $mode:ident, $registry:expr, $make:expr; $($group:ident),+) => {
+    ($module:ident, $mode:ident, $registry:expr, $make:expr, $user:expr; $($group:ident),+) => {
         mod $module {
             #[allow(unused_imports)]
             use super::*;
-            $( $crate::$group!($mode, $registry, $make); )+
+            $( $crate::$group!($mode, $registry, $make, $user); )+
         }
     };
 }
@@ -139,14 +169,15 @@ macro_rules! __conformance_mode {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_expand {
-    ($mode:ident, $registry:expr, $make:expr; $($case:ident),* $(,)?) => {
+    ($mode:ident, $registry:expr, $make:expr, $user:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                let env = $crate::suite::SuiteEnv::start(
+                let env = $crate::suite::SuiteEnv::start_as(
                     $crate::harness::AuthMode::$mode,
                     $registry,
                     $make,
+                    $user,
                 )
                 .await;
                 $crate::suite::$case(&env.client(), &env).await;
@@ -159,8 +190,8 @@ macro_rules! __conformance_expand {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __all_modes_cases {
-    ($mode:ident, $registry:expr, $make:expr) => {
-        $crate::__conformance_expand!($mode, $registry, $make;
+    ($mode:ident, $registry:expr, $make:expr, $user:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make, $user;
         ping,
         head_manifest_oci,
         head_manifest_docker,
@@ -209,8 +240,8 @@ macro_rules! __all_modes_cases {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __credential_cases {
-    ($mode:ident, $registry:expr, $make:expr) => {
-        $crate::__conformance_expand!($mode, $registry, $make;
+    ($mode:ident, $registry:expr, $make:expr, $user:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make, $user;
         wrong_credentials,
         secrets_never_shown);
     };
@@ -220,8 +251,8 @@ macro_rules! __credential_cases {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __token_cases {
-    ($mode:ident, $registry:expr, $make:expr) => {
-        $crate::__conformance_expand!($mode, $registry, $make;
+    ($mode:ident, $registry:expr, $make:expr, $user:expr) => {
+        $crate::__conformance_expand!($mode, $registry, $make, $user;
         token_cache_honours_expiry,
         token_refreshed_once_on_401,
         tokens_per_scope);

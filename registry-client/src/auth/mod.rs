@@ -4,8 +4,10 @@ pub mod challenge;
 pub mod credential_helper;
 pub mod credentials;
 pub mod docker_config;
+pub mod expiring;
 pub mod token;
 
 pub use challenge::{AuthScheme, Challenge};
 pub use credentials::Credentials;
 pub use docker_config::DockerConfig;
+pub use expiring::{Expiring, ExpiringCredentials, RefreshPolicy};
