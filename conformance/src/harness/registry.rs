@@ -44,31 +44,32 @@ pub struct TestRegistry {
     token_server: Option<TokenServer>,
 }
 
+/// A scratch dir holding a private copy of the seeded fixture storage: a test
+/// that pushes or deletes must not affect others.
+async fn seeded_copy() -> (tempfile::TempDir, PathBuf) {
+    let seed = tokio::task::spawn_blocking(seed_storage)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let dir = super::scratch_dir("registry");
+    let storage = dir.path().join("storage");
+    super::copy_dir(seed, &storage).expect("copy seeded storage");
+    (dir, storage)
+}
+
 impl TestRegistry {
     /// Starts a registry seeded with [`fixtures()`](super::fixtures::fixtures).
     ///
     /// Panics if `docker-registry` is not installed or does not answer `GET /v2/` within
     /// 15 s (the panic message includes its log).
     pub async fn start(auth: AuthMode) -> TestRegistry {
-        let seed = tokio::task::spawn_blocking(seed_storage)
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let dir = super::scratch_dir("registry");
-        let storage = dir.path().join("storage");
-        // A private copy per registry: a test that pushes or deletes must not affect others.
-        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        let (dir, storage) = seeded_copy().await;
         Self::launch(auth, dir, storage, Transport::Http, None).await
     }
 
     /// Like [`start`](Self::start), with a pull user of the caller's choosing: the
     /// credentials a cloud emulator hands out (e.g. `AWS` and an ECR token's password).
     pub async fn start_as(auth: AuthMode, user: &str, password: &str) -> TestRegistry {
-        let seed = tokio::task::spawn_blocking(seed_storage)
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let dir = super::scratch_dir("registry");
-        let storage = dir.path().join("storage");
-        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        let (dir, storage) = seeded_copy().await;
         let user = Some((user.to_owned(), password.to_owned()));
         Self::launch(auth, dir, storage, Transport::Http, user).await
     }
@@ -87,12 +88,7 @@ impl TestRegistry {
     ///
     /// A token registry's realm stays plain HTTP on loopback.
     pub async fn start_tls(auth: AuthMode) -> TestRegistry {
-        let seed = tokio::task::spawn_blocking(seed_storage)
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let dir = super::scratch_dir("registry");
-        let storage = dir.path().join("storage");
-        super::copy_dir(seed, &storage).expect("copy seeded storage");
+        let (dir, storage) = seeded_copy().await;
         Self::launch(auth, dir, storage, Transport::Https, None).await
     }
 

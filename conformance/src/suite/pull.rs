@@ -3,16 +3,40 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use registry_client::pull::{OutputFormat, Progress, ProgressEvent, PullOptions, PullResult};
-use registry_client::{Error, RepositoryClient};
+use registry_client::{Error, ImageReference, RepositoryClient};
 use serde_json::Value;
 
 use super::SuiteEnv;
 use crate::harness::fault_proxy::{Fault, FaultKind, Matcher};
 use crate::harness::{ImageFixture, LayerFixture};
+
+/// Each output format, with a file name for it.
+const OUTPUTS: [(&str, OutputFormat); 3] = [
+    ("image.tar", OutputFormat::DockerArchive),
+    ("layout", OutputFormat::OciLayout),
+    ("rootfs.tar", OutputFormat::Rootfs),
+];
+
+/// Resolves `reference` and writes it in `format` to `path`.
+async fn pull_to(
+    client: &RepositoryClient,
+    reference: &ImageReference,
+    format: OutputFormat,
+    path: &Path,
+    options: &PullOptions,
+) -> PullResult {
+    client
+        .pull(reference)
+        .await
+        .unwrap_or_else(|e| panic!("resolve {reference}: {e}"))
+        .write(format, path, options)
+        .await
+        .unwrap_or_else(|e| panic!("pull {reference} as {format:?}: {e}"))
+}
 
 /// Authenticates once and forgets the requests that took.
 async fn warm_up(client: &RepositoryClient, env: &SuiteEnv) {
@@ -128,13 +152,14 @@ pub async fn pull_by_digest(client: &RepositoryClient, env: &SuiteEnv) {
     let fixture = &env.fixtures().nested;
     let reference = env.reference(&format!("{}@{}", fixture.repository, fixture.digest));
     let path = dir.path().join("image.tar");
-    let result = client
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_docker_archive(&path, &PullOptions::default())
-        .await
-        .expect("pull");
+    let result = pull_to(
+        client,
+        &reference,
+        OutputFormat::DockerArchive,
+        &path,
+        &PullOptions::default(),
+    )
+    .await;
     check_result(&result, fixture, OutputFormat::DockerArchive);
     assert_eq!(result.tag, None);
     check_docker_archive(&path, fixture, &[]);
@@ -153,13 +178,14 @@ pub async fn pull_each_platform(_client: &RepositoryClient, env: &SuiteEnv) {
             let child = index.child(normalised);
             let client = env.builder().platform(platform).build().expect("client");
             let path = dir.path().join("rootfs.tar");
-            let result = client
-                .pull(&env.index(index))
-                .await
-                .expect("resolve")
-                .write_rootfs(&path, &PullOptions::default())
-                .await
-                .expect("pull");
+            let result = pull_to(
+                &client,
+                &env.index(index),
+                OutputFormat::Rootfs,
+                &path,
+                &PullOptions::default(),
+            )
+            .await;
             assert_eq!(result.digest, child.digest, "{platform} of {}", index.repository);
             assert_eq!(
                 result.platform.map(|p| p.to_string()).as_deref(),
@@ -177,13 +203,14 @@ pub async fn pull_many_layers_rootfs(client: &RepositoryClient, env: &SuiteEnv) 
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = &env.fixtures().many_layers;
     let path = dir.path().join("rootfs.tar");
-    let result = client
-        .pull(&env.image(fixture))
-        .await
-        .expect("resolve")
-        .write_rootfs(&path, &PullOptions::default().concurrency(4))
-        .await
-        .expect("pull");
+    let result = pull_to(
+        client,
+        &env.image(fixture),
+        OutputFormat::Rootfs,
+        &path,
+        &PullOptions::default().concurrency(4),
+    )
+    .await;
     check_result(&result, fixture, OutputFormat::Rootfs);
     let entries = tar_entries(&std::fs::read(&path).expect("rootfs"));
     assert!(!entries.contains_key("layers/00.txt"), "deleted by a whiteout");
@@ -203,13 +230,14 @@ pub async fn pull_rootfs_keeps_types(client: &RepositoryClient, env: &SuiteEnv) 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("rootfs.tar");
     let fixture = &env.fixtures().single_oci;
-    client
-        .pull(&env.image(fixture))
-        .await
-        .expect("resolve")
-        .write_rootfs(&path, &PullOptions::default())
-        .await
-        .expect("pull");
+    pull_to(
+        client,
+        &env.image(fixture),
+        OutputFormat::Rootfs,
+        &path,
+        &PullOptions::default(),
+    )
+    .await;
     let entries = tar_entries(&std::fs::read(&path).expect("rootfs"));
     let (kind, mode, _) = &entries["bin/hello.sh"];
     assert_eq!((*kind, mode & 0o7777), (tar::EntryType::Regular, 0o755));
@@ -240,13 +268,14 @@ pub async fn pull_oci_layout(client: &RepositoryClient, env: &SuiteEnv) {
     let dir = tempfile::tempdir().expect("tempdir");
     let layout = dir.path().join("layout");
     let single = &env.fixtures().single_oci;
-    let result = client
-        .pull(&env.image(single))
-        .await
-        .expect("resolve")
-        .write_oci_layout(&layout, &PullOptions::default())
-        .await
-        .expect("pull");
+    let result = pull_to(
+        client,
+        &env.image(single),
+        OutputFormat::OciLayout,
+        &layout,
+        &PullOptions::default(),
+    )
+    .await;
     check_result(&result, single, OutputFormat::OciLayout);
     let index = index_json(&layout);
     assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1));
@@ -278,13 +307,14 @@ pub async fn pull_oci_layout(client: &RepositoryClient, env: &SuiteEnv) {
     );
 
     env.proxy.clear_log();
-    let again = client
-        .pull(&env.image(single))
-        .await
-        .expect("resolve")
-        .write_oci_layout(&layout, &PullOptions::default())
-        .await
-        .expect("pull again");
+    let again = pull_to(
+        client,
+        &env.image(single),
+        OutputFormat::OciLayout,
+        &layout,
+        &PullOptions::default(),
+    )
+    .await;
     assert!(again.layers.iter().all(|l| l.from_cache), "already in the layout");
     assert_eq!(env.proxy.upstream_blob_gets(), 0, "nothing fetched twice");
     assert_eq!(index_json(&layout)["manifests"].as_array().map(Vec::len), Some(2));
@@ -305,11 +335,7 @@ pub async fn pull_corrupted_layer(client: &RepositoryClient, env: &SuiteEnv) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = &env.fixtures().single_oci;
     let image = client.pull(&env.image(fixture)).await.expect("resolve");
-    for (name, format) in [
-        ("image.tar", "docker"),
-        ("layout", "oci"),
-        ("rootfs.tar", "rootfs"),
-    ] {
+    for (name, format) in OUTPUTS {
         env.proxy.inject_when(
             Matcher::blob_gets(),
             Fault::CorruptByte {
@@ -317,17 +343,13 @@ pub async fn pull_corrupted_layer(client: &RepositoryClient, env: &SuiteEnv) {
                 times: 1,
             },
         );
-        let path = dir.path().join(name);
-        let options = PullOptions::default();
-        let err = match format {
-            "docker" => image.write_docker_archive(&path, &options).await,
-            "oci" => image.write_oci_layout(&path, &options).await,
-            _ => image.write_rootfs(&path, &options).await,
-        }
-        .expect_err("corrupted");
+        let err = image
+            .write(format, &dir.path().join(name), &PullOptions::default())
+            .await
+            .expect_err("corrupted");
         match &err {
             Error::DigestMismatch { expected, .. } => assert_eq!(expected, &fixture.layers[0].digest),
-            other => panic!("{format}: expected DigestMismatch, got {other:?}"),
+            other => panic!("{format:?}: expected DigestMismatch, got {other:?}"),
         }
     }
     assert!(
@@ -416,26 +438,28 @@ pub async fn pull_with_layer_cache(_client: &RepositoryClient, env: &SuiteEnv) {
     let fixture = &env.fixtures().many_layers;
     let reference = env.image(fixture);
     let cold = env.builder().layer_cache(&cache).build().expect("client");
-    let result = cold
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_docker_archive(&dir.path().join("cold.tar"), &PullOptions::default())
-        .await
-        .expect("cold pull");
+    let result = pull_to(
+        &cold,
+        &reference,
+        OutputFormat::DockerArchive,
+        &dir.path().join("cold.tar"),
+        &PullOptions::default(),
+    )
+    .await;
     assert!(result.layers.iter().all(|l| !l.from_cache));
 
     env.proxy.clear_log();
     let warm = env.builder().layer_cache(&cache).build().expect("client");
     let (progress, mut events) = Progress::channel();
     let layout = dir.path().join("layout");
-    let result = warm
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_oci_layout(&layout, &PullOptions::default().progress(progress))
-        .await
-        .expect("warm pull");
+    let result = pull_to(
+        &warm,
+        &reference,
+        OutputFormat::OciLayout,
+        &layout,
+        &PullOptions::default().progress(progress),
+    )
+    .await;
     assert_eq!(
         env.proxy.count(|r| r.is_blob()),
         0,
@@ -458,12 +482,14 @@ pub async fn pull_with_layer_cache(_client: &RepositoryClient, env: &SuiteEnv) {
         assert_eq!(in_layout.ino(), in_cache.ino(), "linked, not copied");
     }
     let archive = dir.path().join("warm.tar");
-    warm.pull(&reference)
-        .await
-        .expect("resolve")
-        .write_docker_archive(&archive, &PullOptions::default())
-        .await
-        .expect("warm archive");
+    pull_to(
+        &warm,
+        &reference,
+        OutputFormat::DockerArchive,
+        &archive,
+        &PullOptions::default(),
+    )
+    .await;
     assert_eq!(
         std::fs::read(&archive).expect("warm"),
         std::fs::read(dir.path().join("cold.tar")).expect("cold")
@@ -476,16 +502,14 @@ pub async fn pull_progress_events(client: &RepositoryClient, env: &SuiteEnv) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = &env.fixtures().many_layers;
     let (progress, mut events) = Progress::channel();
-    client
-        .pull(&env.image(fixture))
-        .await
-        .expect("resolve")
-        .write_docker_archive(
-            &dir.path().join("image.tar"),
-            &PullOptions::default().progress(progress),
-        )
-        .await
-        .expect("pull");
+    pull_to(
+        client,
+        &env.image(fixture),
+        OutputFormat::DockerArchive,
+        &dir.path().join("image.tar"),
+        &PullOptions::default().progress(progress),
+    )
+    .await;
     let mut all = Vec::new();
     while let Ok(event) = events.try_recv() {
         all.push(event);
@@ -539,22 +563,11 @@ pub async fn pull_cancelled_leaves_nothing(client: &RepositoryClient, env: &Suit
             times: usize::MAX,
         },
     );
-    let targets: [(PathBuf, &str); 3] = [
-        (dir.path().join("image.tar"), "docker"),
-        (dir.path().join("layout"), "oci"),
-        (dir.path().join("rootfs.tar"), "rootfs"),
-    ];
-    for (path, format) in &targets {
-        let options = PullOptions::default();
-        let pull = async {
-            match *format {
-                "docker" => image.write_docker_archive(path, &options).await,
-                "oci" => image.write_oci_layout(path, &options).await,
-                _ => image.write_rootfs(path, &options).await,
-            }
-        };
+    for (name, format) in OUTPUTS {
+        let (options, path) = (PullOptions::default(), dir.path().join(name));
+        let pull = image.write(format, &path, &options);
         let outcome = tokio::time::timeout(Duration::from_millis(300), pull).await;
-        assert!(outcome.is_err(), "{format}: still downloading when cancelled");
+        assert!(outcome.is_err(), "{format:?}: still downloading when cancelled");
     }
     env.proxy.clear();
     assert!(

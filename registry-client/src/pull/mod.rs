@@ -325,6 +325,20 @@ impl Image {
         }
     }
 
+    /// Writes the image in `format` to `path` (see the `write_*` methods).
+    pub async fn write(
+        &self,
+        format: OutputFormat,
+        path: &Path,
+        options: &PullOptions,
+    ) -> Result<PullResult> {
+        match format {
+            OutputFormat::DockerArchive => self.write_docker_archive(path, options).await,
+            OutputFormat::OciLayout => self.write_oci_layout(path, options).await,
+            OutputFormat::Rootfs => self.write_rootfs(path, options).await,
+        }
+    }
+
     /// Writes a `docker load`-able tar to `path`. The tar's layout is known
     /// from the descriptors, so each layer is downloaded straight into its
     /// place in the file, in parallel. Nothing is left at `path` on failure.
