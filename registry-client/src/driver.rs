@@ -43,7 +43,7 @@ pub trait AbstractRegistry: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Settings a provider is built from; filled by the client builder.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ProviderConfig {
     pub region: Option<String>,
@@ -51,6 +51,17 @@ pub struct ProviderConfig {
     pub credentials: Option<Credentials>,
     /// Provider-specific settings (e.g. an instance id), by name.
     pub options: BTreeMap<String, String>,
+}
+
+/// Options may carry secrets (an access key secret): only their names are shown.
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl ProviderConfig {
@@ -157,6 +168,19 @@ mod tests {
         hosts: &[],
         factory: other_factory,
     };
+
+    #[test]
+    fn debug_shows_option_names_not_values() {
+        let mut config = ProviderConfig::default();
+        config
+            .options
+            .insert("access_key_secret".into(), "s3cr3t-value".into());
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("access_key_secret") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn unknown_id_lists_registered_ones() {

@@ -190,9 +190,19 @@ impl RegistryError {
 }
 
 impl Error {
+    /// The error a provider's tag wraps (providers report the core's kinds,
+    /// e.g. `Unauthorized`, inside [`Error::Provider`]), or this one: what
+    /// to `match` on.
+    pub fn kind(&self) -> &Error {
+        match self {
+            Error::Provider { source, .. } => source.downcast_ref::<Error>().map_or(self, Error::kind),
+            other => other,
+        }
+    }
+
     /// Whether trying the same request again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        match self {
+        match self.kind() {
             Error::RateLimited { .. }
             | Error::Timeout { .. }
             | Error::Connection { .. }
@@ -203,29 +213,40 @@ impl Error {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
+        matches!(self.kind(), Error::NotFound { .. })
     }
 
     /// Unauthorized or denied.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Unauthorized { .. } | Error::Denied { .. })
+        matches!(self.kind(), Error::Unauthorized { .. } | Error::Denied { .. })
     }
 
     pub fn is_rate_limited(&self) -> bool {
-        matches!(self, Error::RateLimited { .. })
+        matches!(self.kind(), Error::RateLimited { .. })
     }
 
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self.kind(), Error::Timeout { .. })
     }
 
     pub fn is_circuit_open(&self) -> bool {
-        matches!(self, Error::CircuitOpen { .. })
+        matches!(self.kind(), Error::CircuitOpen { .. })
     }
 
     /// Content failed verification (digest or size).
     pub fn is_integrity(&self) -> bool {
-        matches!(self, Error::DigestMismatch { .. } | Error::SizeMismatch { .. })
+        matches!(
+            self.kind(),
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        )
+    }
+
+    /// The id of the provider that reported this error, if one did.
+    pub fn provider_id(&self) -> Option<&str> {
+        match self {
+            Error::Provider { provider, .. } => Some(provider),
+            _ => None,
+        }
     }
 
     /// Wraps a provider's own error, tagged with the provider id.
@@ -343,6 +364,30 @@ mod tests {
             e.to_string(),
             "rate limited by registry-1.docker.io; retry after 30s (limit 100;w=21600, remaining 0;w=21600)"
         );
+    }
+
+    #[test]
+    fn predicates_see_through_a_provider_tag() {
+        let throttled = Error::provider(
+            "ali",
+            Error::RateLimited {
+                host: "cr.cn-hangzhou.aliyuncs.com".into(),
+                retry_after: None,
+                limit: None,
+            },
+        );
+        assert!(throttled.is_rate_limited() && throttled.is_retryable());
+        assert_eq!(throttled.provider_id(), Some("ali"));
+        let denied = Error::provider(
+            "aws",
+            Error::Denied {
+                host: "ecr".into(),
+                message: String::new(),
+            },
+        );
+        assert!(denied.is_auth() && !denied.is_retryable());
+        let other = Error::provider("gcp", std::io::Error::other("no ADC"));
+        assert!(!other.is_auth() && !other.is_retryable());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod logs;
 pub mod registry;
 pub mod token_server;
 

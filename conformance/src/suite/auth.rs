@@ -1,8 +1,6 @@
 //! Cases for authentication: bad credentials, secrets kept out of output,
 //! and bearer tokens cached per scope, honouring expiry, refreshed once on a 401.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -53,13 +51,7 @@ pub async fn wrong_credentials(_client: &RepositoryClient, env: &SuiteEnv) {
 pub async fn secrets_never_shown(_client: &RepositoryClient, env: &SuiteEnv) {
     let (name, password) = env.target.credentials.clone().expect("credentials");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
-    let log = SharedLog::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let log = crate::harness::logs::capture();
 
     let client = env.client();
     let fixture = &env.fixtures().single_oci;
@@ -78,7 +70,6 @@ pub async fn secrets_never_shown(_client: &RepositoryClient, env: &SuiteEnv) {
         .build()
         .expect("client");
     let err = wrong.get_manifest(&reference).await.expect_err("wrong password");
-    drop(guard);
 
     let text = log.text();
     // Every response is logged at debug; many lines, so the capture is proven.
@@ -158,36 +149,4 @@ pub async fn tokens_per_scope(client: &RepositoryClient, env: &SuiteEnv) {
     );
     assert_eq!(tokens.issued_count_for("registry:catalog:*"), 1);
     assert_eq!(tokens.issued_count_for("repository:a/b/c/d:pull"), 1);
-}
-
-/// Log lines captured in memory.
-#[derive(Clone, Default)]
-struct SharedLog(Arc<Mutex<Vec<u8>>>);
-
-impl SharedLog {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
-
-impl Write for SharedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedLog {
-    type Writer = SharedLog;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
