@@ -207,7 +207,14 @@ impl RepositoryClientBuilder {
 
     /// Allows plain HTTP and unverified TLS for one registry (`host` or `host:port`).
     pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
-        self.transport.insecure_hosts.insert(host.into());
+        let host = host.into();
+        // Docker Hub is named docker.io but served from its API host.
+        if host == crate::reference::DOCKER_HUB {
+            self.transport
+                .insecure_hosts
+                .insert(crate::reference::DOCKER_HUB_API_HOST.to_owned());
+        }
+        self.transport.insecure_hosts.insert(host);
         self
     }
 

@@ -184,7 +184,7 @@ async fn fetch_token(
     // Credentials go to the realm: plain HTTP only where the realm itself may
     // have it (loopback, or marked insecure), never because the registry may.
     transport.check_scheme(&realm)?;
-    let client = transport.client_for(&realm);
+    let client = transport.client_for(&realm)?;
     let service = challenge.service();
     // The registry's own scope wins; it knows what it will check.
     let scopes: Vec<&str> = challenge

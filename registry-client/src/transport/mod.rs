@@ -7,7 +7,7 @@ pub mod retry;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -93,8 +93,10 @@ impl From<Error> for Failure {
 /// Sends registry requests. Shared by every clone of a client.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    secure: reqwest::Client,
-    /// No TLS verification; used only for hosts marked insecure.
+    /// Verifies TLS against the platform's roots; built on first HTTPS use,
+    /// because loading the certificate store is most of a warm pull's start-up.
+    secure: OnceLock<Result<reqwest::Client, String>>,
+    /// No TLS verification: for insecure hosts, and for plain HTTP where it is moot.
     insecure: reqwest::Client,
     config: TransportConfig,
     breakers: CircuitBreakers,
@@ -103,19 +105,9 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: TransportConfig, provider: Arc<dyn AbstractRegistry>) -> Result<Self> {
-        let build = |accept_invalid: bool| {
-            reqwest::Client::builder()
-                .user_agent(config.user_agent.clone())
-                .connect_timeout(config.connect_timeout)
-                .read_timeout(config.read_timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .tls_danger_accept_invalid_certs(accept_invalid)
-                .build()
-                .map_err(|e| Error::InvalidConfig(format!("cannot build HTTP client: {e}")))
-        };
         Ok(Transport {
-            secure: build(false)?,
-            insecure: build(true)?,
+            secure: OnceLock::new(),
+            insecure: http_client(&config, true).map_err(Error::InvalidConfig)?,
             breakers: CircuitBreakers::new(config.circuit_breaker.clone()),
             auth: Authenticator::new(provider),
             config,
@@ -123,12 +115,14 @@ impl Transport {
     }
 
     /// The HTTP client for `url`: TLS verification off only for insecure hosts.
-    fn client_for(&self, url: &Url) -> &reqwest::Client {
-        if self.is_insecure(url) {
-            &self.insecure
-        } else {
-            &self.secure
+    fn client_for(&self, url: &Url) -> Result<&reqwest::Client> {
+        if url.scheme() == "http" || self.is_insecure(url) {
+            return Ok(&self.insecure);
         }
+        self.secure
+            .get_or_init(|| http_client(&self.config, false))
+            .as_ref()
+            .map_err(|e| Error::InvalidConfig(e.clone()))
     }
 
     pub(crate) fn retry_config(&self) -> &RetryConfig {
@@ -258,12 +252,8 @@ impl Transport {
         for _ in 0..=MAX_REDIRECTS {
             let host = host_port(&url);
             self.breakers.check(&host)?;
-            let client = if self.is_insecure(&url) {
-                &self.insecure
-            } else {
-                &self.secure
-            };
-            let mut builder = client
+            let mut builder = self
+                .client_for(&url)?
                 .request(request.method.clone(), url.clone())
                 .headers(request.headers.clone());
             if url.origin() == origin
@@ -430,6 +420,17 @@ fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
             source: Box::new(error.without_url()),
         }
     }
+}
+
+fn http_client(config: &TransportConfig, accept_invalid_certs: bool) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(config.user_agent.clone())
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(accept_invalid_certs)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 /// Whether a send failed because the server's TLS certificate was refused.
