@@ -1,0 +1,93 @@
+//! At TRACE the AWS SDK logs whole responses, ECR tokens included. The
+//! provider drops the SDK's TRACE events during a token fetch and keeps the
+//! rest. Its own binary with one test: tracing's per-callsite interest cache
+//! is shared by the whole process, so parallel tests could hide a leak.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{ACCESS_KEY_ID, Answer, FakeEcr, SECRET_KEY, SESSION_TOKEN};
+use registry_aws::{
+    ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION, SESSION_TOKEN_OPTION,
+};
+use registry_client::{AuthRequest, Challenge, ProviderConfig};
+
+const PASSWORD: &str = "logged-Token-Password";
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn token_fetch_logs_no_secret_at_trace() {
+    let fake = FakeEcr::start(Answer::Token {
+        password: PASSWORD.to_owned(),
+        lifetime: Duration::from_secs(600),
+    })
+    .await;
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    let mut config = ProviderConfig::default();
+    config.region = Some("us-east-1".into());
+    for (name, value) in [
+        (ENDPOINT_URL_OPTION, fake.url()),
+        (ACCESS_KEY_ID_OPTION, ACCESS_KEY_ID),
+        (SECRET_ACCESS_KEY_OPTION, SECRET_KEY),
+        (SESSION_TOKEN_OPTION, SESSION_TOKEN),
+    ] {
+        config.options.insert(name.into(), value.into());
+    }
+    let provider = (registry_client::driver::provider("aws").unwrap().factory)(&config).unwrap();
+    let challenge = &Challenge::parse_all("Basic realm=\"ecr\"")[0];
+    let request = AuthRequest {
+        host: "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        challenge,
+        scope: None,
+    };
+    let credentials = provider.credentials(&request).await.unwrap().expect("a token");
+    assert_eq!(credentials.secret(), PASSWORD);
+    tracing::trace!("after the fetch");
+    drop(guard);
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("TRACE") && text.contains("after the fetch"),
+        "TRACE is captured:\n{text}"
+    );
+    assert!(
+        text.contains("DEBUG ECR.GetAuthorizationToken"),
+        "the SDK's DEBUG events are kept:\n{text}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{PASSWORD}"));
+    for secret in [PASSWORD, basic.as_str(), SECRET_KEY, SESSION_TOKEN] {
+        assert!(!text.contains(secret), "{secret} logged:\n{text}");
+    }
+}

@@ -1,0 +1,43 @@
+//! The whole conformance suite in token mode, with the registry's token server accepting only
+//! `oauth2accesstoken` and the access token that a fake Google OAuth2 endpoint issued. The
+//! provider gets that token itself: from an `authorized_user` file, through google-cloud-auth.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{FakeOAuth, Tokens};
+use conformance::suite::Target;
+use registry_client::{RepositoryClient, RepositoryClientBuilder};
+use registry_gcp::{CREDENTIALS_FILE_OPTION, USERNAME};
+
+const ISSUED_TOKEN: &str = "ya29.conformance-Access-token";
+
+/// One fake for the whole test process, on its own thread; the credentials file points at it.
+fn credentials_file() -> &'static str {
+    static FAKE: OnceLock<(FakeOAuth, String)> = OnceLock::new();
+    let (_, path) = FAKE.get_or_init(|| {
+        let fake = FakeOAuth::start(Tokens::Fixed(ISSUED_TOKEN), 3600);
+        let path = fake.credentials_file().display().to_string();
+        (fake, path)
+    });
+    path
+}
+
+fn builder(target: &Target) -> RepositoryClientBuilder {
+    // The suite knows the registry's user; the provider must find the same one on its own.
+    assert_eq!(
+        target.credentials,
+        Some((USERNAME.to_owned(), ISSUED_TOKEN.to_owned()))
+    );
+    RepositoryClient::builder("gcp")
+        .endpoint(target.endpoint.as_str())
+        .option(CREDENTIALS_FILE_OPTION, credentials_file())
+}
+
+conformance::conformance_tests!(
+    registry = Some("us-docker.pkg.dev"),
+    builder = builder,
+    mode = Token,
+    user = Some(("oauth2accesstoken", ISSUED_TOKEN))
+);
