@@ -1,0 +1,258 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+/// The file name that makes the binary speak docker's credential-helper protocol.
+pub const HELPER_PROGRAM: &str = "docker-credential-mcreg";
+
+/// Pull, inspect and list container images from any registry.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcreg",
+    version,
+    about = "Pull, inspect and list container images from any registry",
+    after_help = "Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 authentication, \
+                  5 network/timeout/rate limit, 6 integrity (digest or size mismatch)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes (before or after the command name).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Registry provider (oci, aws, gcp, ali, …); default: chosen from the registry host
+    #[arg(long, global = true, value_name = "ID", env = "MCREG_PROVIDER")]
+    pub provider: Option<String>,
+
+    /// Send every request to this registry endpoint instead (a mirror, a local registry)
+    #[arg(long, global = true, value_name = "URL", env = "MCREG_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Cloud region, for providers that need one
+    #[arg(long, global = true, value_name = "REGION", env = "MCREG_REGION")]
+    pub region: Option<String>,
+
+    /// Allow plain HTTP and unverified TLS for this command's registry (and --endpoint)
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// User name for the registry; the password is read from stdin (--password-stdin)
+    #[arg(long, global = true, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+
+    /// Read the password for --username from stdin
+    #[arg(long, global = true, requires = "username")]
+    pub password_stdin: bool,
+
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress and no informational output
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG is honoured too
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image to a docker-archive tar, an OCI image layout or a root filesystem tar
+    Pull(PullArgs),
+    /// Show an image's digest, media type, platforms, layers and config
+    Inspect(InspectArgs),
+    /// Print an image's manifest digest (a HEAD request; nothing is pulled)
+    Digest(DigestArgs),
+    /// List every tag of a repository
+    Tags(TagsArgs),
+    /// List every repository of a registry
+    Catalog(CatalogArgs),
+    /// List the registry providers and the hosts each serves
+    Providers,
+    /// Speak docker's credential-helper protocol with cloud credentials (ECR, GAR/GCR, ACR)
+    CredentialHelper(CredentialHelperArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference, e.g. alpine:3.20 or ghcr.io/owner/image@sha256:…
+    pub image: String,
+
+    /// Where to write: a tar file (docker, rootfs) or a directory (oci)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Docker)]
+    pub format: Format,
+
+    /// Platform to pull from a multi-platform image (default: this machine's); `all` (only
+    /// with --format oci) keeps every platform
+    #[arg(long, value_name = "os/arch[/variant]|all")]
+    pub platform: Option<String>,
+
+    /// Keep layers in this content-addressed directory and reuse them on later pulls
+    #[arg(long, value_name = "DIR", env = "MCREG_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Layers downloaded at once (default 8)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+}
+
+/// Output formats of `pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A `docker load`-able tar
+    Docker,
+    /// An OCI image layout directory
+    Oci,
+    /// The flattened root filesystem as a tar
+    Rootfs,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Docker => "docker",
+            Format::Oci => "oci",
+            Format::Rootfs => "rootfs",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image reference
+    pub image: String,
+
+    /// Print the manifest bytes exactly as served (with --config: the config blob's bytes)
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Print the image config (of the selected platform) instead of the summary
+    #[arg(long)]
+    pub config: bool,
+
+    /// Platform to describe from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "os/arch[/variant]")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Image reference
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// Repository, e.g. alpine or ghcr.io/owner/image (a tag or digest is ignored)
+    pub repository: String,
+
+    /// Entries asked for per page (default: the registry's)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Registry host, e.g. registry.example.com or localhost:5000
+    pub registry: String,
+
+    /// Entries asked for per page (default: the registry's)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialHelperArgs {
+    #[arg(value_enum)]
+    pub action: HelperAction,
+}
+
+/// The credential-helper protocol's actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HelperAction {
+    /// Read a server URL on stdin, print its credentials as JSON
+    Get,
+    /// Read credentials JSON on stdin; nothing is stored (cloud credentials are minted)
+    Store,
+    /// Read a server URL on stdin; nothing is stored, so nothing is erased
+    Erase,
+    /// Print the stored credentials: always `{}`
+    List,
+    /// Print the helper's version
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the completion script for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The command line when the binary runs as `docker-credential-mcreg`.
+#[derive(Debug, Parser)]
+#[command(
+    name = HELPER_PROGRAM,
+    version,
+    about = "Docker credential helper answering with ECR, Artifact Registry/gcr.io and ACR credentials"
+)]
+pub struct HelperCli {
+    #[arg(value_enum)]
+    pub action: HelperAction,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_lines_are_consistent() {
+        Cli::command().debug_assert();
+        HelperCli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = Cli::try_parse_from(["mcreg", "digest", "alpine", "--json", "--insecure"]).unwrap();
+        assert!(cli.global.json && cli.global.insecure);
+        let cli = Cli::try_parse_from(["mcreg", "-q", "--provider", "oci", "tags", "alpine"]).unwrap();
+        assert!(cli.global.quiet);
+        assert_eq!(cli.global.provider.as_deref(), Some("oci"));
+    }
+
+    #[test]
+    fn username_and_password_stdin_go_together() {
+        assert!(Cli::try_parse_from(["mcreg", "--username", "u", "tags", "alpine"]).is_err());
+        assert!(Cli::try_parse_from(["mcreg", "--password-stdin", "tags", "alpine"]).is_err());
+        Cli::try_parse_from(["mcreg", "--username", "u", "--password-stdin", "tags", "alpine"]).unwrap();
+    }
+
+    #[test]
+    fn jobs_must_be_positive() {
+        let parse = |jobs: &str| Cli::try_parse_from(["mcreg", "pull", "a", "-o", "a.tar", "--jobs", jobs]);
+        assert!(parse("0").is_err());
+        assert!(parse("x").is_err());
+        parse("4").unwrap();
+    }
+}
