@@ -236,6 +236,9 @@ pub enum Fault {
     CorruptByte { offset: u64, times: usize },
     /// Forward without the `Authorization` header.
     DropAuthorization { times: usize },
+    /// Forward without the `Range` header, so the upstream answers `200` with the whole
+    /// body where the client asked for `206` and a part (servers and CDNs that ignore ranges).
+    IgnoreRange { times: usize },
     /// Answer a blob GET with `307 Location: http://127.0.0.2:<port>/blobs/<digest>?…`
     /// (see [`FaultProxy::redirect_url`]). Only applies to requests whose path contains
     /// `/blobs/sha256:<hex>`; other requests skip this rule.
@@ -250,6 +253,7 @@ pub enum FaultKind {
     Delay,
     CorruptByte,
     DropAuthorization,
+    IgnoreRange,
     RedirectBlobs,
 }
 
@@ -296,6 +300,7 @@ impl Fault {
             Fault::Delay { .. } => FaultKind::Delay,
             Fault::CorruptByte { .. } => FaultKind::CorruptByte,
             Fault::DropAuthorization { .. } => FaultKind::DropAuthorization,
+            Fault::IgnoreRange { .. } => FaultKind::IgnoreRange,
             Fault::RedirectBlobs { .. } => FaultKind::RedirectBlobs,
         }
     }
@@ -308,6 +313,7 @@ impl Fault {
             | Fault::Delay { times, .. }
             | Fault::CorruptByte { times, .. }
             | Fault::DropAuthorization { times }
+            | Fault::IgnoreRange { times }
             | Fault::RedirectBlobs { times } => *times,
         }
     }
@@ -1012,6 +1018,7 @@ async fn proxy_handler(
     };
 
     let mut drop_authorization = false;
+    let mut ignore_range = false;
     let mut body_fault = None;
     match fault {
         Some(Fault::Status {
@@ -1057,6 +1064,7 @@ async fn proxy_handler(
         }
         Some(Fault::Delay { duration, .. }) => tokio::time::sleep(duration).await,
         Some(Fault::DropAuthorization { .. }) => drop_authorization = true,
+        Some(Fault::IgnoreRange { .. }) => ignore_range = true,
         Some(f @ (Fault::ResetAfter { .. } | Fault::CorruptByte { .. })) => body_fault = Some(f),
         None => {}
     }
@@ -1072,6 +1080,9 @@ async fn proxy_handler(
             continue;
         }
         if drop_authorization && *name == AUTHORIZATION {
+            continue;
+        }
+        if ignore_range && *name == RANGE {
             continue;
         }
         headers.append(name.clone(), value.clone());

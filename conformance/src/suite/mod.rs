@@ -228,6 +228,8 @@ macro_rules! __all_modes_cases {
         pull_not_found,
         pull_corrupted_layer,
         pull_resumes_with_range,
+        pull_resumes_when_range_is_ignored,
+        pull_concurrently_into_one_cache,
         pull_through_rate_limits,
         pull_redirected_blobs,
         pull_with_layer_cache,

@@ -393,6 +393,75 @@ pub async fn pull_resumes_with_range(client: &RepositoryClient, env: &SuiteEnv) 
     assert_eq!(retries, 1, "the resume was reported");
 }
 
+/// A server that ignores `Range` on the resumed request (answers 200 with the
+/// whole blob) has the bytes already received skipped, and the layer still verifies.
+pub async fn pull_resumes_when_range_is_ignored(client: &RepositoryClient, env: &SuiteEnv) {
+    warm_up(client, env).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = &env.fixtures().many_layers;
+    let image = client.pull(&env.image(fixture)).await.expect("resolve");
+    let layer = &fixture.layers[5];
+    let this_layer = || Matcher::path_contains(layer.digest.clone());
+    env.proxy
+        .inject_when(this_layer(), Fault::ResetAfter { bytes: 30, times: 1 });
+    env.proxy
+        .inject_when(this_layer(), Fault::IgnoreRange { times: 1 });
+    let path = dir.path().join("image.tar");
+    image
+        .write_docker_archive(&path, &PullOptions::default())
+        .await
+        .expect("resumed");
+    check_docker_archive(&path, fixture, &[env.image(fixture).to_string()]);
+    let asked: Vec<(Option<String>, Option<u16>)> = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&layer.digest))
+        .map(|r| (r.range.clone(), r.status))
+        .collect();
+    assert_eq!(
+        asked,
+        [(None, Some(200)), (Some("bytes=30-".to_owned()), Some(200))]
+    );
+    assert_eq!(env.proxy.fired(FaultKind::IgnoreRange), 1);
+}
+
+/// Two pulls racing into one layer cache both succeed and leave it whole.
+pub async fn pull_concurrently_into_one_cache(_client: &RepositoryClient, env: &SuiteEnv) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let fixture = &env.fixtures().many_layers;
+    let reference = env.image(fixture);
+    let (a, b) = (
+        env.builder().layer_cache(&cache).build().expect("client"),
+        env.builder().layer_cache(&cache).build().expect("client"),
+    );
+    let (first, second) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+    let options = PullOptions::default();
+    tokio::join!(
+        pull_to(&a, &reference, OutputFormat::DockerArchive, &first, &options),
+        pull_to(&b, &reference, OutputFormat::DockerArchive, &second, &options),
+    );
+    assert_eq!(
+        std::fs::read(&first).expect("a"),
+        std::fs::read(&second).expect("b")
+    );
+    let cached = only_file(&cache.join("blobs/sha256"));
+    assert!(
+        cached.iter().all(|name| !name.contains("partial")),
+        "temporary files left: {cached:?}"
+    );
+    assert_eq!(
+        cached.len(),
+        fixture.layers.len() + 1,
+        "each layer and the config, once"
+    );
+    for layer in &fixture.layers {
+        let bytes = std::fs::read(cache.join("blobs/sha256").join(hex(&layer.digest))).expect("cached");
+        assert_eq!(bytes, layer.data, "{} intact", layer.digest);
+    }
+}
+
 /// A storm of 429s on blobs is waited out.
 pub async fn pull_through_rate_limits(client: &RepositoryClient, env: &SuiteEnv) {
     let dir = tempfile::tempdir().expect("tempdir");

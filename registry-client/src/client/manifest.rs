@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, header};
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
 use super::RepositoryClient;
@@ -109,30 +109,28 @@ impl Manifest {
         })
     }
 
-    /// The index entry for `platform`, or [`Error::NoMatchingPlatform`]
-    /// listing what the index offers. `None` for an image manifest.
-    pub fn select_platform(&self, platform: &Platform) -> Result<Option<ManifestDescriptor>> {
+    /// The entries of an index: those with a platform (normalised), and
+    /// nested indexes without one. Empty for an image manifest.
+    fn entries(&self) -> (Vec<(&Descriptor, Platform)>, Vec<&Descriptor>) {
         let ManifestKind::Index(index) = &self.kind else {
-            return Ok(None);
+            return (Vec::new(), Vec::new());
         };
-        let entries: Vec<_> = index
+        let with_platform = index
             .manifests()
             .iter()
             .filter_map(|d| d.platform().as_ref().map(|p| (d, Platform::from_oci(p))))
             .collect();
-        let chosen = entries.iter().find(|(_, p)| platform.matches(p));
-        match chosen {
-            Some((d, _)) => Ok(Some(ManifestDescriptor {
-                digest: d.digest().to_string(),
-                media_type: d.media_type().to_string(),
-                size: d.size(),
-            })),
-            None => Err(Error::NoMatchingPlatform {
-                requested: platform.to_string(),
-                available: entries.iter().map(|(_, p)| p.to_string()).collect(),
-            }),
-        }
+        let nested = index
+            .manifests()
+            .iter()
+            .filter(|d| d.platform().is_none() && is_index_type(d.media_type().as_ref()))
+            .collect();
+        (with_platform, nested)
     }
+}
+
+fn is_index_type(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
 impl RepositoryClient {
@@ -238,18 +236,58 @@ impl RepositoryClient {
     /// The image manifest for this client's platform: the manifest itself,
     /// or the matching entry of an index (indexes nested in indexes too).
     pub async fn get_image_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
-        let mut manifest = self.get_manifest(reference).await?;
-        // Indexes may nest; a few levels is all anything real uses.
-        for _ in 0..4 {
-            let Some(entry) = manifest.select_platform(self.platform())? else {
-                return Ok(manifest);
+        let top = self.get_manifest(reference).await?;
+        Ok(self.resolve_platform(reference, top).await?.1)
+    }
+
+    /// Walks from `top` down to the image manifest for this client's
+    /// platform: a matching entry wins; otherwise nested indexes without a
+    /// platform are searched in order. Returns the indexes passed through
+    /// (outermost first) and the image manifest; [`Error::NoMatchingPlatform`]
+    /// lists every platform seen when none matches.
+    pub(crate) async fn resolve_platform(
+        &self,
+        reference: &ImageReference,
+        top: Manifest,
+    ) -> Result<(Vec<Manifest>, Manifest)> {
+        // A few levels is all anything real uses.
+        const MAX_DEPTH: usize = 4;
+        let mut available: Vec<String> = Vec::new();
+        let mut pending = vec![(Vec::new(), top)];
+        while let Some((path, manifest)) = pending.pop() {
+            if !manifest.is_index() {
+                return Ok((path, manifest));
+            }
+            if path.len() >= MAX_DEPTH {
+                return Err(Error::invalid_response(
+                    reference.registry(),
+                    "indexes nested too deeply",
+                ));
+            }
+            let (with_platform, nested) = manifest.entries();
+            let chosen = with_platform.iter().find(|(_, p)| self.platform().matches(p));
+            let next: Vec<String> = match chosen {
+                Some((d, _)) => vec![d.digest().to_string()],
+                None => {
+                    for (_, p) in &with_platform {
+                        if !available.contains(&p.to_string()) {
+                            available.push(p.to_string());
+                        }
+                    }
+                    nested.iter().rev().map(|d| d.digest().to_string()).collect()
+                }
             };
-            manifest = self.get_manifest(&reference.with_digest(&entry.digest)?).await?;
+            let mut path = path;
+            path.push(manifest);
+            for digest in next {
+                let child = self.get_manifest(&reference.with_digest(&digest)?).await?;
+                pending.push((path.clone(), child));
+            }
         }
-        Err(Error::invalid_response(
-            reference.registry(),
-            "indexes nested too deeply",
-        ))
+        Err(Error::NoMatchingPlatform {
+            requested: self.platform().to_string(),
+            available,
+        })
     }
 
     /// The config of the image `reference` names (for an index, the entry

@@ -156,23 +156,9 @@ pub struct Image {
 impl RepositoryClient {
     /// Resolves `reference` for this client's platform.
     pub async fn pull(&self, reference: &ImageReference) -> Result<Image> {
-        let mut indexes = Vec::new();
-        let mut manifest = self.get_manifest(reference).await?;
-        let mut platform = None;
-        while manifest.is_index() {
-            let entry = manifest
-                .select_platform(self.platform())?
-                .expect("an index has a platform choice");
-            platform = Some(self.platform().clone());
-            indexes.push(manifest);
-            if indexes.len() > 4 {
-                return Err(Error::invalid_response(
-                    reference.registry(),
-                    "indexes nested too deeply",
-                ));
-            }
-            manifest = self.get_manifest(&reference.with_digest(&entry.digest)?).await?;
-        }
+        let top = self.get_manifest(reference).await?;
+        let (indexes, manifest) = self.resolve_platform(reference, top).await?;
+        let platform = (!indexes.is_empty()).then(|| self.platform().clone());
         let image = self.platform_image(reference, manifest, platform).await?;
         Ok(Image {
             client: self.clone(),
