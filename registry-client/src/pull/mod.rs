@@ -357,8 +357,13 @@ impl Image {
                         hit
                     }
                     None => {
-                        self.download_to_file(blob, open_at(temp, slot.offset)?, options)
-                            .await?;
+                        self.download_to_file(
+                            blob,
+                            open_at(temp, slot.offset)?,
+                            options,
+                            Durability::Buffered,
+                        )
+                        .await?;
                         false
                     }
                 };
@@ -420,7 +425,8 @@ impl Image {
             .map(|(layer, direct)| async move {
                 let fetched = match (direct, self.client.layer_cache()) {
                     (Some((blob_writer, file)), _) => {
-                        self.download_to_file(&layer, file, options).await?;
+                        self.download_to_file(&layer, file, options, Durability::Synced)
+                            .await?;
                         Fetched::Direct(blob_writer)
                     }
                     (None, Some(cache)) => {
@@ -531,8 +537,13 @@ impl Image {
                         return Ok::<_, Error>((layer, path, hit));
                     }
                     let path = scratch.join(layer.digest.replace(':', "-"));
-                    self.download_to_file(layer, std::fs::File::create(&path)?, options)
-                        .await?;
+                    self.download_to_file(
+                        layer,
+                        std::fs::File::create(&path)?,
+                        options,
+                        Durability::Buffered,
+                    )
+                    .await?;
                     Ok((layer, path, false))
                 }
             })
@@ -576,7 +587,8 @@ impl Image {
             return Ok((path, true));
         }
         let (atomic, file) = cache.writer(&layer.digest)?;
-        self.download_to_file(layer, file, options).await?;
+        self.download_to_file(layer, file, options, Durability::Synced)
+            .await?;
         atomic.commit_if_absent()?;
         Ok((cache.path(&layer.digest)?, false))
     }
@@ -586,13 +598,29 @@ impl Image {
         layer: &BlobInfo,
         file: std::fs::File,
         options: &PullOptions,
+        durability: Durability,
     ) -> Result<()> {
         let file = tokio::fs::File::from_std(file);
         let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         self.client
             .download_blob(&self.reference, layer, &mut out, options.progress.as_ref())
-            .await
+            .await?;
+        if durability == Durability::Synced {
+            // Here, while other layers still download, rather than one after
+            // another when the output is committed.
+            out.into_inner().sync_all().await?;
+        }
+        Ok(())
     }
+}
+
+/// Whether a downloaded blob must be on disk before it is used: blobs that
+/// are linked under their final name (OCI layouts, the cache) are; a
+/// scratch file or a region of a tar that is renamed as a whole is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    Buffered,
 }
 
 /// How a layer reached an OCI layout's staging.
