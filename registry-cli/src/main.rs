@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Whether argv[0]'s file name is `docker-credential-mcreg` (`.exe` on Windows).
+/// Whether `argv[0]`'s file name is `docker-credential-mcreg` (`.exe` on Windows).
 fn invoked_as_helper(argv0: &OsStr) -> bool {
     Path::new(argv0)
         .file_name()

@@ -124,8 +124,8 @@ fn parse(reference: &str) -> ImageReference {
 
 /// Expands to one `#[tokio::test]` per conformance case and auth mode.
 ///
-/// ```ignore
-/// fn builder(target: &conformance::suite::Target) -> RepositoryClientBuilder { … }
+/// ```text
+/// fn builder(target: &conformance::suite::Target) -> RepositoryClientBuilder { /* … */ }
 /// // Every case in every auth mode, the harness's own user:
 /// conformance::conformance_tests!(registry = None, builder = builder);
 /// // One auth mode, with the registry's pull user set to what the provider presents:

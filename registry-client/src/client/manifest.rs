@@ -392,8 +392,13 @@ impl RepositoryClient {
         let Some(path) = cache.get(digest, size)? else {
             return Ok(None);
         };
-        let bytes = Bytes::from(std::fs::read(path)?);
-        Ok(digest::verify(digest, &bytes).is_ok().then_some(bytes))
+        let bytes = Bytes::from(std::fs::read(&path)?);
+        if digest::verify(digest, &bytes).is_err() {
+            // Damaged: drop it so the fetched copy can take its place.
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
+        Ok(Some(bytes))
     }
 
     fn manifest_request(

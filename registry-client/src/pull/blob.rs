@@ -133,10 +133,15 @@ impl RepositoryClient {
             };
             resumes += 1;
             if resumes > retry.max_retries {
-                return Err(Error::SizeMismatch {
-                    digest: blob.digest.clone(),
-                    expected: blob.size,
-                    actual: written,
+                // A network failure, not bad content: what arrived so far verified.
+                return Err(Error::Connection {
+                    host,
+                    source: format!(
+                        "blob {}: {reason}; gave up after {} resumes",
+                        blob.digest,
+                        resumes - 1
+                    )
+                    .into(),
                 });
             }
             tracing::info!(digest = %blob.digest, written, "resuming blob: {reason}");

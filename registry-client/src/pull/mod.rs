@@ -504,9 +504,11 @@ impl Image {
     /// Writes the flattened root filesystem as a tar file at `path`.
     pub async fn write_rootfs(&self, path: &Path, options: &PullOptions) -> Result<PullResult> {
         let (atomic, file) = AtomicFile::create(path)?;
-        let (_, mut result) = self
+        let (out, mut result) = self
             .write_rootfs_to(std::io::BufWriter::new(file), options)
             .await?;
+        // The last buffered bytes must be written (and their error seen) before the rename.
+        out.into_inner().map_err(|e| e.into_error())?;
         atomic.commit()?;
         result.path = Some(path.to_owned());
         Ok(result)
