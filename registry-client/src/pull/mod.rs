@@ -579,7 +579,13 @@ impl Image {
         layer: &BlobInfo,
         options: &PullOptions,
     ) -> Result<(PathBuf, bool)> {
-        if let Some(path) = cache.get(&layer.digest, layer.size)? {
+        // A blocking stat, off the runtime threads: the lookups of all layers
+        // then reach the disk together instead of one after another.
+        let lookup = {
+            let (cache, digest, size) = (cache.clone(), layer.digest.clone(), layer.size);
+            tokio::task::spawn_blocking(move || cache.get(&digest, size))
+        };
+        if let Some(path) = lookup.await.map_err(join_error)?? {
             if let Some(p) = &options.progress {
                 p.emit(ProgressEvent::BlobFromCache {
                     digest: layer.digest.clone(),
