@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use conformance::harness::{AuthMode, ImageFixture};
+use conformance::harness::{AuthMode, ImageFixture, run_tool};
 use conformance::suite::{SuiteEnv, Target, tar_entries};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
@@ -15,20 +14,6 @@ use serde_json::Value;
 
 fn builder(_: &Target) -> RepositoryClientBuilder {
     RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
-}
-
-/// Runs a tool, panicking with its output (or a hint to install it) on failure.
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("{program} could not run ({e}): run scripts/install-test-tools.sh to install it")
-    });
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn hex(digest: &str) -> &str {
@@ -68,13 +53,13 @@ async fn podman_loads_the_docker_archive() {
         let archive = pulled_archive(&env, fixture, dir.path()).await;
         let mut load = storage.to_vec();
         load.extend(["load", "-i", archive.to_str().expect("utf-8")]);
-        let loaded = run("podman", &load);
+        let loaded = run_tool("podman", &load);
         let tag = env.image(fixture).to_string();
         assert!(loaded.contains(&tag), "podman load said: {loaded}");
 
         let mut images = storage.to_vec();
         images.extend(["images", "--format", "json"]);
-        let images: Value = serde_json::from_str(&run("podman", &images)).expect("podman images JSON");
+        let images: Value = serde_json::from_str(&run_tool("podman", &images)).expect("podman images JSON");
         let ours = images
             .as_array()
             .expect("array")
@@ -100,14 +85,14 @@ async fn skopeo_reads_the_docker_archive() {
     let fixture = &env.fixtures().many_layers;
     let archive = pulled_archive(&env, fixture, dir.path()).await;
     let source = format!("docker-archive:{}", archive.display());
-    let inspected: Value = serde_json::from_str(&run("skopeo", &["inspect", &source])).expect("JSON");
+    let inspected: Value = serde_json::from_str(&run_tool("skopeo", &["inspect", &source])).expect("JSON");
     assert_eq!(inspected["Architecture"], fixture.platform.architecture.as_str());
     assert_eq!(
         inspected["Layers"].as_array().map(Vec::len),
         Some(fixture.layers.len())
     );
     let config: Value =
-        serde_json::from_str(&run("skopeo", &["inspect", "--config", "--raw", &source])).expect("JSON");
+        serde_json::from_str(&run_tool("skopeo", &["inspect", "--config", "--raw", &source])).expect("JSON");
     let diff_ids: Vec<&str> = fixture.layers.iter().map(|l| l.diff_id.as_str()).collect();
     assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
 }
@@ -140,11 +125,11 @@ async fn skopeo_reads_the_oci_layout() {
         .expect("pull all");
 
     let v1 = format!("oci:{}:v1", layout.display());
-    let inspected: Value = serde_json::from_str(&run("skopeo", &["inspect", &v1])).expect("JSON");
+    let inspected: Value = serde_json::from_str(&run_tool("skopeo", &["inspect", &v1])).expect("JSON");
     assert_eq!(inspected["Digest"], single.digest.as_str());
     let layers: Vec<&str> = single.layers.iter().map(|l| l.digest.as_str()).collect();
     assert_eq!(inspected["Layers"], serde_json::json!(layers));
-    let raw = run(
+    let raw = run_tool(
         "skopeo",
         &["inspect", "--raw", &format!("oci:{}:multi", layout.display())],
     );
@@ -160,7 +145,7 @@ async fn skopeo_reads_the_oci_layout() {
         args.extend(variant.as_deref());
         let target = format!("oci:{}:multi", layout.display());
         args.extend(["inspect", target.as_str()]);
-        let inspected: Value = serde_json::from_str(&run("skopeo", &args)).expect("JSON");
+        let inspected: Value = serde_json::from_str(&run_tool("skopeo", &args)).expect("JSON");
         // skopeo names the index's digest and describes the chosen child.
         assert_eq!(inspected["Digest"], multi.digest.as_str());
         let layers: Vec<&str> = child.layers.iter().map(|l| l.digest.as_str()).collect();
@@ -240,7 +225,7 @@ async fn umoci_unpack_matches_our_rootfs() {
 
         let bundle = dir.path().join(format!("bundle-{name}"));
         let image_arg = format!("{}:v1", layout.display());
-        run(
+        run_tool(
             "umoci",
             &[
                 "unpack",

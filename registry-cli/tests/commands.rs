@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{MODES, Sandbox, path_str, tool};
-use conformance::harness::{AuthMode, TestRegistry};
+use common::{MODES, Sandbox, path_str};
+use conformance::harness::{AuthMode, TestRegistry, run_tool};
 use conformance::suite::tar_entries;
 use serde_json::Value;
 
@@ -146,7 +146,7 @@ async fn pull_writes_each_format() {
     let entries = tar_entries(&std::fs::read(&archive).expect("archive"));
     let manifest: Value = serde_json::from_slice(&entries["manifest.json"].2).expect("manifest.json");
     assert_eq!(manifest[0]["RepoTags"][0], image.as_str());
-    let inspected: Value = serde_json::from_str(&tool(
+    let inspected: Value = serde_json::from_str(&run_tool(
         "skopeo",
         &["inspect", &format!("docker-archive:{}", path_str(&archive))],
     ))
@@ -175,7 +175,7 @@ async fn pull_writes_each_format() {
     let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
         .expect("index JSON");
     assert_eq!(index["manifests"][0]["digest"], oci.digest.as_str());
-    let inspected: Value = serde_json::from_str(&tool(
+    let inspected: Value = serde_json::from_str(&run_tool(
         "skopeo",
         &["inspect", &format!("oci:{}:v1", path_str(&layout))],
     ))

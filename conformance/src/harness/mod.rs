@@ -110,3 +110,22 @@ pub(crate) fn random_string(len: usize) -> String {
         .map(char::from)
         .collect()
 }
+
+/// Runs one of the real tools the tests check against (skopeo, podman, umoci…) and returns
+/// its stdout, panicking with its stderr on failure, or with a pointer to
+/// `scripts/install-test-tools.sh` when it is not installed.
+pub fn run_tool(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} could not run ({e}): run scripts/install-test-tools.sh to install it")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -196,20 +196,6 @@ pub fn path_str(path: &Path) -> String {
 
 pub const MODES: [AuthMode; 3] = [AuthMode::None, AuthMode::Basic, AuthMode::Token];
 
-/// A program the test needs, with a pointer to the install script when it is missing.
-pub fn tool(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("{program} could not run ({e}): run scripts/install-test-tools.sh to install it")
-    });
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// One request a [`FakeHttp`] received.
 #[derive(Debug, Clone)]
 pub struct Request {
