@@ -227,7 +227,7 @@ impl AwsRegistry {
     }
 }
 
-/// Maps an AWS API error to the core's kinds, with the code and AWS's message
+/// Maps an AWS API error to the core's kinds, tagged "aws", with the code and AWS's message
 /// (never the request, which may carry a session token).
 fn api_error<E, R>(host: &str, error: SdkError<E, R>) -> Error
 where
@@ -241,7 +241,7 @@ where
         _ => format!("{ID} GetAuthorizationToken: {code}"),
     };
     let host = host.to_owned();
-    match code {
+    let kind = match code {
         "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "SignatureDoesNotMatch"
@@ -255,12 +255,16 @@ where
             retry_after: None,
             limit: None,
         },
-        _ if error.as_service_error().is_some() => Error::provider(ID, text),
-        _ => Error::provider(
-            ID,
-            format!("GetAuthorizationToken: {}", DisplayErrorContext(&error)),
-        ),
-    }
+        _ if error.as_service_error().is_some() => return Error::provider(ID, text),
+        _ => {
+            return Error::provider(
+                ID,
+                format!("GetAuthorizationToken: {}", DisplayErrorContext(&error)),
+            );
+        }
+    };
+    // The core's kind, tagged: predicates and `Error::kind()` see through the tag.
+    Error::provider(ID, kind)
 }
 
 #[async_trait]

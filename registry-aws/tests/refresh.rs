@@ -113,9 +113,10 @@ async fn failed_refresh_keeps_the_valid_token() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let err = client.head_manifest(&reference).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Denied { host, .. } if host == ECR_HOST),
+        matches!(err.kind(), Error::Denied { host, .. } if host == ECR_HOST),
         "{err:?}"
     );
+    assert_eq!(err.provider_id(), Some("aws"));
     assert_eq!(fake.call_count(), 3);
 
     fake.answer(token(Duration::from_secs(60)));
@@ -222,9 +223,10 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
         .build()
         .unwrap();
     let err = client.head_manifest(&reference).await.unwrap_err();
-    let Error::Unauthorized { host, message } = &err else {
+    let Error::Unauthorized { host, message } = err.kind() else {
         panic!("{err:?}")
     };
+    assert_eq!(err.provider_id(), Some("aws"));
     assert_eq!(host, ECR_HOST);
     assert_eq!(
         message,
@@ -242,9 +244,10 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
         message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken",
     });
     let err = client.head_manifest(&reference).await.unwrap_err();
-    let Error::Denied { host, message } = &err else {
+    let Error::Denied { host, message } = err.kind() else {
         panic!("{err:?}")
     };
+    assert_eq!(err.provider_id(), Some("aws"));
     assert_eq!(host, ECR_HOST);
     assert_eq!(
         message,
@@ -280,10 +283,10 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
     });
     let err = client.head_manifest(&reference).await.unwrap_err();
     assert!(
-        matches!(&err, Error::RateLimited { host, retry_after: None, .. } if host == ECR_HOST),
+        matches!(err.kind(), Error::RateLimited { host, retry_after: None, .. } if host == ECR_HOST),
         "{err:?}"
     );
-    assert!(err.is_rate_limited());
+    assert!(err.is_rate_limited() && err.provider_id() == Some("aws"));
     assert_no_secret(&shown(&err, &client));
     assert_eq!(fake.call_count(), 6);
 
