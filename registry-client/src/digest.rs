@@ -9,6 +9,19 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// `(algorithm, hex)` of a `sha256:`/`sha512:` digest whose hex is lowercase and of the
+/// right length: the form that is safe to use as a file name.
+pub(crate) fn split_for_path(digest: &str) -> Option<(&str, &str)> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return None,
+    };
+    (hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some((algorithm, hex))
+}
+
 /// Checks that `bytes` hash to `expected`, computing with the algorithm it names.
 pub fn verify(expected: &str, bytes: &[u8]) -> Result<()> {
     let actual = match expected.split_once(':') {

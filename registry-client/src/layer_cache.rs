@@ -66,17 +66,8 @@ impl LayerCache {
 
 /// `(algorithm, hex)` of a digest, checked so it is safe as a path.
 pub(crate) fn split_digest(digest: &str) -> Result<(&str, &str)> {
-    let invalid = || Error::InvalidConfig(format!("invalid blob digest {digest:?}"));
-    let (algorithm, hex) = digest.split_once(':').ok_or_else(invalid)?;
-    let hex_len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return Err(invalid()),
-    };
-    if hex.len() != hex_len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(invalid());
-    }
-    Ok((algorithm, hex))
+    crate::digest::split_for_path(digest)
+        .ok_or_else(|| Error::InvalidConfig(format!("invalid blob digest {digest:?}")))
 }
 
 #[cfg(test)]

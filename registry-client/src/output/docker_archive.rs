@@ -241,17 +241,9 @@ fn invalid(message: String) -> Error {
 
 /// The hex part of `algorithm:hex`, checked so it is safe as a file name.
 fn digest_hex(digest: &str) -> Result<&str> {
-    let bad = || invalid(format!("invalid digest {digest:?}"));
-    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
-    let hex_len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return Err(bad()),
-    };
-    if hex.len() != hex_len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(bad());
-    }
-    Ok(hex)
+    crate::digest::split_for_path(digest)
+        .map(|(_, hex)| hex)
+        .ok_or_else(|| invalid(format!("invalid digest {digest:?}")))
 }
 
 /// `repo:tag` → (`repo`, `tag`); the tag is after the last `/`, so a registry port is not one.

@@ -316,7 +316,7 @@ impl OciLayoutWriter {
     }
 
     fn split_digest<'a>(&self, digest: &'a str) -> Result<(&'a str, &'a str)> {
-        split_digest(digest).ok_or_else(|| {
+        crate::digest::split_for_path(digest).ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "invalid blob digest {digest:?} for OCI image layout {}: expected sha256:<64 lowercase hex> \
                  or sha512:<128 lowercase hex>",
@@ -339,18 +339,6 @@ impl Drop for OciLayoutWriter {
             let _ = fs::remove_dir(dir);
         }
     }
-}
-
-/// `(algorithm, hex)` of a `sha256:`/`sha512:` digest with lowercase hex of the right length.
-fn split_digest(digest: &str) -> Option<(&str, &str)> {
-    let (algorithm, hex) = digest.split_once(':')?;
-    let len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return None,
-    };
-    (hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then_some((algorithm, hex))
 }
 
 /// Adds one entry to the index; returns whether the index changed.

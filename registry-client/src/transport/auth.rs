@@ -8,7 +8,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use url::Url;
 
-use super::{Failure, RegistryRequest, Transport, host_port, map_reqwest_error};
+use super::{Failure, RegistryRequest, Transport, host_port, map_reqwest_error, read_limited};
 use crate::auth::token::{DEFAULT_TOKEN_LIFETIME, Token, TokenCache, TokenResponse};
 use crate::auth::{AuthScheme, Challenge, Credentials};
 use crate::driver::{AbstractRegistry, AuthRequest};
@@ -228,13 +228,9 @@ async fn fetch_token(
         .map_err(|e| map_reqwest_error(e, &realm_host))?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
+    let body = read_limited(response, MAX_TOKEN_RESPONSE, &realm_host)
         .await
-        .map_err(|e| map_reqwest_error(e, &realm_host))?;
-    if body.len() > MAX_TOKEN_RESPONSE {
-        return Err(Error::invalid_response(&realm_host, "token response too large"));
-    }
+        .map_err(Failure::into_error)?;
     if !status.is_success() {
         let message = RegistryError::parse_body(&body)
             .first()

@@ -74,6 +74,15 @@ enum Failure {
     Fatal(Error),
 }
 
+impl Failure {
+    /// The error, for callers outside the retry loop.
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Transient { error, .. } | Failure::Fatal(error) => error,
+        }
+    }
+}
+
 /// Errors from below the status check (the token service, a provider) are
 /// retried when they are transient; an open circuit fails at once.
 impl From<Error> for Failure {
