@@ -46,6 +46,8 @@ pub(crate) struct OciLayoutWriter {
     added_files: Vec<PathBuf>,
     /// Directories this writer created inside an existing directory (likewise).
     created_dirs: Vec<PathBuf>,
+    /// `blobs/<alg>` directories known to exist (checked once, not per blob).
+    ready_dirs: Vec<PathBuf>,
     /// Temporary files of blob writers handed out (removed on drop without commit, in case
     /// their `BlobWriter`s outlive this writer).
     temp_files: Vec<PathBuf>,
@@ -148,6 +150,7 @@ impl OciLayoutWriter {
             pending: Vec::new(),
             added_files: Vec::new(),
             created_dirs: Vec::new(),
+            ready_dirs: Vec::new(),
             temp_files: Vec::new(),
             committed: false,
         }
@@ -293,12 +296,15 @@ impl OciLayoutWriter {
         let (algorithm, hex) = self.split_digest(digest)?;
         let blobs = self.root.join(BLOBS_DIR);
         let dir = blobs.join(algorithm);
-        for d in [blobs, dir.clone()] {
-            match fs::create_dir(&d) {
-                Ok(()) => self.created_dirs.push(d),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-                Err(e) => return Err(io_at(&d, "creating")(e)),
+        if !self.ready_dirs.contains(&dir) {
+            for d in [blobs, dir.clone()] {
+                match fs::create_dir(&d) {
+                    Ok(()) => self.created_dirs.push(d),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                    Err(e) => return Err(io_at(&d, "creating")(e)),
+                }
             }
+            self.ready_dirs.push(dir.clone());
         }
         Ok(dir.join(hex))
     }

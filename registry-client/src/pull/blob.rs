@@ -4,59 +4,29 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use sha2::{Digest as _, Sha256, Sha512};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::progress::{Progress, ProgressEvent};
+use super::sink::{FileSink, Hasher};
 use crate::client::RepositoryClient;
 use crate::error::{Error, Resource, Result};
 use crate::output::BlobInfo;
 use crate::reference::ImageReference;
 use crate::transport::{RegistryRequest, RetryObserver, host_port};
 
-/// Incremental hash for the digest's algorithm.
-enum Hasher {
-    Sha256(Sha256),
-    Sha512(Sha512),
-}
-
-impl Hasher {
-    fn for_digest(digest: &str) -> Result<Self> {
-        match digest.split_once(':') {
-            Some(("sha256", _)) => Ok(Hasher::Sha256(Sha256::new())),
-            Some(("sha512", _)) => Ok(Hasher::Sha512(Sha512::new())),
-            _ => Err(Error::UnsupportedMediaType {
-                media_type: format!("digest algorithm of {digest}"),
-            }),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
-    }
-
-    fn finish(self) -> String {
-        match self {
-            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
-        }
-    }
-}
-
 impl RepositoryClient {
-    /// Downloads `blob` of `reference`'s repository into `out`, verifying its
-    /// size and digest. A body that breaks off is resumed from the last byte
-    /// received (`Range: bytes=N-`); a server that answers the whole blob
-    /// (200) instead of the range (206) has the first N bytes skipped. On any
-    /// error `out` holds a partial blob that the caller must discard.
-    pub(crate) async fn download_blob<W: AsyncWrite + Unpin>(
+    /// Downloads `blob` of `reference`'s repository into `file` (from its
+    /// current position), verifying its size and digest; with `sync`, the
+    /// data is on disk when this returns. A body that breaks off is resumed
+    /// from the last byte received (`Range: bytes=N-`); a server that answers
+    /// the whole blob (200) instead of the range (206) has the first N bytes
+    /// skipped. On any error `file` holds a partial blob that the caller must
+    /// discard.
+    pub(crate) async fn download_blob(
         &self,
         reference: &ImageReference,
         blob: &BlobInfo,
-        out: &mut W,
+        file: std::fs::File,
+        sync: bool,
         progress: Option<&Progress>,
     ) -> Result<()> {
         let emit = |event| {
@@ -65,7 +35,7 @@ impl RepositoryClient {
             }
         };
         let retry = self.transport().retry_config().clone();
-        let mut hasher = Hasher::for_digest(&blob.digest)?;
+        let mut out = FileSink::new(file, Hasher::for_digest(&blob.digest)?, sync)?;
         let mut written: u64 = 0;
         let mut resumes: u32 = 0;
         emit(ProgressEvent::BlobStarted {
@@ -100,9 +70,8 @@ impl RepositoryClient {
                     Ok(None) => break None,
                     Err(e) => break Some(e),
                 };
-                let mut data = &chunk[..];
-                let skipped = skip.min(data.len() as u64);
-                data = &data[skipped as usize..];
+                let skipped = skip.min(chunk.len() as u64);
+                let data = chunk.slice(skipped as usize..);
                 skip -= skipped;
                 if data.is_empty() {
                     continue;
@@ -114,9 +83,8 @@ impl RepositoryClient {
                         actual: written + data.len() as u64,
                     });
                 }
-                hasher.update(data);
-                out.write_all(data).await?;
                 written += data.len() as u64;
+                out.write(data).await?;
                 emit(ProgressEvent::BlobProgress {
                     digest: blob.digest.clone(),
                     done: written,
@@ -152,8 +120,7 @@ impl RepositoryClient {
             });
             tokio::time::sleep(retry.backoff(resumes - 1)).await;
         }
-        out.flush().await?;
-        let actual = hasher.finish();
+        let (_, actual) = out.finish().await?;
         if actual != blob.digest {
             return Err(Error::DigestMismatch {
                 expected: blob.digest.clone(),

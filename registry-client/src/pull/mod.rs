@@ -3,7 +3,9 @@
 
 mod blob;
 mod progress;
+mod sink;
 
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -21,11 +23,10 @@ use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
 use crate::platform::Platform;
 use crate::reference::ImageReference;
+use sink::join_error;
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Buffer between the network and a file, per download.
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// How to pull: parallelism, the layer cache, progress.
 #[derive(Debug, Clone)]
@@ -341,7 +342,8 @@ impl Image {
             .map_err(join_error)??;
         let temp = atomic.temp_path();
         let layers = &layers;
-        let pulled = stream::iter(layout.layer_slots())
+        let cached = &self.cached_files(layers).await?;
+        let pulled = stream::iter(largest_first(layout.layer_slots(), |slot| slot.size))
             .map(|slot| async move {
                 let blob = layers
                     .iter()
@@ -349,7 +351,7 @@ impl Image {
                     .expect("a slot per layer");
                 let from_cache = match self.client.layer_cache() {
                     Some(cache) => {
-                        let (cached, hit) = self.cached_layer(cache, blob, options).await?;
+                        let (cached, hit) = self.cached_layer(cache, blob, cached, options).await?;
                         let (temp, offset) = (temp.to_owned(), slot.offset);
                         tokio::task::spawn_blocking(move || copy_into(&cached, &temp, offset))
                             .await
@@ -403,7 +405,8 @@ impl Image {
 
         let mut pulled = Vec::new();
         let mut jobs = Vec::new();
-        for layer in layers.iter().cloned() {
+        let cached = &self.cached_files(&layers).await?;
+        for layer in largest_first(layers.iter().cloned(), |l| l.size) {
             if writer.has_blob(&layer.digest) {
                 if let Some(p) = &options.progress {
                     p.emit(ProgressEvent::BlobFromCache {
@@ -430,7 +433,7 @@ impl Image {
                         Fetched::Direct(blob_writer)
                     }
                     (None, Some(cache)) => {
-                        let (path, hit) = self.cached_layer(cache, &layer, options).await?;
+                        let (path, hit) = self.cached_layer(cache, &layer, cached, options).await?;
                         Fetched::Cached(path, hit)
                     }
                     (None, None) => unreachable!("a direct writer is made when there is no cache"),
@@ -530,12 +533,13 @@ impl Image {
         // Layers must be applied in order, so they are fetched (in parallel)
         // to files first: the cache, or a scratch directory.
         let scratch = tempfile::tempdir()?;
+        let cached = &self.cached_files(&layers).await?;
         let fetched = stream::iter(&layers)
             .map(|layer| {
                 let scratch = scratch.path();
                 async move {
                     if let Some(cache) = self.client.layer_cache() {
-                        let (path, hit) = self.cached_layer(cache, layer, options).await?;
+                        let (path, hit) = self.cached_layer(cache, layer, cached, options).await?;
                         return Ok::<_, Error>((layer, path, hit));
                     }
                     let path = scratch.join(layer.digest.replace(':', "-"));
@@ -571,28 +575,46 @@ impl Image {
         Ok((out, self.result(OutputFormat::Rootfs, None, pulled)))
     }
 
-    /// The layer's file in the cache, downloading it there first if missing.
-    /// Returns the path and whether it was already cached.
+    /// The layers already in the layer cache, by digest (none without a
+    /// cache). One blocking task stats them all: on a warm pull these stats
+    /// are most of the work, and a thread per layer would cost more.
+    async fn cached_files(&self, layers: &[BlobInfo]) -> Result<HashMap<String, PathBuf>> {
+        let Some(cache) = self.client.layer_cache() else {
+            return Ok(HashMap::new());
+        };
+        let cache = cache.clone();
+        let wanted: Vec<(String, u64)> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut found = HashMap::new();
+            for (digest, size) in wanted {
+                if let Some(path) = cache.get(&digest, size)? {
+                    found.insert(digest, path);
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// The layer's file in the cache (`cached` holds what was found there),
+    /// downloading it there first if missing. Returns the path and whether it
+    /// was already cached.
     async fn cached_layer(
         &self,
         cache: &LayerCache,
         layer: &BlobInfo,
+        cached: &HashMap<String, PathBuf>,
         options: &PullOptions,
     ) -> Result<(PathBuf, bool)> {
-        // A blocking stat, off the runtime threads: the lookups of all layers
-        // then reach the disk together instead of one after another.
-        let lookup = {
-            let (cache, digest, size) = (cache.clone(), layer.digest.clone(), layer.size);
-            tokio::task::spawn_blocking(move || cache.get(&digest, size))
-        };
-        if let Some(path) = lookup.await.map_err(join_error)?? {
+        if let Some(path) = cached.get(&layer.digest) {
             if let Some(p) = &options.progress {
                 p.emit(ProgressEvent::BlobFromCache {
                     digest: layer.digest.clone(),
                     size: layer.size,
                 });
             }
-            return Ok((path, true));
+            return Ok((path.clone(), true));
         }
         let (atomic, file) = cache.writer(&layer.digest)?;
         self.download_to_file(layer, file, options, Durability::Synced)
@@ -608,17 +630,12 @@ impl Image {
         options: &PullOptions,
         durability: Durability,
     ) -> Result<()> {
-        let file = tokio::fs::File::from_std(file);
-        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        // Synced here, while other layers still download, rather than one
+        // after another when the output is committed.
+        let sync = durability == Durability::Synced;
         self.client
-            .download_blob(&self.reference, layer, &mut out, options.progress.as_ref())
-            .await?;
-        if durability == Durability::Synced {
-            // Here, while other layers still download, rather than one after
-            // another when the output is committed.
-            out.into_inner().sync_all().await?;
-        }
-        Ok(())
+            .download_blob(&self.reference, layer, file, sync, options.progress.as_ref())
+            .await
     }
 }
 
@@ -648,6 +665,14 @@ fn pulled_layer(layer: &BlobInfo, from_cache: bool) -> PulledLayer {
     }
 }
 
+/// Downloads ordered biggest first, so that the longest one does not start
+/// last and hold up the whole pull.
+fn largest_first<T>(items: impl IntoIterator<Item = T>, size: impl Fn(&T) -> u64) -> Vec<T> {
+    let mut items: Vec<T> = items.into_iter().collect();
+    items.sort_by_key(|item| std::cmp::Reverse(size(item)));
+    items
+}
+
 /// The pulled layers in manifest order (downloads finish in any order).
 fn in_order(layers: &[BlobInfo], pulled: Vec<PulledLayer>) -> Vec<PulledLayer> {
     layers
@@ -669,8 +694,4 @@ fn copy_into(cached: &Path, archive: &Path, offset: u64) -> Result<()> {
     let mut to = open_at(archive, offset)?;
     std::io::copy(&mut from, &mut to)?;
     Ok(())
-}
-
-fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Io(std::io::Error::other(e))
 }

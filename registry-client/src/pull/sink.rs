@@ -1,0 +1,263 @@
+//! Where a downloaded blob goes: a file, hashed and written on the blocking
+//! pool in batches, so that the async threads only receive.
+//!
+//! Chunks arrive from the network as `Bytes`; they are kept as they are (no
+//! copy into a buffer) until a batch is full, then one blocking task hashes
+//! them and writes them with one `writev`. One batch is written while the
+//! next fills, so the network and the disk work at the same time.
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256, Sha512};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Bytes gathered before they are handed to the blocking pool. Two batches
+/// per download can be alive at once (one filling, one being written).
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// Incremental hash for a digest's algorithm.
+pub(crate) enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub(crate) fn for_digest(digest: &str) -> Result<Self> {
+        match digest.split_once(':') {
+            Some(("sha256", _)) => Ok(Hasher::Sha256(Sha256::new())),
+            Some(("sha512", _)) => Ok(Hasher::Sha512(Sha512::new())),
+            _ => Err(Error::UnsupportedMediaType {
+                media_type: format!("digest algorithm of {digest}"),
+            }),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest, as `<algorithm>:<hex>`.
+    pub(crate) fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
+/// With `sync`, the kernel is asked to start writing back every this many
+/// bytes, so that the final `fsync` has little left to do.
+const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The file and the hash of everything written to it so far.
+struct Written {
+    file: File,
+    hasher: Hasher,
+    writeback: Option<Writeback>,
+}
+
+/// Where the sink started writing and how far writeback has been started.
+#[derive(Clone, Copy)]
+struct Writeback {
+    start: u64,
+    written: u64,
+    flushed: u64,
+}
+
+/// A blob being streamed into a file (from the file's current position).
+pub(crate) struct FileSink {
+    /// `None` while a batch is being written (the blocking task has them).
+    idle: Option<Written>,
+    in_flight: Option<JoinHandle<io::Result<Written>>>,
+    batch: Vec<Bytes>,
+    batch_bytes: usize,
+}
+
+impl FileSink {
+    /// A sink writing at `file`'s current position. With `sync`, [`Self::finish`]
+    /// syncs the file, and writeback starts while the blob still arrives.
+    pub(crate) fn new(mut file: File, hasher: Hasher, sync: bool) -> Result<Self> {
+        let writeback = match sync {
+            true => Some(Writeback {
+                start: io::Seek::stream_position(&mut file)?,
+                written: 0,
+                flushed: 0,
+            }),
+            false => None,
+        };
+        Ok(FileSink {
+            idle: Some(Written {
+                file,
+                hasher,
+                writeback,
+            }),
+            in_flight: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+        })
+    }
+
+    /// Appends a chunk (written later, in order).
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.batch_bytes += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_bytes >= BATCH_BYTES {
+            self.start_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and returns the file with the digest of all bytes
+    /// written; with `sync`, the file's data is on disk when this returns.
+    pub(crate) async fn finish(mut self) -> Result<(File, String)> {
+        self.start_batch().await?;
+        self.wait().await?;
+        let Written {
+            file,
+            hasher,
+            writeback,
+        } = self.idle.take().expect("no batch in flight");
+        let file = if writeback.is_some() {
+            tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
+                .await
+                .map_err(join_error)??
+        } else {
+            file
+        };
+        Ok((file, hasher.finish()))
+    }
+
+    /// Hands the gathered chunks to the blocking pool, once the previous batch is written.
+    async fn start_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.wait().await?;
+        let mut written = self.idle.take().expect("no batch in flight");
+        let batch = std::mem::take(&mut self.batch);
+        let bytes = std::mem::take(&mut self.batch_bytes) as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                written.hasher.update(chunk);
+            }
+            write_all_vectored(&mut written.file, &batch)?;
+            if let Some(wb) = &mut written.writeback {
+                wb.written += bytes;
+                if wb.written - wb.flushed >= WRITEBACK_BYTES {
+                    start_writeback(&written.file, wb.start + wb.flushed, wb.written - wb.flushed);
+                    wb.flushed = wb.written;
+                }
+            }
+            Ok(written)
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.take() {
+            self.idle = Some(task.await.map_err(join_error)??);
+        }
+        Ok(())
+    }
+}
+
+/// `write_all` for several buffers: as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = slices.as_mut_slice();
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Starts writing a range of the file back to disk without waiting for it
+/// (Linux); elsewhere the final `fsync` does all the work.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a file descriptor we own; a failure only
+    // means the final fsync does the work.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Io(io::Error::other(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[tokio::test]
+    async fn writes_every_chunk_in_order_and_hashes_them() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"HEAD").unwrap();
+        // Chunks of odd sizes across several batches, one of them empty.
+        let chunks: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| vec![i; (i as usize * 7919) % 100_000])
+            .collect();
+        let expected: Vec<u8> = chunks.concat();
+        let digest = crate::digest::sha256(&expected);
+
+        let mut sink = FileSink::new(
+            file.try_clone().unwrap(),
+            Hasher::for_digest(&digest).unwrap(),
+            true,
+        )
+        .unwrap();
+        for chunk in &chunks {
+            sink.write(Bytes::from(chunk.clone())).await.unwrap();
+        }
+        let (_, actual) = sink.finish().await.unwrap();
+        assert_eq!(actual, digest);
+
+        let mut written = Vec::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_end(&mut written).unwrap();
+        assert_eq!(&written[..4], b"HEAD", "writes start at the file's position");
+        assert_eq!(&written[4..], &expected[..]);
+    }
+
+    #[tokio::test]
+    async fn a_write_error_is_reported() {
+        // A file opened read-only cannot be written.
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let file = File::open(path.path()).unwrap();
+        let mut sink = FileSink::new(file, Hasher::for_digest("sha256:").unwrap(), false).unwrap();
+        let big = Bytes::from(vec![0u8; BATCH_BYTES]);
+        let first = sink.write(big.clone()).await;
+        let result = match first {
+            Err(e) => Err(e),
+            Ok(()) => sink.finish().await.map(|_| ()),
+        };
+        assert!(matches!(result, Err(Error::Io(_))), "{result:?}");
+    }
+
+    #[test]
+    fn unknown_digest_algorithms_are_refused() {
+        assert!(Hasher::for_digest("md5:00").is_err());
+        assert!(Hasher::for_digest("nocolon").is_err());
+    }
+}
