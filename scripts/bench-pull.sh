@@ -12,7 +12,7 @@
 #   --keep             keep the temporary work directory (outputs, logs)
 #   --keep-page-cache  as root, do not drop the page cache before each run
 #
-# It measures wall time and peak RSS (GNU time) for three scenarios:
+# It measures wall time and peak RSS (wait4's rusage) for three scenarios:
 #   oci-layout      ours --format oci       vs  skopeo copy docker://… oci:DIR:v1
 #   docker-archive  ours --format docker    vs  skopeo copy docker://… docker-archive:FILE:…
 #   warm-cache      ours --cache-dir (warm) vs  ours with no cache (cold)
@@ -20,7 +20,7 @@
 # exits 0 on a missed target unless --strict is given. Everything stays on loopback.
 # See docs/benchmarks.md.
 set -euo pipefail
-# C locale: sort order, awk number formatting and $EPOCHREALTIME's decimal point.
+# C locale: sort order and awk number formatting.
 export LC_ALL=C
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,7 +86,6 @@ check_tools() {
     [docker-registry]=docker-registry
     [skopeo]=skopeo
     [umoci]=umoci
-    [/usr/bin/time]=time # GNU time: the bash keyword cannot report peak RSS
     [curl]=curl
     [python3]=python3
     [cargo]=cargo
@@ -322,7 +321,26 @@ before_run() {
   if $DROP_CACHES; then echo 3 >/proc/sys/vm/drop_caches; fi
 }
 
-# measure LABEL RUN OUTPUT -- COMMAND...: runs COMMAND under GNU time and appends
+# The timer: starts COMMAND, waits for it with wait4 and writes "WALL_S MAX_RSS_KIB USER_S
+# SYS_S" to TIMING. The clock starts after python is up, so neither its start-up nor a
+# wrapper's (GNU time's own exec costs several ms with a cold page cache) is billed to the
+# command; ru_maxrss is the figure `/usr/bin/time -v` prints as "Maximum resident set size".
+# Arguments: TIMING LOG COMMAND...; exits with COMMAND's status.
+# shellcheck disable=SC2016 # python, not shell
+TIMER_SCRIPT='
+import os, subprocess, sys, time
+timing, log, command = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "wb") as out:
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+with open(timing, "w") as t:
+    t.write(f"{wall:.4f} {usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+'
+
+# measure LABEL RUN OUTPUT -- COMMAND...: runs COMMAND under the timer and appends
 # "LABEL RUN SECONDS MAX_RSS_KB" to $RESULTS. A failed command stops the benchmark: a
 # time for a pull that did not happen means nothing.
 measure() {
@@ -331,20 +349,13 @@ measure() {
   local timing=$WORK/time.$label.$run out=$WORK/log.$label.$run
   rm -rf "$output"
   before_run
-  # Wall time from bash's microsecond clock: GNU time's %e has only 10 ms resolution, too
-  # coarse for a warm-cache pull. GNU time still gives the peak RSS (%M, KiB) and the CPU
-  # time (user + system), which shows whether a run was CPU- or I/O-bound.
-  local start=$EPOCHREALTIME
-  if ! /usr/bin/time -f '%e %M %U %S' -o "$timing" "$@" >"$out" 2>&1; then
+  if ! python3 -c "$TIMER_SCRIPT" "$timing" "$out" "$@"; then
     echo "FAILED ($label, run $run): $*" >&2
     tail -n 30 "$out" >&2
-    cat "$timing" >&2 || true
     exit 1
   fi
-  local end=$EPOCHREALTIME
   local secs kb user sys
-  read -r _ kb user sys <"$timing"
-  secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+  read -r secs kb user sys <"$timing"
   echo "$label $run $secs $kb" >>"$RESULTS"
   printf '  %-16s run %d: %7.3f s wall  %6.2f s cpu  %6.1f MiB peak RSS\n' "$label" "$run" "$secs" \
     "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$(awk -v k="$kb" 'BEGIN { print k / 1024 }')" >&2
@@ -358,7 +369,7 @@ run_benchmarks() {
   local out=$WORK/out cache=$WORK/layer-cache
   mkdir -p "$out"
   local r
-  # GNU time runs a program, not a shell function: the pull command as an array.
+  # The timer runs a program, not a shell function: the pull command as an array.
   local ours=("$PULL_BIN" "$IMAGE_REF" --insecure)
 
   log "oci-layout: ours vs skopeo (and the curl floor), $runs run(s) each, interleaved"
