@@ -359,8 +359,18 @@ measure() {
   echo "$label $run $secs $kb" >>"$RESULTS"
   printf '  %-16s run %d: %7.3f s wall  %6.2f s cpu  %6.1f MiB peak RSS\n' "$label" "$run" "$secs" \
     "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$(awk -v k="$kb" 'BEGIN { print k / 1024 }')" >&2
-  # Keep only the last run's outputs (verified below); the rest would just fill the disk.
-  if ((run < runs)); then rm -rf "$output"; fi
+}
+
+# prune_runs PATH...: removes the outputs of every run but the last (verified below), each
+# PATH with @ standing for the run number. Called after a scenario, not after each run:
+# deleting hundreds of MB (and, on a disk mounted with `discard`, trimming them) right
+# before the next run would be billed to that run.
+prune_runs() {
+  local path r
+  for path in "$@"; do
+    for r in $(seq $((runs - 1))); do rm -rf "${path//@/$r}"; done
+  done
+  sync
 }
 
 run_benchmarks() {
@@ -379,6 +389,7 @@ run_benchmarks() {
       skopeo copy --src-tls-verify=false "docker://$IMAGE_REF" "oci:$out/oci.skopeo.$r:$IMAGE_TAG"
     measure floor "$r" "$out/floor.$r" -- bash -c "$FLOOR_SCRIPT" floor "$out/floor.$r" "${LAYER_URLS[@]}"
   done
+  prune_runs "$out/oci.ours.@" "$out/oci.skopeo.@" "$out/floor.@"
 
   log "docker-archive: ours vs skopeo, $runs run(s) each, interleaved"
   for r in $(seq "$runs"); do
@@ -387,18 +398,21 @@ run_benchmarks() {
       skopeo copy --src-tls-verify=false "docker://$IMAGE_REF" \
       "docker-archive:$out/docker.skopeo.$r.tar:$IMAGE_PATH:$IMAGE_TAG"
   done
+  prune_runs "$out/docker.ours.@.tar" "$out/docker.skopeo.@.tar"
 
   # The layer cache sits next to the outputs (same filesystem), so a warm pull may link or
   # clone from it instead of copying.
   log "warm layer cache: priming run"
   measure cache.prime 1 "$out/cache.prime" -- "${ours[@]}" -o "$out/cache.prime" --format oci --cache-dir "$cache"
   rm -rf "$out/cache.prime"
+  sync
   log "warm layer cache: warm vs cold (no cache), $runs run(s) each, interleaved"
   for r in $(seq "$runs"); do
     measure cache.warm "$r" "$out/cache.warm.$r" -- \
       "${ours[@]}" -o "$out/cache.warm.$r" --format oci --cache-dir "$cache"
     measure cache.cold "$r" "$out/cache.cold.$r" -- "${ours[@]}" -o "$out/cache.cold.$r" --format oci
   done
+  prune_runs "$out/cache.warm.@" "$out/cache.cold.@"
 }
 
 # ---------------------------------------------------------------------------------------
