@@ -213,7 +213,8 @@ impl OciLayoutWriter {
     }
 
     /// A temporary file to stream a downloaded blob into. The caller verifies the digest while
-    /// writing, then hands the writer to [`Self::finish_blob`] — or drops it on failure.
+    /// writing and syncs the file, then hands the writer to [`Self::finish_blob`] — or drops
+    /// it on failure.
     pub(crate) fn blob_writer(&mut self, digest: &str) -> Result<(BlobWriter, File)> {
         let dest = self.prepare_blob(digest)?;
         let (atomic, file) = AtomicFile::create(&dest).map_err(io_at(&dest, "creating"))?;
@@ -226,7 +227,9 @@ impl OciLayoutWriter {
         Ok((writer, file))
     }
 
-    /// Moves a finished blob into place (kept as it is if the layout has it already).
+    /// Moves a finished blob into place (kept as it is if the layout has it already). Its
+    /// data must be synced already: the downloads sync each blob as it completes, in
+    /// parallel, rather than here one after another.
     pub(crate) fn finish_blob(&mut self, writer: BlobWriter) -> Result<()> {
         if writer.root != self.root {
             return Err(Error::InvalidConfig(format!(
@@ -236,9 +239,6 @@ impl OciLayoutWriter {
             )));
         }
         let temp = writer.file.temp_path().to_owned();
-        File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_at(&temp, "syncing"))?;
         self.place(writer.file)?;
         self.temp_files.retain(|t| *t != temp);
         Ok(())

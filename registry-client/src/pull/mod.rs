@@ -388,24 +388,17 @@ impl Image {
     /// filesystem, layers are hard-linked rather than copied.
     pub async fn write_oci_layout(&self, dir: &Path, options: &PullOptions) -> Result<PullResult> {
         self.announce_for(options.progress.as_ref());
-        let mut writer = OciLayoutWriter::open(dir)?;
-        for index in self.indexes.iter().filter(|_| self.whole_index) {
-            writer.put_blob(&index.descriptor.digest, &index.bytes)?;
-        }
         let mut layers: Vec<BlobInfo> = Vec::new();
-        for image in &self.images {
-            writer.put_blob(&image.manifest.descriptor.digest, &image.manifest.bytes)?;
-            writer.put_blob(&image.config.digest, &image.config.bytes)?;
-            for layer in image.layers() {
-                if !layers.iter().any(|l| l.digest == layer.digest) {
-                    layers.push(layer);
-                }
+        for layer in self.images.iter().flat_map(PlatformImage::layers) {
+            if !layers.iter().any(|l| l.digest == layer.digest) {
+                layers.push(layer);
             }
         }
-
+        let cached = self.cached_files(&layers);
+        let mut writer = OciLayoutWriter::open(dir)?;
         let mut pulled = Vec::new();
         let mut jobs = Vec::new();
-        let cached = &self.cached_files(&layers).await?;
+        let cached = &cached.await?;
         for layer in largest_first(layers.iter().cloned(), |l| l.size) {
             if writer.has_blob(&layer.digest) {
                 if let Some(p) = &options.progress {
@@ -424,6 +417,26 @@ impl Image {
                 jobs.push((layer, direct));
             }
         }
+        // Indexes, manifests and configs are written (and synced) on the
+        // blocking pool while the layers download.
+        let small_blobs: Vec<(String, Vec<u8>)> = self
+            .indexes
+            .iter()
+            .filter(|_| self.whole_index)
+            .chain(self.images.iter().map(|image| &image.manifest))
+            .map(|m| (m.descriptor.digest.clone(), m.bytes.to_vec()))
+            .chain(
+                self.images
+                    .iter()
+                    .map(|image| (image.config.digest.clone(), image.config.bytes.to_vec())),
+            )
+            .collect();
+        let small_written = tokio::task::spawn_blocking(move || {
+            for (digest, bytes) in &small_blobs {
+                writer.put_blob(digest, bytes)?;
+            }
+            Ok::<_, Error>(writer)
+        });
         let fetched = stream::iter(jobs)
             .map(|(layer, direct)| async move {
                 let fetched = match (direct, self.client.layer_cache()) {
@@ -442,7 +455,11 @@ impl Image {
             })
             .buffer_unordered(options.concurrency)
             .try_collect::<Vec<_>>()
-            .await?;
+            .await;
+        // Awaited even when a download failed, so that the writer has
+        // cleaned up (and unlocked the layout) when this returns.
+        let mut writer = small_written.await.map_err(join_error)??;
+        let fetched = fetched?;
         for (layer, fetched) in fetched {
             let from_cache = match fetched {
                 Fetched::Direct(blob_writer) => {
@@ -576,25 +593,32 @@ impl Image {
     }
 
     /// The layers already in the layer cache, by digest (none without a
-    /// cache). One blocking task stats them all: on a warm pull these stats
+    /// cache). The search starts at once, before the returned future is
+    /// awaited. One blocking task stats them all: on a warm pull these stats
     /// are most of the work, and a thread per layer would cost more.
-    async fn cached_files(&self, layers: &[BlobInfo]) -> Result<HashMap<String, PathBuf>> {
-        let Some(cache) = self.client.layer_cache() else {
-            return Ok(HashMap::new());
-        };
-        let cache = cache.clone();
-        let wanted: Vec<(String, u64)> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
-        tokio::task::spawn_blocking(move || {
-            let mut found = HashMap::new();
-            for (digest, size) in wanted {
-                if let Some(path) = cache.get(&digest, size)? {
-                    found.insert(digest, path);
+    fn cached_files(
+        &self,
+        layers: &[BlobInfo],
+    ) -> impl Future<Output = Result<HashMap<String, PathBuf>>> + use<> {
+        let search = self.client.layer_cache().map(|cache| {
+            let cache = cache.clone();
+            let wanted: Vec<(String, u64)> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+            tokio::task::spawn_blocking(move || {
+                let mut found = HashMap::new();
+                for (digest, size) in wanted {
+                    if let Some(path) = cache.get(&digest, size)? {
+                        found.insert(digest, path);
+                    }
                 }
+                Ok(found)
+            })
+        });
+        async move {
+            match search {
+                Some(task) => task.await.map_err(join_error)?,
+                None => Ok(HashMap::new()),
             }
-            Ok(found)
-        })
-        .await
-        .map_err(join_error)?
+        }
     }
 
     /// The layer's file in the cache (`cached` holds what was found there),
