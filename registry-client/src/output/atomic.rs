@@ -41,6 +41,11 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// Flushes the temporary file's data to disk (before [`Self::commit`]).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        File::open(&self.temp)?.sync_all()
+    }
+
     /// Moves the finished file into place, replacing what was there.
     pub(crate) fn commit(mut self) -> io::Result<()> {
         fs::rename(&self.temp, &self.dest)?;

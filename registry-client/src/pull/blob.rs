@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::progress::{Progress, ProgressEvent};
-use super::sink::{FileSink, Hasher};
+use super::sink::{Durability, FileSink, Hasher};
 use crate::client::RepositoryClient;
 use crate::error::{Error, Resource, Result};
 use crate::output::BlobInfo;
@@ -15,8 +15,8 @@ use crate::transport::{RegistryRequest, RetryObserver, host_port};
 
 impl RepositoryClient {
     /// Downloads `blob` of `reference`'s repository into `file` (from its
-    /// current position), verifying its size and digest; with `sync`, the
-    /// data is on disk when this returns. A body that breaks off is resumed
+    /// current position), verifying its size and digest, as durable as
+    /// `durability` says. A body that breaks off is resumed
     /// from the last byte received (`Range: bytes=N-`); a server that answers
     /// the whole blob (200) instead of the range (206) has the first N bytes
     /// skipped. On any error `file` holds a partial blob that the caller must
@@ -26,7 +26,7 @@ impl RepositoryClient {
         reference: &ImageReference,
         blob: &BlobInfo,
         file: std::fs::File,
-        sync: bool,
+        durability: Durability,
         progress: Option<&Progress>,
     ) -> Result<()> {
         let emit = |event| {
@@ -35,7 +35,7 @@ impl RepositoryClient {
             }
         };
         let retry = self.transport().retry_config().clone();
-        let mut out = FileSink::new(file, Hasher::for_digest(&blob.digest)?, sync)?;
+        let mut out = FileSink::new(file, Hasher::for_digest(&blob.digest)?, durability)?;
         let mut written: u64 = 0;
         let mut resumes: u32 = 0;
         emit(ProgressEvent::BlobStarted {

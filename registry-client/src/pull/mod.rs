@@ -23,7 +23,7 @@ use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
 use crate::platform::Platform;
 use crate::reference::ImageReference;
-use sink::join_error;
+use sink::{Durability, join_error};
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -363,7 +363,7 @@ impl Image {
                             blob,
                             open_at(temp, slot.offset)?,
                             options,
-                            Durability::Buffered,
+                            Durability::WrittenBack,
                         )
                         .await?;
                         false
@@ -374,6 +374,11 @@ impl Image {
             .buffer_unordered(options.concurrency)
             .try_collect::<Vec<_>>()
             .await?;
+        // On disk before it gets its name: a crash must not leave a named
+        // archive with holes.
+        let atomic = tokio::task::spawn_blocking(move || atomic.sync().map(|()| atomic))
+            .await
+            .map_err(join_error)??;
         atomic.commit()?;
         Ok(self.result(
             OutputFormat::DockerArchive,
@@ -527,8 +532,12 @@ impl Image {
         let (out, mut result) = self
             .write_rootfs_to(std::io::BufWriter::new(file), options)
             .await?;
-        // The last buffered bytes must be written (and their error seen) before the rename.
-        out.into_inner().map_err(|e| e.into_error())?;
+        // The last buffered bytes must be written (and their error seen), and
+        // the file be on disk, before the rename.
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(join_error)??;
         atomic.commit()?;
         result.path = Some(path.to_owned());
         Ok(result)
@@ -654,22 +663,16 @@ impl Image {
         options: &PullOptions,
         durability: Durability,
     ) -> Result<()> {
-        // Synced here, while other layers still download, rather than one
-        // after another when the output is committed.
-        let sync = durability == Durability::Synced;
         self.client
-            .download_blob(&self.reference, layer, file, sync, options.progress.as_ref())
+            .download_blob(
+                &self.reference,
+                layer,
+                file,
+                durability,
+                options.progress.as_ref(),
+            )
             .await
     }
-}
-
-/// Whether a downloaded blob must be on disk before it is used: blobs that
-/// are linked under their final name (OCI layouts, the cache) are; a
-/// scratch file or a region of a tar that is renamed as a whole is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    Synced,
-    Buffered,
 }
 
 /// How a layer reached an OCI layout's staging.

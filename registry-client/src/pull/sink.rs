@@ -52,15 +52,30 @@ impl Hasher {
     }
 }
 
-/// With `sync`, the kernel is asked to start writing back every this many
-/// bytes, so that the final `fsync` has little left to do.
+/// Unless the blob is [`Durability::Buffered`], the kernel is asked to start
+/// writing back every this many bytes, so that the final `fsync` has little
+/// left to do.
 const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Whether a downloaded blob must be on disk, and who syncs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Synced when the download completes, while other layers still
+    /// download: blobs linked under their final name (OCI layouts, the cache).
+    Synced,
+    /// Writeback starts as the data arrives; the caller syncs the whole file
+    /// once (a region of a docker archive).
+    WrittenBack,
+    /// Left to the page cache (scratch files).
+    Buffered,
+}
 
 /// The file and the hash of everything written to it so far.
 struct Written {
     file: File,
     hasher: Hasher,
     writeback: Option<Writeback>,
+    sync: bool,
 }
 
 /// Where the sink started writing and how far writeback has been started.
@@ -81,22 +96,22 @@ pub(crate) struct FileSink {
 }
 
 impl FileSink {
-    /// A sink writing at `file`'s current position. With `sync`, [`Self::finish`]
-    /// syncs the file, and writeback starts while the blob still arrives.
-    pub(crate) fn new(mut file: File, hasher: Hasher, sync: bool) -> Result<Self> {
-        let writeback = match sync {
-            true => Some(Writeback {
+    /// A sink writing at `file`'s current position.
+    pub(crate) fn new(mut file: File, hasher: Hasher, durability: Durability) -> Result<Self> {
+        let writeback = match durability {
+            Durability::Synced | Durability::WrittenBack => Some(Writeback {
                 start: io::Seek::stream_position(&mut file)?,
                 written: 0,
                 flushed: 0,
             }),
-            false => None,
+            Durability::Buffered => None,
         };
         Ok(FileSink {
             idle: Some(Written {
                 file,
                 hasher,
                 writeback,
+                sync: durability == Durability::Synced,
             }),
             in_flight: None,
             batch: Vec::new(),
@@ -115,16 +130,14 @@ impl FileSink {
     }
 
     /// Writes what is left and returns the file with the digest of all bytes
-    /// written; with `sync`, the file's data is on disk when this returns.
+    /// written; a [`Durability::Synced`] file's data is on disk when this returns.
     pub(crate) async fn finish(mut self) -> Result<(File, String)> {
         self.start_batch().await?;
         self.wait().await?;
         let Written {
-            file,
-            hasher,
-            writeback,
+            file, hasher, sync, ..
         } = self.idle.take().expect("no batch in flight");
-        let file = if writeback.is_some() {
+        let file = if sync {
             tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
                 .await
                 .map_err(join_error)??
@@ -224,7 +237,7 @@ mod tests {
         let mut sink = FileSink::new(
             file.try_clone().unwrap(),
             Hasher::for_digest(&digest).unwrap(),
-            true,
+            Durability::Synced,
         )
         .unwrap();
         for chunk in &chunks {
@@ -245,7 +258,8 @@ mod tests {
         // A file opened read-only cannot be written.
         let path = tempfile::NamedTempFile::new().unwrap();
         let file = File::open(path.path()).unwrap();
-        let mut sink = FileSink::new(file, Hasher::for_digest("sha256:").unwrap(), false).unwrap();
+        let mut sink =
+            FileSink::new(file, Hasher::for_digest("sha256:").unwrap(), Durability::Buffered).unwrap();
         let big = Bytes::from(vec![0u8; BATCH_BYTES]);
         let first = sink.write(big.clone()).await;
         let result = match first {
