@@ -150,6 +150,9 @@ pub struct Image {
     /// Every index on the way, outermost first (empty for a plain manifest).
     indexes: Vec<Manifest>,
     images: Vec<PlatformImage>,
+    /// Entries of a whole index that are not images (OCI artifacts: their
+    /// config is not an image config). Kept, blobs and all, in an OCI layout.
+    artifacts: Vec<Manifest>,
     /// Whether all platforms were resolved (an OCI layout then stores the index).
     whole_index: bool,
 }
@@ -166,6 +169,7 @@ impl RepositoryClient {
             reference: reference.clone(),
             indexes,
             images: vec![image],
+            artifacts: Vec::new(),
             whole_index: false,
         })
     }
@@ -176,6 +180,7 @@ impl RepositoryClient {
         let top = self.get_manifest(reference).await?;
         let mut indexes = Vec::new();
         let mut images = Vec::new();
+        let mut artifacts = Vec::new();
         let mut pending = vec![(top, None)];
         while let Some((manifest, platform)) = pending.pop() {
             match &manifest.kind {
@@ -194,6 +199,9 @@ impl RepositoryClient {
                     }
                     indexes.push(manifest);
                 }
+                ManifestKind::Image(image) if !indexes.is_empty() && !is_image_config(image.config()) => {
+                    artifacts.push(manifest)
+                }
                 ManifestKind::Image(_) => {
                     images.push(self.platform_image(reference, manifest, platform).await?)
                 }
@@ -205,6 +213,7 @@ impl RepositoryClient {
             whole_index: !indexes.is_empty(),
             indexes,
             images,
+            artifacts,
         })
     }
 
@@ -275,7 +284,12 @@ impl Image {
 
     fn announce_for(&self, progress: Option<&Progress>) {
         let Some(progress) = progress else { return };
-        let layers: Vec<BlobInfo> = self.images.iter().flat_map(PlatformImage::layers).collect();
+        let layers: Vec<BlobInfo> = self
+            .images
+            .iter()
+            .flat_map(PlatformImage::layers)
+            .chain(self.artifacts.iter().flat_map(artifact_blobs))
+            .collect();
         progress.emit(ProgressEvent::ManifestResolved {
             digest: self.digest().to_owned(),
             platform: self.result_platform().map(|p| p.to_string()),
@@ -399,12 +413,25 @@ impl Image {
                 layers.push(layer);
             }
         }
-        let cached = self.cached_files(&layers);
+        // Artifacts' blobs are fetched like layers, but are not the image's layers.
+        let artifact_blobs: Vec<BlobInfo> = self
+            .artifacts
+            .iter()
+            .flat_map(artifact_blobs)
+            .filter(|b| !layers.iter().any(|l| l.digest == b.digest))
+            .fold(Vec::new(), |mut unique, blob| {
+                if !unique.iter().any(|u: &BlobInfo| u.digest == blob.digest) {
+                    unique.push(blob);
+                }
+                unique
+            });
+        let blobs: Vec<BlobInfo> = layers.iter().chain(&artifact_blobs).cloned().collect();
+        let cached = self.cached_files(&blobs);
         let mut writer = OciLayoutWriter::open(dir)?;
         let mut pulled = Vec::new();
         let mut jobs = Vec::new();
         let cached = &cached.await?;
-        for layer in largest_first(layers.iter().cloned(), |l| l.size) {
+        for layer in largest_first(blobs, |l| l.size) {
             if writer.has_blob(&layer.digest) {
                 if let Some(p) = &options.progress {
                     p.emit(ProgressEvent::BlobFromCache {
@@ -429,6 +456,7 @@ impl Image {
             .iter()
             .filter(|_| self.whole_index)
             .chain(self.images.iter().map(|image| &image.manifest))
+            .chain(&self.artifacts)
             .map(|m| (m.descriptor.digest.clone(), m.bytes.to_vec()))
             .chain(
                 self.images
@@ -690,6 +718,30 @@ fn pulled_layer(layer: &BlobInfo, from_cache: bool) -> PulledLayer {
         media_type: layer.media_type.clone(),
         from_cache,
     }
+}
+
+/// Whether a manifest's config is an image config (OCI or Docker), rather
+/// than an artifact's (for example the OCI empty config `{}`).
+fn is_image_config(config: &Descriptor) -> bool {
+    matches!(
+        config.media_type().to_string().as_str(),
+        "application/vnd.oci.image.config.v1+json" | "application/vnd.docker.container.image.v1+json"
+    )
+}
+
+/// An artifact manifest's config and layers, as blobs to fetch.
+fn artifact_blobs(manifest: &Manifest) -> Vec<BlobInfo> {
+    let ManifestKind::Image(image) = &manifest.kind else {
+        return Vec::new();
+    };
+    std::iter::once(image.config())
+        .chain(image.layers())
+        .map(|d| BlobInfo {
+            digest: d.digest().to_string(),
+            size: d.size(),
+            media_type: d.media_type().to_string(),
+        })
+        .collect()
 }
 
 /// Downloads ordered biggest first, so that the longest one does not start
