@@ -95,7 +95,9 @@ pub struct PullResult {
     pub platform: Option<Platform>,
     /// Size of all layers and configs.
     pub total_bytes: u64,
-    /// Bytes fetched from the registry (the rest came from the cache).
+    /// Layer bytes fetched from the registry by the write; layers from the
+    /// cache or already in the layout are not counted, nor are manifests and
+    /// configs (fetched when the image was resolved).
     pub downloaded_bytes: u64,
     pub layers: Vec<PulledLayer>,
     pub format: OutputFormat,
