@@ -409,25 +409,14 @@ impl Image {
     /// filesystem, layers are hard-linked rather than copied.
     pub async fn write_oci_layout(&self, dir: &Path, options: &PullOptions) -> Result<PullResult> {
         self.announce_for(options.progress.as_ref());
-        let mut layers: Vec<BlobInfo> = Vec::new();
-        for layer in self.images.iter().flat_map(PlatformImage::layers) {
-            if !layers.iter().any(|l| l.digest == layer.digest) {
-                layers.push(layer);
-            }
-        }
-        // Artifacts' blobs are fetched like layers, but are not the image's layers.
-        let artifact_blobs: Vec<BlobInfo> = self
-            .artifacts
-            .iter()
-            .flat_map(artifact_blobs)
-            .filter(|b| !layers.iter().any(|l| l.digest == b.digest))
-            .fold(Vec::new(), |mut unique, blob| {
-                if !unique.iter().any(|u: &BlobInfo| u.digest == blob.digest) {
-                    unique.push(blob);
-                }
-                unique
-            });
-        let blobs: Vec<BlobInfo> = layers.iter().chain(&artifact_blobs).cloned().collect();
+        let layers = distinct(self.images.iter().flat_map(PlatformImage::layers));
+        // Artifacts' blobs are fetched like layers, but are not the images' layers.
+        let blobs = distinct(
+            layers
+                .iter()
+                .cloned()
+                .chain(self.artifacts.iter().flat_map(artifact_blobs)),
+        );
         let cached = self.cached_files(&blobs);
         let mut writer = OciLayoutWriter::open(dir)?;
         let mut pulled = Vec::new();
@@ -729,6 +718,17 @@ fn is_image_config(config: &Descriptor) -> bool {
         config.media_type().to_string().as_str(),
         "application/vnd.oci.image.config.v1+json" | "application/vnd.docker.container.image.v1+json"
     )
+}
+
+/// The blobs without repeats (a layer shared by several platforms is fetched once).
+fn distinct(blobs: impl IntoIterator<Item = BlobInfo>) -> Vec<BlobInfo> {
+    let mut unique: Vec<BlobInfo> = Vec::new();
+    for blob in blobs {
+        if !unique.iter().any(|u| u.digest == blob.digest) {
+            unique.push(blob);
+        }
+    }
+    unique
 }
 
 /// An artifact manifest's config and layers, as blobs to fetch.
