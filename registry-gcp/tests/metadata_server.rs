@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use conformance::harness::{AuthMode, TestRegistry};
+use conformance::harness::{AuthMode, BackgroundServer, TestRegistry};
 use registry_client::auth::{AuthScheme, Challenge};
 use registry_client::{AuthRequest, Error, ImageReference, ProviderConfig, RepositoryClient};
 use registry_gcp::{SCOPE, USERNAME};
@@ -50,24 +50,9 @@ async fn token(
     axum::Json(json!({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})).into_response()
 }
 
-fn serve(listener: std::net::TcpListener, state: Arc<Metadata>) {
-    let app = Router::new().route(TOKEN_PATH, get(token)).with_state(state);
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-}
-
 #[test]
 fn metadata_server_credentials() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     // A HOME without gcloud's application_default_credentials.json, so ADC falls back to the
     // metadata server, whatever the developer's own machine has.
@@ -82,7 +67,10 @@ fn metadata_server_credentials() {
         std::env::remove_var("GOOGLE_CLOUD_QUOTA_PROJECT");
     }
     let metadata = Arc::new(Metadata::default());
-    serve(listener, metadata.clone());
+    let app = Router::new()
+        .route(TOKEN_PATH, get(token))
+        .with_state(metadata.clone());
+    let _server = BackgroundServer::serve("fake-gce-metadata", listener, app);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

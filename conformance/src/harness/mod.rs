@@ -22,6 +22,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod logs;
 pub mod registry;
+pub mod server;
 pub mod token_server;
 
 pub use fixtures::{
@@ -29,6 +30,7 @@ pub use fixtures::{
     fixtures,
 };
 pub use registry::{AuthMode, TestRegistry};
+pub use server::BackgroundServer;
 pub use token_server::{Access, TokenRequest, TokenServer};
 
 use sha2::{Digest as _, Sha256};

@@ -24,6 +24,8 @@
 //! [`set_clock_skew`](TokenServer::set_clock_skew) with more than lifetime + 60 s.
 
 use axum::Router;
+
+use super::server::BackgroundServer;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -39,7 +41,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
 
 /// The `service` the registry is configured with (and the JWT `aud`).
 pub const SERVICE: &str = "mcreg-test-registry";
@@ -71,6 +72,20 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
+    /// A request nothing is known of yet, answered with `status` unless a token is issued.
+    fn refused(status: u16) -> Self {
+        TokenRequest {
+            grant_type: None,
+            client_id: None,
+            service: None,
+            scopes: Vec::new(),
+            username: None,
+            account: None,
+            status,
+            granted: Vec::new(),
+        }
+    }
+
     /// Whether a token was issued.
     pub fn issued(&self) -> bool {
         self.status == 200
@@ -89,10 +104,8 @@ pub struct Access {
 /// A running token server. Knobs take `&self` and apply to the next request.
 pub struct TokenServer {
     state: Arc<Inner>,
-    addr: SocketAddr,
     cert_pem: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 struct Inner {
@@ -172,48 +185,25 @@ impl TokenServer {
             log: Mutex::new(Vec::new()),
         });
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind token server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
         let app = Router::new()
             .route("/token", get(issue_token).post(oauth_token))
             .with_state(state.clone());
-        // Own thread + runtime: the server must keep answering while a test's current-thread
-        // runtime is blocked (e.g. running skopeo synchronously).
-        let thread = std::thread::Builder::new()
-            .name("mcreg-token-server".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("token server runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => r.expect("token server"),
-                        _ = rx => {}
-                    }
-                });
-            })
-            .expect("spawn token server thread");
+        let server = BackgroundServer::start("mcreg-token-server", app);
         TokenServer {
             state,
-            addr,
             cert_pem: cert.pem(),
-            shutdown: Some(tx),
-            thread: Some(thread),
+            server,
         }
     }
 
     /// `http://127.0.0.1:PORT/token`, the registry's `realm`.
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("http://{}/token", self.server.addr())
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The `service` the registry advertises ([`SERVICE`]).
@@ -307,17 +297,6 @@ impl std::fmt::Debug for TokenServer {
     }
 }
 
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -335,16 +314,7 @@ async fn issue_token(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let mut request = TokenRequest {
-        grant_type: None,
-        client_id: None,
-        service: None,
-        scopes: Vec::new(),
-        username: None,
-        account: None,
-        status: 401,
-        granted: Vec::new(),
-    };
+    let mut request = TokenRequest::refused(401);
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*k {
             "service" => request.service = Some(v.into_owned()),
@@ -424,16 +394,7 @@ fn sign(state: &Inner, request: &TokenRequest) -> Signed {
 
 /// `POST /token`: distribution's OAuth2 token endpoint (password and refresh-token grants).
 async fn oauth_token(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut request = TokenRequest {
-        grant_type: None,
-        client_id: None,
-        service: None,
-        scopes: Vec::new(),
-        username: None,
-        account: None,
-        status: 400,
-        granted: Vec::new(),
-    };
+    let mut request = TokenRequest::refused(400);
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use conformance::harness::BackgroundServer;
 use registry_ali::signature;
 use registry_client::auth::AuthScheme;
 use registry_client::{
@@ -127,6 +128,8 @@ impl Account {
 pub struct FakeCr {
     url: String,
     state: Arc<Shared>,
+    /// Kept in a static, so it serves until the process exits.
+    _server: BackgroundServer,
 }
 
 struct Shared {
@@ -193,26 +196,12 @@ fn start() -> FakeCr {
         nonces: Mutex::new(HashSet::new()),
         instances,
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake cr");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
     let app = Router::new().fallback(handle).with_state(state.clone());
-    std::thread::Builder::new()
-        .name("fake-ali-cr".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("fake cr");
-            });
-        })
-        .expect("spawn fake cr");
+    let server = BackgroundServer::start("fake-ali-cr", app);
     FakeCr {
-        url: format!("http://{addr}/"),
+        url: format!("http://{}/", server.addr()),
         state,
+        _server: server,
     }
 }
 

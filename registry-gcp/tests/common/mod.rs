@@ -1,7 +1,6 @@
 //! A fake Google OAuth2 token endpoint on loopback, and `authorized_user` files pointing at it.
 #![allow(dead_code)] // each test binary uses a part
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,10 +11,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use conformance::harness::BackgroundServer;
 use registry_client::auth::{AuthScheme, Challenge};
 use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, ProviderConfig};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 pub const CLIENT_ID: &str = "mcreg-test.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "client-Secret-never-shown";
@@ -49,11 +48,9 @@ struct Inner {
 
 /// `POST /token`, checking grant type, client id, client secret and refresh token.
 pub struct FakeOAuth {
-    addr: SocketAddr,
+    server: BackgroundServer,
     state: Arc<Inner>,
     dir: tempfile::TempDir,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeOAuth {
@@ -66,44 +63,20 @@ impl FakeOAuth {
             calls: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel();
         let app = Router::new()
             .route("/token", post(token))
             .with_state(state.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
-        });
+        let server = BackgroundServer::start("fake-google-oauth", app);
         remove_stale_dirs();
         let dir = tempfile::Builder::new()
             .prefix(&format!("registry-gcp-{}-", std::process::id()))
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("temp dir");
-        FakeOAuth {
-            addr,
-            state,
-            dir,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        FakeOAuth { server, state, dir }
     }
 
     pub fn token_uri(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("http://{}/token", self.server.addr())
     }
 
     /// An `authorized_user` file (what `gcloud auth application-default login` writes) whose
@@ -148,17 +121,6 @@ impl FakeOAuth {
 
     pub fn set_expires_in(&self, seconds: u64) {
         self.state.expires_in.store(seconds, Ordering::SeqCst);
-    }
-}
-
-impl Drop for FakeOAuth {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
