@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use registry_client::Error;
+use registry_client::error::display_chain;
 
 /// Exit codes, as documented in `docs/cli.md`.
 pub mod code {
@@ -118,20 +119,9 @@ pub fn client_code(error: &Error) -> u8 {
     }
 }
 
-/// `error: cause: cause`, skipping a cause whose text the line already ends with (some
-/// errors repeat their source in their own message).
+/// `error: cause: cause` on one line (see [`display_chain`]).
 pub fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !text.is_empty() && !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    one_line(&line)
+    one_line(&display_chain(error))
 }
 
 fn one_line(text: &str) -> String {

@@ -24,13 +24,7 @@ async fn main() -> ExitCode {
     match inspect(&image, platform).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprint!("error: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                eprint!(": {cause}");
-                source = cause.source();
-            }
-            eprintln!();
+            eprintln!("error: {}", registry_client::error::display_chain(&error));
             ExitCode::FAILURE
         }
     }

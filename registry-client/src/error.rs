@@ -315,9 +315,53 @@ fn registry_errors_suffix(errors: &[RegistryError]) -> String {
     format!(": {}", described.join("; "))
 }
 
+/// `error: cause: cause`: an error followed by each of its sources, skipping a
+/// cause whose text the message already ends with (some errors repeat their
+/// source in their own message).
+pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_causes_once() {
+        /// Says `.0`, caused by `.1`.
+        #[derive(Debug)]
+        struct Outer(&'static str, std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.1)
+            }
+        }
+        let cause = || std::io::Error::other("disk full");
+        assert_eq!(
+            display_chain(&Outer("writing x", cause())),
+            "writing x: disk full"
+        );
+        assert_eq!(
+            display_chain(&Outer("writing x: disk full", cause())),
+            "writing x: disk full",
+            "a cause the message already ends with is not repeated"
+        );
+    }
 
     #[test]
     fn parses_registry_error_body() {

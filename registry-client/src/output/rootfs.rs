@@ -164,7 +164,11 @@ impl Flattener {
                 };
                 return Err(Error::InvalidResponse {
                     host: "layer".to_owned(),
-                    message: format!("layer {} of {count} ({what}): {}", index + 1, error_chain(&err)),
+                    message: format!(
+                        "layer {} of {count} ({what}): {}",
+                        index + 1,
+                        crate::error::display_chain(&err)
+                    ),
                 });
             }
         }
@@ -494,17 +498,6 @@ fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|&(_, &b)| b == b'/')
         .map(move |(i, _)| &path[..i]);
     root.into_iter().chain(inner)
-}
-
-fn error_chain(err: &io::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// An error from a layer reader: the crate error it carries, or `Error::Io`.
