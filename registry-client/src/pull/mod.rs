@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 
@@ -442,17 +443,17 @@ impl Image {
         }
         // Indexes, manifests and configs are written (and synced) on the
         // blocking pool while the layers download.
-        let small_blobs: Vec<(String, Vec<u8>)> = self
+        let small_blobs: Vec<(String, Bytes)> = self
             .indexes
             .iter()
             .filter(|_| self.whole_index)
             .chain(self.images.iter().map(|image| &image.manifest))
             .chain(&self.artifacts)
-            .map(|m| (m.descriptor.digest.clone(), m.bytes.to_vec()))
+            .map(|m| (m.descriptor.digest.clone(), m.bytes.clone()))
             .chain(
                 self.images
                     .iter()
-                    .map(|image| (image.config.digest.clone(), image.config.bytes.to_vec())),
+                    .map(|image| (image.config.digest.clone(), image.config.bytes.clone())),
             )
             .collect();
         let small_written = tokio::task::spawn_blocking(move || {

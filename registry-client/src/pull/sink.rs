@@ -79,7 +79,6 @@ struct Written {
 }
 
 /// Where the sink started writing and how far writeback has been started.
-#[derive(Clone, Copy)]
 struct Writeback {
     start: u64,
     written: u64,
