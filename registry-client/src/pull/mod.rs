@@ -24,7 +24,7 @@ use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
 use crate::platform::Platform;
 use crate::reference::ImageReference;
-use sink::{Durability, join_error};
+use sink::{Durability, blocking, join_error};
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -354,9 +354,7 @@ impl Image {
         let layout =
             DockerArchiveLayout::new(&image.config_info(), &image.config.bytes, &layers, &repo_tags)?;
         let (atomic, file) = AtomicFile::create(path)?;
-        let layout = tokio::task::spawn_blocking(move || layout.write_metadata(&file).map(|()| layout))
-            .await
-            .map_err(join_error)??;
+        let layout = blocking(move || layout.write_metadata(&file).map(|()| layout)).await?;
         let temp = atomic.temp_path();
         let layers = &layers;
         let cached = &self.cached_files(layers).await?;
@@ -370,9 +368,7 @@ impl Image {
                     Some(cache) => {
                         let (cached, hit) = self.cached_layer(cache, blob, cached, options).await?;
                         let (temp, offset) = (temp.to_owned(), slot.offset);
-                        tokio::task::spawn_blocking(move || copy_into(&cached, &temp, offset))
-                            .await
-                            .map_err(join_error)??;
+                        blocking(move || copy_into(&cached, &temp, offset)).await?;
                         hit
                     }
                     None => {
@@ -393,9 +389,7 @@ impl Image {
             .await?;
         // On disk before it gets its name: a crash must not leave a named
         // archive with holes.
-        let atomic = tokio::task::spawn_blocking(move || atomic.sync().map(|()| atomic))
-            .await
-            .map_err(join_error)??;
+        let atomic = blocking(move || atomic.sync().map(|()| atomic)).await?;
         atomic.commit()?;
         Ok(self.result(
             OutputFormat::DockerArchive,
@@ -555,9 +549,7 @@ impl Image {
         // The last buffered bytes must be written (and their error seen), and
         // the file be on disk, before the rename.
         let file = out.into_inner().map_err(|e| e.into_error())?;
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(join_error)??;
+        blocking(move || file.sync_all()).await?;
         atomic.commit()?;
         result.path = Some(path.to_owned());
         Ok(result)
@@ -610,9 +602,7 @@ impl Image {
                 Ok((reader, Compression::from_media_type(&layer.media_type)?))
             })
             .collect::<Result<Vec<_>>>()?;
-        let out = tokio::task::spawn_blocking(move || rootfs::flatten(inputs, out))
-            .await
-            .map_err(join_error)??;
+        let out = blocking(move || rootfs::flatten(inputs, out)).await?;
         drop(scratch);
         let pulled = fetched
             .into_iter()

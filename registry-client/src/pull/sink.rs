@@ -137,9 +137,7 @@ impl FileSink {
             file, hasher, sync, ..
         } = self.idle.take().expect("no batch in flight");
         let file = if sync {
-            tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
-                .await
-                .map_err(join_error)??
+            blocking(move || file.sync_all().map(|()| file)).await?
         } else {
             file
         };
@@ -212,6 +210,18 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_: &File, _: u64, _: u64) {}
+
+/// Runs blocking file work on the blocking pool and waits for it.
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
+) -> Result<T>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    Error: From<E>,
+{
+    Ok(tokio::task::spawn_blocking(work).await.map_err(join_error)??)
+}
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Io(io::Error::other(e))
