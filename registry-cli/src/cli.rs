@@ -39,9 +39,31 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "REGION", env = "MCREG_REGION")]
     pub region: Option<String>,
 
-    /// Allow plain HTTP and unverified TLS for this command's registry (and --endpoint)
+    /// Allow plain HTTP and unverified TLS for this command's registry (and --endpoint, --mirror)
     #[arg(long, global = true)]
     pub insecure: bool,
+
+    /// Try this mirror for a registry's images before the registry itself (repeatable, tried
+    /// in order): REGISTRY=[scheme://]host[:port][/namespace], e.g. docker.io=mirror.lan:5000
+    #[arg(long, global = true, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
+    pub mirror: Vec<MirrorArg>,
+
+    /// Read mirrors, remapped and blocked registries from podman's registries.conf: this file,
+    /// or without a value the files podman reads
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        num_args = 0..=1,
+        default_missing_value = SYSTEM_REGISTRIES_CONF,
+        env = "MCREG_REGISTRIES_CONF"
+    )]
+    pub registries_conf: Option<PathBuf>,
+
+    /// Read mirrors from containerd's host directories: DIR/<registry>/hosts.toml and
+    /// DIR/_default/hosts.toml (as ctr --hosts-dir)
+    #[arg(long, global = true, value_name = "DIR", env = "MCREG_HOSTS_DIR")]
+    pub hosts_dir: Option<PathBuf>,
 
     /// User name for the registry; the password is read from stdin (--password-stdin)
     #[arg(long, global = true, value_name = "USER", requires = "password_stdin")]
@@ -62,6 +84,29 @@ pub struct GlobalArgs {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG is honoured too
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// The value `--registries-conf` takes when given without one: podman's own files.
+pub const SYSTEM_REGISTRIES_CONF: &str = "<system>";
+
+/// One `--mirror REGISTRY=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorArg {
+    /// A registry, a namespace in one, or `*.domain`, as `registries.conf` prefixes are.
+    pub registry: String,
+    pub location: String,
+}
+
+fn parse_mirror(value: &str) -> Result<MirrorArg, String> {
+    match value.split_once('=') {
+        Some((registry, location)) if !registry.is_empty() && !location.is_empty() => Ok(MirrorArg {
+            registry: registry.to_owned(),
+            location: location.to_owned(),
+        }),
+        _ => Err(format!(
+            "expected REGISTRY=URL (e.g. docker.io=mirror.example.com:5000), got {value:?}"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +291,49 @@ mod tests {
         assert!(Cli::try_parse_from(["mcreg", "--username", "u", "tags", "alpine"]).is_err());
         assert!(Cli::try_parse_from(["mcreg", "--password-stdin", "tags", "alpine"]).is_err());
         Cli::try_parse_from(["mcreg", "--username", "u", "--password-stdin", "tags", "alpine"]).unwrap();
+    }
+
+    #[test]
+    fn mirrors_keep_their_order_and_config_flags_their_values() {
+        let cli = Cli::try_parse_from([
+            "mcreg",
+            "--mirror",
+            "docker.io=mirror.lan:5000",
+            "pull",
+            "alpine",
+            "-o",
+            "a.tar",
+            "--mirror=docker.io=https://mirror.example.com/hub",
+            "--registries-conf",
+        ])
+        .unwrap();
+        let mirrors: Vec<&str> = cli.global.mirror.iter().map(|m| m.location.as_str()).collect();
+        assert_eq!(mirrors, ["mirror.lan:5000", "https://mirror.example.com/hub"]);
+        assert_eq!(cli.global.mirror[0].registry, "docker.io");
+        assert_eq!(
+            cli.global.registries_conf.as_deref(),
+            Some(std::path::Path::new(SYSTEM_REGISTRIES_CONF))
+        );
+        let cli = Cli::try_parse_from([
+            "mcreg",
+            "--registries-conf=/x.conf",
+            "--hosts-dir",
+            "/d",
+            "tags",
+            "a",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.global.registries_conf.as_deref(),
+            Some(std::path::Path::new("/x.conf"))
+        );
+        assert_eq!(cli.global.hosts_dir.as_deref(), Some(std::path::Path::new("/d")));
+        for bad in ["docker.io", "=m", "docker.io="] {
+            assert!(
+                Cli::try_parse_from(["mcreg", "--mirror", bad, "tags", "a"]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

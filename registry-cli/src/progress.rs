@@ -117,9 +117,32 @@ fn line(event: &ProgressEvent) {
             attempt,
             reason,
         } => format!("retry {what} (attempt {attempt}): {reason}"),
+        ProgressEvent::ManifestResolved { digest, source, .. } => {
+            format!("resolved {digest} from {source}")
+        }
+        ProgressEvent::SourceSkipped { .. } => skipped_line(event),
         _ => return,
     };
     let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// Prints skipped sources on stderr, for commands without progress bars.
+pub fn skipped_sources() -> Progress {
+    Progress::new(|event| {
+        if matches!(event, ProgressEvent::SourceSkipped { .. }) {
+            let _ = writeln!(io::stderr().lock(), "{}", skipped_line(event));
+        }
+    })
+}
+
+/// `skipped SOURCE for WHAT: REASON`, in both modes.
+fn skipped_line(event: &ProgressEvent) -> String {
+    match event {
+        ProgressEvent::SourceSkipped { source, what, reason } => {
+            format!("skipped {source} for {what}: {reason}")
+        }
+        _ => String::new(),
+    }
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -153,6 +176,7 @@ impl Bars {
                 platform,
                 layers,
                 total_bytes,
+                source,
                 ..
             } => {
                 if let Some(spinner) = self.spinner.take() {
@@ -162,6 +186,7 @@ impl Bars {
                 if let Some(platform) = platform {
                     message = format!("{message} for {platform}");
                 }
+                message = format!("{message} from {source}");
                 let overall = ProgressBar::new(*total_bytes)
                     .with_style(style(
                         "{prefix:.bold} [{bar:30.green}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta} {msg}",
@@ -216,6 +241,9 @@ impl Bars {
                 reason,
             } => {
                 let _ = bars().println(format!("retry {what} (attempt {attempt}): {reason}"));
+            }
+            ProgressEvent::SourceSkipped { .. } => {
+                let _ = bars().println(skipped_line(event));
             }
             _ => {}
         }
@@ -279,6 +307,7 @@ mod tests {
             platform: Some("linux/amd64".into()),
             layers: 2,
             total_bytes: 30,
+            source: "docker.io".into(),
         });
         emit(ProgressEvent::BlobFromCache {
             digest: b.clone(),

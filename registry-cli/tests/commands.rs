@@ -282,7 +282,11 @@ async fn progress_is_one_line_per_layer_without_a_terminal() {
             "4",
         ])
         .ok();
-    let lines: Vec<&str> = first.stderr.lines().collect();
+    // Which source served the image, then one line per layer.
+    let resolved = format!("resolved {} from {}", fixture.digest, registry.host());
+    let (head, lines) = first.stderr.split_once('\n').expect("lines");
+    assert_eq!(head, resolved, "{}", first.stderr);
+    let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), fixture.layers.len(), "{}", first.stderr);
     for layer in &fixture.layers {
         let line = format!("done {} {} bytes", layer.digest, layer.size);
@@ -308,7 +312,9 @@ async fn progress_is_one_line_per_layer_without_a_terminal() {
             "--json",
         ])
         .ok();
-    let lines: Vec<&str> = second.stderr.lines().collect();
+    let (head, lines) = second.stderr.split_once('\n').expect("lines");
+    assert_eq!(head, resolved, "{}", second.stderr);
+    let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), fixture.layers.len(), "{}", second.stderr);
     assert!(
         lines.iter().all(|l| l.starts_with("cached sha256:")),

@@ -26,6 +26,8 @@ pub(crate) enum Expiring {
 pub(crate) struct Content {
     pub media_type: String,
     pub bytes: Bytes,
+    /// The mirror or registry it came from.
+    pub source: Option<String>,
 }
 
 #[derive(Clone)]

@@ -123,6 +123,59 @@ pub enum Error {
     /// The client was configured in a way that cannot work.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+
+    /// A configuration file (`registries.conf`, `hosts.toml`) is malformed.
+    #[error("{}: {message}", config_file_location(path, *line, key))]
+    ConfigFile {
+        path: std::path::PathBuf,
+        /// 1-based, when the parser knows it.
+        line: Option<usize>,
+        /// The key at fault, as a path (`registry[1].mirror[0].location`), when known.
+        key: Option<String>,
+        message: String,
+    },
+
+    /// The configuration forbids pulling this image (`blocked` in `registries.conf`).
+    #[error("pulling {name} is blocked by {rule}")]
+    Blocked { name: String, rule: String },
+
+    /// A mirrored image could not be had from any of its sources (mirrors and
+    /// the registry, in the order tried). Predicates and [`kind`](Error::kind)
+    /// look at the last source tried: not found everywhere is still
+    /// [`is_not_found`](Error::is_not_found).
+    #[error("{what}: no source could serve it: {}", attempts_text(attempts))]
+    Sources {
+        what: String,
+        attempts: Vec<SourceAttempt>,
+    },
+}
+
+/// One source of a mirrored registry, and why it did not serve a request.
+#[derive(Debug)]
+pub struct SourceAttempt {
+    /// The mirror or registry, as shown in events (`mirror.example.com/hub`).
+    pub source: String,
+    pub outcome: SourceOutcome,
+}
+
+/// Why a source did not serve a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceOutcome {
+    /// It was asked and failed.
+    Failed(Error),
+    /// It was not asked: its configuration excludes this request (a
+    /// digest-only mirror and a tag, say).
+    NotAsked(String),
+}
+
+impl fmt::Display for SourceAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            SourceOutcome::Failed(error) => write!(f, "{}: {}", self.source, display_chain(error)),
+            SourceOutcome::NotAsked(reason) => write!(f, "{}: not asked ({reason})", self.source),
+        }
+    }
 }
 
 /// What was not found.
@@ -196,6 +249,14 @@ impl Error {
     pub fn kind(&self) -> &Error {
         match self {
             Error::Provider { source, .. } => source.downcast_ref::<Error>().map_or(self, Error::kind),
+            Error::Sources { attempts, .. } => attempts
+                .iter()
+                .rev()
+                .find_map(|a| match &a.outcome {
+                    SourceOutcome::Failed(error) => Some(error.kind()),
+                    SourceOutcome::NotAsked(_) => None,
+                })
+                .unwrap_or(self),
             other => other,
         }
     }
@@ -263,6 +324,25 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+fn config_file_location(path: &std::path::Path, line: Option<usize>, key: &Option<String>) -> String {
+    let mut location = path.display().to_string();
+    if let Some(line) = line {
+        location.push_str(&format!(", line {line}"));
+    }
+    if let Some(key) = key {
+        location.push_str(&format!(", {key}"));
+    }
+    location
+}
+
+fn attempts_text(attempts: &[SourceAttempt]) -> String {
+    attempts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn reference_suffix(reference: &str) -> String {

@@ -12,6 +12,7 @@ pub mod output;
 pub mod platform;
 pub mod pull;
 pub mod reference;
+pub mod sources;
 mod transport;
 
 pub use auth::{Challenge, Credentials};

@@ -334,6 +334,17 @@ fn validate_host(registry: &str, host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a repository path that is not part of a reference (a mirror's
+/// namespace, a prefix in `registries.conf`).
+pub(crate) fn check_repository_path(path: &str) -> Result<(), String> {
+    validate_path(path)
+}
+
+/// Checks a registry `host[:port]` that is not part of a reference.
+pub(crate) fn check_registry(registry: &str) -> Result<(), String> {
+    validate_registry(registry)
+}
+
 /// Checks the repository path as written (before `library/` is added).
 fn validate_path(path: &str) -> Result<(), String> {
     if path.is_empty() {

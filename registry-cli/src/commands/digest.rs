@@ -14,6 +14,8 @@ struct DigestReport {
     digest: String,
     media_type: String,
     size: u64,
+    /// The mirror or registry that answered.
+    source: Option<String>,
 }
 
 pub async fn run(context: &Context, args: &DigestArgs) -> Result<(), Failure> {
@@ -25,6 +27,7 @@ pub async fn run(context: &Context, args: &DigestArgs) -> Result<(), Failure> {
         digest: descriptor.digest,
         media_type: descriptor.media_type,
         size: descriptor.size,
+        source: descriptor.source,
     };
     context.out.result(&report, || format!("{}\n", report.digest))
 }

@@ -15,6 +15,8 @@ use crate::output::{size, table};
 struct InspectReport {
     reference: String,
     provider: String,
+    /// The mirror or registry that served the manifest.
+    source: String,
     /// The manifest the reference names (an index for a multi-platform image).
     digest: String,
     media_type: String,
@@ -136,6 +138,7 @@ pub async fn run(context: &Context, args: &InspectArgs) -> Result<(), Failure> {
     let report = InspectReport {
         reference: reference.to_string(),
         provider: client.provider_id().to_owned(),
+        source: top.descriptor.source.clone().unwrap_or_default(),
         digest: top.descriptor.digest.clone(),
         media_type: top.descriptor.media_type.clone(),
         size: top.descriptor.size,
@@ -167,6 +170,7 @@ fn human(r: &InspectReport) -> String {
     let mut rows = vec![
         row("Image", &r.reference),
         row("Provider", &r.provider),
+        row("Source", &r.source),
         row("Digest", &r.digest),
         row("Media type", &r.media_type),
         row("Size", &size(r.size)),

@@ -10,10 +10,12 @@ pub mod pull;
 use std::io::Read;
 use std::path::Path;
 
+use registry_client::pull::Progress;
 use registry_client::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
+use registry_client::sources::Mirror;
 use registry_client::{Credentials, ImageReference, Platform, RepositoryClient, driver};
 
-use crate::cli::{Command, GlobalArgs};
+use crate::cli::{Command, GlobalArgs, SYSTEM_REGISTRIES_CONF};
 use crate::exit::Failure;
 use crate::output::Output;
 use crate::progress;
@@ -26,11 +28,13 @@ pub struct Context {
 }
 
 /// Per-command client settings.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ClientSettings<'a> {
     pub platform: Option<&'a str>,
     pub layer_cache: Option<&'a Path>,
     pub page_size: Option<u32>,
+    /// Where skipped sources are told (the pull's progress); default: a line on stderr.
+    pub events: Option<Progress>,
 }
 
 impl Context {
@@ -113,6 +117,28 @@ impl Context {
         }
         if let Some(n) = settings.page_size {
             builder = builder.page_size(n);
+        }
+        for mirror in &global.mirror {
+            let mut source = Mirror::new(mirror.location.as_str());
+            if global.insecure {
+                source = source.insecure(true);
+            }
+            builder = builder.mirror(mirror.registry.as_str(), source);
+        }
+        match global.registries_conf.as_deref() {
+            Some(path) if path == Path::new(SYSTEM_REGISTRIES_CONF) => {
+                builder = builder.system_registries_conf();
+            }
+            Some(path) => builder = builder.registries_conf(path),
+            None => {}
+        }
+        if let Some(dir) = &global.hosts_dir {
+            builder = builder.hosts_dir(dir);
+        }
+        match settings.events {
+            Some(events) => builder = builder.progress(events),
+            None if !global.quiet => builder = builder.progress(progress::skipped_sources()),
+            None => {}
         }
         Ok(builder.build()?)
     }

@@ -19,6 +19,8 @@ struct PullReport {
     reference: String,
     digest: String,
     media_type: String,
+    /// The mirror or registry that served the manifest.
+    source: String,
     tag: Option<String>,
     /// `None` when every platform of an index was pulled.
     platform: Option<String>,
@@ -36,6 +38,8 @@ struct LayerReport {
     size: u64,
     media_type: String,
     from_cache: bool,
+    /// The mirror or registry it was downloaded from; `None` when it came from the cache.
+    source: Option<String>,
 }
 
 pub async fn run(context: &Context, args: &PullArgs) -> Result<(), Failure> {
@@ -52,16 +56,23 @@ pub async fn run(context: &Context, args: &PullArgs) -> Result<(), Failure> {
     };
     let reference = parse_reference(&args.image)?;
     check_output(&args.output, args.format)?;
+    let reporter = Reporter::start(context.progress_mode(), &reference.to_string());
     let client = context.client(
         reference.registry(),
         ClientSettings {
             platform,
             layer_cache: args.cache_dir.as_deref(),
+            events: reporter.progress(),
             ..ClientSettings::default()
         },
-    )?;
-
-    let reporter = Reporter::start(context.progress_mode(), &reference.to_string());
+    );
+    let client = match client {
+        Ok(client) => client,
+        Err(failure) => {
+            reporter.finish();
+            return Err(failure);
+        }
+    };
     let mut options = PullOptions::default();
     if let Some(progress) = reporter.progress() {
         options = options.progress(progress);
@@ -130,6 +141,7 @@ fn report(
         reference: reference.to_string(),
         digest: result.digest.clone(),
         media_type: result.media_type.clone(),
+        source: result.source.clone(),
         tag: result.tag.clone(),
         platform: result.platform.as_ref().map(ToString::to_string),
         format: args.format.name(),
@@ -144,6 +156,7 @@ fn report(
                 size: l.size,
                 media_type: l.media_type.clone(),
                 from_cache: l.from_cache,
+                source: l.source.clone(),
             })
             .collect(),
     };
@@ -163,8 +176,9 @@ fn report(
     };
     let layer_bytes: u64 = result.layers.iter().map(|l| l.size).sum();
     context.out.info(&format!(
-        "pulled {}{platform}\ndigest: {}\n{}{cached}, {}, {} downloaded\nwrote {} to {}\n",
+        "pulled {}{platform} from {}\ndigest: {}\n{}{cached}, {}, {} downloaded\nwrote {} to {}\n",
         report.reference,
+        report.source,
         report.digest,
         plural(report.layers.len(), "layer", "layers"),
         size(layer_bytes),

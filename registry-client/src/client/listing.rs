@@ -8,10 +8,10 @@ use serde::Deserialize;
 use url::Url;
 
 use super::RepositoryClient;
-use super::manifest::pull_scope;
 use crate::cache::Expiring;
 use crate::error::{Error, Resource, Result};
 use crate::reference::ImageReference;
+use crate::sources::{Need, Source, preferring};
 use crate::transport::{RegistryRequest, host_port};
 
 /// One page of a list is small JSON; a registry sending more is broken.
@@ -21,7 +21,8 @@ const MAX_PAGES: usize = 10_000;
 
 impl RepositoryClient {
     /// Checks that the registry speaks the `/v2/` API and accepts our
-    /// credentials (authenticating if it asks).
+    /// credentials (authenticating if it asks). Asks the registry itself,
+    /// never a mirror.
     pub async fn ping(&self, registry: &str) -> Result<()> {
         let url = self.base_url(registry)?;
         let url = join(&url, "v2/")?;
@@ -33,36 +34,46 @@ impl RepositoryClient {
             scope: None,
             not_found: Some((Resource::Registry, registry.to_owned(), String::new())),
             on_retry: None,
+            fail_fast: false,
         };
         self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
         Ok(())
     }
 
-    /// Every tag of the reference's repository (its tag or digest is ignored).
+    /// Every tag of the reference's repository (its tag or digest is ignored),
+    /// from the first of its sources that lists them.
     pub async fn list_tags(&self, repository: &ImageReference) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
         }
         let key = format!("tags {} {}", repository.registry(), repository.repository());
-        let first = self.repository_url(repository, "tags/list")?;
-        let request = RegistryRequest {
-            registry: repository.registry().to_owned(),
-            method: Method::GET,
-            url: first,
-            headers: HeaderMap::new(),
-            scope: Some(pull_scope(repository)),
-            not_found: Some((
-                Resource::Repository,
-                repository.repository().to_owned(),
-                String::new(),
-            )),
-            on_retry: None,
-        };
-        self.paginate(key, request, |bytes| {
-            serde_json::from_slice::<Page>(bytes).map(|p| p.tags.unwrap_or_default())
-        })
-        .await
+        if let Some(Expiring::Names(names)) = self.cache().expiring(&key).await {
+            return Ok(names.as_ref().clone());
+        }
+        // Listed like a pull by tag: digest-only mirrors are left out.
+        let by_tag = ImageReference::parse(&repository.name())?;
+        let route = self.route(&by_tag)?;
+        let what = format!("tags of {}", repository.name());
+        let (names, _) = route
+            .first_success(
+                &preferring(&route, None),
+                Need::Tag,
+                &what,
+                |source, last| async move {
+                    let request =
+                        source.request(Method::GET, "tags/list", Some((Resource::Repository, "")), last)?;
+                    self.paginate(source, request, |bytes| {
+                        serde_json::from_slice::<Page>(bytes).map(|p| p.tags.unwrap_or_default())
+                    })
+                    .await
+                },
+            )
+            .await?;
+        self.cache()
+            .put_expiring(key, Expiring::Names(Arc::new(names.clone())))
+            .await;
+        Ok(names)
     }
 
     /// Every repository in the registry's catalog.
@@ -81,23 +92,43 @@ impl RepositoryClient {
             scope: Some("registry:catalog:*".to_owned()),
             not_found: Some((Resource::Registry, registry.to_owned(), "_catalog".to_owned())),
             on_retry: None,
+            fail_fast: false,
         };
-        self.paginate(key, request, |bytes| {
-            serde_json::from_slice::<Page>(bytes).map(|p| p.repositories.unwrap_or_default())
-        })
-        .await
+        if let Some(Expiring::Names(names)) = self.cache().expiring(&key).await {
+            return Ok(names.as_ref().clone());
+        }
+        let origin = self.base_url(registry)?.origin();
+        let names = self
+            .fetch_pages(self.transport(), &origin, None, request, |bytes| {
+                serde_json::from_slice::<Page>(bytes).map(|p| p.repositories.unwrap_or_default())
+            })
+            .await?;
+        self.cache()
+            .put_expiring(key, Expiring::Names(Arc::new(names.clone())))
+            .await;
+        Ok(names)
     }
 
-    /// Fetches every page, following `Link: <…>; rel="next"`, and caches the whole list.
+    /// Every page of a source's list.
     async fn paginate(
         &self,
-        cache_key: String,
+        source: &Source,
+        request: RegistryRequest,
+        parse: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
+    ) -> Result<Vec<String>> {
+        self.fetch_pages(source.transport(), &source.origin(), Some(source), request, parse)
+            .await
+    }
+
+    /// Fetches every page, following `Link: <…>; rel="next"` on `origin` only.
+    async fn fetch_pages(
+        &self,
+        transport: &crate::transport::Transport,
+        origin: &url::Origin,
+        source: Option<&Source>,
         mut request: RegistryRequest,
         parse: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
     ) -> Result<Vec<String>> {
-        if let Some(Expiring::Names(names)) = self.cache().expiring(&cache_key).await {
-            return Ok(names.as_ref().clone());
-        }
         if let Some(n) = self.inner.page_size {
             request.url.query_pairs_mut().append_pair("n", &n.to_string());
         }
@@ -117,7 +148,7 @@ impl RepositoryClient {
                     "pagination loops back to a page already read",
                 ));
             }
-            let (headers, body) = self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
+            let (headers, body) = transport.send_and_read(&request, MAX_PAGE_SIZE).await?;
             let page = parse(&body)
                 .map_err(|e| Error::invalid_response(&host, format!("invalid list page: {e}")))?;
             names.extend(page);
@@ -127,24 +158,20 @@ impl RepositoryClient {
                         .url
                         .join(next)
                         .map_err(|e| Error::invalid_response(&host, format!("invalid Link header: {e}")))?;
-                    if request.url.origin() != self.base_origin(&request)? {
+                    if &request.url.origin() != origin {
                         return Err(Error::invalid_response(
                             &host,
                             "Link header points at another host",
                         ));
                     }
+                    if let Some(source) = source {
+                        source.add_namespace(&mut request.url);
+                    }
                 }
                 None => break,
             }
         }
-        self.cache()
-            .put_expiring(cache_key, Expiring::Names(Arc::new(names.clone())))
-            .await;
         Ok(names)
-    }
-
-    fn base_origin(&self, request: &RegistryRequest) -> Result<url::Origin> {
-        Ok(self.base_url(&request.registry)?.origin())
     }
 }
 

@@ -11,7 +11,8 @@ use crate::digest;
 use crate::error::{Error, Resource, Result};
 use crate::platform::Platform;
 use crate::reference::ImageReference;
-use crate::transport::{RegistryRequest, accept_header, host_port};
+use crate::sources::{Need, Route, Source, preferring};
+use crate::transport::{accept_header, host_port};
 
 /// The manifest media types this crate reads.
 pub mod media_types {
@@ -36,6 +37,9 @@ pub struct ManifestDescriptor {
     pub digest: String,
     pub media_type: String,
     pub size: u64,
+    /// The mirror or registry that answered (`None` for a manifest parsed
+    /// from bytes the caller had).
+    pub source: Option<String>,
 }
 
 /// A manifest as served: the exact bytes, and what they parse to.
@@ -103,6 +107,7 @@ impl Manifest {
                 digest,
                 media_type,
                 size: bytes.len() as u64,
+                source: None,
             },
             bytes,
             kind,
@@ -140,8 +145,29 @@ impl RepositoryClient {
         if let Some(Expiring::Descriptor(d)) = self.cache().expiring(&key).await {
             return Ok(d);
         }
-        let request = self.manifest_request(Method::HEAD, reference, reference.reference())?;
-        let response = self.transport().send(&request).await?;
+        let route = self.route(reference)?;
+        let (descriptor, _) = route
+            .first_success(
+                &preferring(&route, None),
+                need(reference),
+                &reference.to_string(),
+                |source, last| self.head_manifest_at(source, reference, last),
+            )
+            .await?;
+        self.cache()
+            .put_expiring(key, Expiring::Descriptor(descriptor.clone()))
+            .await;
+        Ok(descriptor)
+    }
+
+    async fn head_manifest_at(
+        &self,
+        source: &Source,
+        reference: &ImageReference,
+        last: bool,
+    ) -> Result<ManifestDescriptor> {
+        let request = manifest_request(source, Method::HEAD, reference, last)?;
+        let response = source.transport().send(&request).await?;
         let host = host_port(response.url());
         let headers = response.headers();
         let descriptor = match header_str(headers, "docker-content-digest") {
@@ -152,9 +178,10 @@ impl RepositoryClient {
                 size: header_str(headers, header::CONTENT_LENGTH.as_str())
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_default(),
+                source: Some(source.name.clone()),
             },
             // Not every registry sends the digest on HEAD; then it takes a GET.
-            None => self.get_manifest(reference).await?.descriptor,
+            None => self.fetch_manifest_at(source, reference, last).await?.descriptor,
         };
         check_digest_form(&descriptor.digest, &host)?;
         if let Some(wanted) = reference.digest()
@@ -165,9 +192,6 @@ impl RepositoryClient {
                 actual: descriptor.digest,
             });
         }
-        self.cache()
-            .put_expiring(key, Expiring::Descriptor(descriptor.clone()))
-            .await;
         Ok(descriptor)
     }
 
@@ -175,6 +199,18 @@ impl RepositoryClient {
     /// the bytes are verified against it; when asked by tag, against the
     /// registry's `Docker-Content-Digest`.
     pub async fn get_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
+        let route = self.route(reference)?;
+        self.get_manifest_via(&route, &preferring(&route, None), reference)
+            .await
+    }
+
+    /// [`get_manifest`](Self::get_manifest) from `route`'s sources in `order`.
+    pub(crate) async fn get_manifest_via(
+        &self,
+        route: &Route,
+        order: &[usize],
+        reference: &ImageReference,
+    ) -> Result<Manifest> {
         let digest_key = cache_key("digest", reference, reference.reference());
         let known_digest = match reference.digest() {
             Some(d) => Some(d.to_owned()),
@@ -189,16 +225,49 @@ impl RepositoryClient {
                 .content(&cache_key("manifest", reference, digest))
                 .await
         {
-            return Manifest::parse(
+            let mut manifest = Manifest::parse(
                 hit.bytes,
                 digest.clone(),
                 Some(&hit.media_type),
                 reference.registry(),
-            );
+            )?;
+            manifest.descriptor.source = hit.source;
+            return Ok(manifest);
         }
 
-        let request = self.manifest_request(Method::GET, reference, reference.reference())?;
-        let (headers, bytes) = self
+        let (manifest, _) = route
+            .first_success(order, need(reference), &reference.to_string(), |source, last| {
+                self.fetch_manifest_at(source, reference, last)
+            })
+            .await?;
+        let descriptor = &manifest.descriptor;
+        if reference.digest().is_none() {
+            self.cache()
+                .put_expiring(digest_key, Expiring::Descriptor(descriptor.clone()))
+                .await;
+        }
+        self.cache()
+            .put_content(
+                cache_key("manifest", reference, &descriptor.digest),
+                Content {
+                    media_type: descriptor.media_type.clone(),
+                    bytes: manifest.bytes.clone(),
+                    source: descriptor.source.clone(),
+                },
+            )
+            .await;
+        Ok(manifest)
+    }
+
+    /// One source's answer to a manifest GET, verified.
+    async fn fetch_manifest_at(
+        &self,
+        source: &Source,
+        reference: &ImageReference,
+        last: bool,
+    ) -> Result<Manifest> {
+        let request = manifest_request(source, Method::GET, reference, last)?;
+        let (headers, bytes) = source
             .transport()
             .send_and_read(&request, MAX_MANIFEST_SIZE)
             .await?;
@@ -214,30 +283,19 @@ impl RepositoryClient {
             }
             None => digest::sha256(&bytes),
         };
-        let manifest = Manifest::parse(bytes, digest, content_type(&headers), &host)?;
-        let descriptor = &manifest.descriptor;
-        if reference.digest().is_none() {
-            self.cache()
-                .put_expiring(digest_key, Expiring::Descriptor(descriptor.clone()))
-                .await;
-        }
-        self.cache()
-            .put_content(
-                cache_key("manifest", reference, &descriptor.digest),
-                Content {
-                    media_type: descriptor.media_type.clone(),
-                    bytes: manifest.bytes.clone(),
-                },
-            )
-            .await;
+        let mut manifest = Manifest::parse(bytes, digest, content_type(&headers), &host)?;
+        manifest.descriptor.source = Some(source.name.clone());
         Ok(manifest)
     }
 
     /// The image manifest for this client's platform: the manifest itself,
     /// or the matching entry of an index (indexes nested in indexes too).
     pub async fn get_image_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
-        let top = self.get_manifest(reference).await?;
-        Ok(self.resolve_platform(reference, top).await?.1)
+        let route = self.route(reference)?;
+        let top = self
+            .get_manifest_via(&route, &preferring(&route, None), reference)
+            .await?;
+        Ok(self.resolve_platform(&route, reference, top).await?.1)
     }
 
     /// Walks from `top` down to the image manifest for this client's
@@ -247,6 +305,7 @@ impl RepositoryClient {
     /// lists every platform seen when none matches.
     pub(crate) async fn resolve_platform(
         &self,
+        route: &Route,
         reference: &ImageReference,
         top: Manifest,
     ) -> Result<(Vec<Manifest>, Manifest)> {
@@ -277,10 +336,14 @@ impl RepositoryClient {
                     nested.iter().rev().map(|d| d.digest().to_string()).collect()
                 }
             };
+            // Children come from the source that served their index first.
+            let order = preferring(route, manifest.descriptor.source.as_deref());
             let mut path = path;
             path.push(manifest);
             for digest in next {
-                let child = self.get_manifest(&reference.with_digest(&digest)?).await?;
+                let child = self
+                    .get_manifest_via(route, &order, &reference.with_digest(&digest)?)
+                    .await?;
                 pending.push((path.clone(), child));
             }
         }
@@ -293,22 +356,37 @@ impl RepositoryClient {
     /// The config of the image `reference` names (for an index, the entry
     /// for this client's platform), verified against its digest.
     pub async fn get_config(&self, reference: &ImageReference) -> Result<ImageConfig> {
-        let manifest = self.get_image_manifest(reference).await?;
-        let ManifestKind::Image(image) = &manifest.kind else {
-            unreachable!("get_image_manifest returns image manifests");
-        };
-        self.get_image_config(reference, image.config()).await
+        let route = self.route(reference)?;
+        let top = self
+            .get_manifest_via(&route, &preferring(&route, None), reference)
+            .await?;
+        let (_, manifest) = self.resolve_platform(&route, reference, top).await?;
+        self.get_image_config(&route, reference, &manifest).await
     }
 
-    /// An image config by its descriptor, verified against digest and size.
+    /// The config of an image manifest, verified against digest and size,
+    /// from the source that served the manifest first.
     pub(crate) async fn get_image_config(
         &self,
+        route: &Route,
         reference: &ImageReference,
-        descriptor: &oci_spec::image::Descriptor,
+        manifest: &Manifest,
     ) -> Result<ImageConfig> {
+        let ManifestKind::Image(image) = &manifest.kind else {
+            unreachable!("called with image manifests only");
+        };
+        let descriptor = image.config();
         let digest = descriptor.digest().to_string();
+        let order = preferring(route, manifest.descriptor.source.as_deref());
         let bytes = self
-            .get_small_blob(reference, &digest, descriptor.size(), MAX_CONFIG_SIZE)
+            .get_small_blob(
+                route,
+                &order,
+                reference,
+                &digest,
+                descriptor.size(),
+                MAX_CONFIG_SIZE,
+            )
             .await?;
         let config = serde_json::from_slice(&bytes).map_err(|e| {
             Error::invalid_response(
@@ -326,6 +404,8 @@ impl RepositoryClient {
     /// A blob small enough to hold in memory, verified against digest and size.
     pub(crate) async fn get_small_blob(
         &self,
+        route: &Route,
+        order: &[usize],
         reference: &ImageReference,
         digest: &str,
         size: u64,
@@ -344,31 +424,29 @@ impl RepositoryClient {
                 format!("blob {digest} of {size} bytes is over the {limit} byte limit"),
             ));
         }
-        let url = self.repository_url(reference, &format!("blobs/{digest}"))?;
-        let request = RegistryRequest {
-            registry: reference.registry().to_owned(),
-            method: Method::GET,
-            url,
-            headers: HeaderMap::new(),
-            scope: Some(pull_scope(reference)),
-            not_found: Some((
-                Resource::Blob,
-                reference.repository().to_owned(),
-                digest.to_owned(),
-            )),
-            on_retry: None,
-        };
-        let (_, bytes) = self.transport().send_and_read(&request, limit).await?;
-        digest::verify(digest, &bytes)?;
-        if bytes.len() as u64 != size {
-            return Err(Error::invalid_response(
-                reference.registry(),
-                format!(
-                    "blob {digest} is {} bytes, its descriptor says {size}",
-                    bytes.len()
-                ),
-            ));
-        }
+        let what = format!("blob {digest} of {}", reference.name());
+        let (bytes, _) = route
+            .first_success(order, Need::Digest, &what, |source, last| async move {
+                let request = source.request(
+                    Method::GET,
+                    &format!("blobs/{digest}"),
+                    Some((Resource::Blob, digest)),
+                    last,
+                )?;
+                let (_, bytes) = source.transport().send_and_read(&request, limit).await?;
+                digest::verify(digest, &bytes)?;
+                if bytes.len() as u64 != size {
+                    return Err(Error::invalid_response(
+                        &host_port(&request.url),
+                        format!(
+                            "blob {digest} is {} bytes, its descriptor says {size}",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                Ok(bytes)
+            })
+            .await?;
         if let Some(cache) = self.layer_cache() {
             cache.put(digest, &bytes)?;
         }
@@ -378,6 +456,7 @@ impl RepositoryClient {
                 Content {
                     media_type: String::new(),
                     bytes: bytes.clone(),
+                    source: None,
                 },
             )
             .await;
@@ -400,40 +479,34 @@ impl RepositoryClient {
         }
         Ok(Some(bytes))
     }
-
-    fn manifest_request(
-        &self,
-        method: Method,
-        reference: &ImageReference,
-        tag_or_digest: &str,
-    ) -> Result<RegistryRequest> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, accept_header(&ALL_MANIFESTS));
-        Ok(RegistryRequest {
-            registry: reference.registry().to_owned(),
-            method,
-            url: self.repository_url(reference, &format!("manifests/{tag_or_digest}"))?,
-            headers,
-            scope: Some(pull_scope(reference)),
-            not_found: Some((
-                Resource::Manifest,
-                reference.repository().to_owned(),
-                tag_or_digest.to_owned(),
-            )),
-            on_retry: None,
-        })
-    }
-
-    /// `<base>/v2/<repository>/<rest>`.
-    pub(crate) fn repository_url(&self, reference: &ImageReference, rest: &str) -> Result<url::Url> {
-        let base = self.base_url(reference.registry())?;
-        base.join(&format!("v2/{}/{rest}", reference.repository()))
-            .map_err(|e| Error::InvalidConfig(format!("cannot build a URL for {reference}: {e}")))
-    }
 }
 
-pub(crate) fn pull_scope(reference: &ImageReference) -> String {
-    format!("repository:{}:pull", reference.repository())
+/// A manifest request by the reference's tag or digest.
+fn manifest_request(
+    source: &Source,
+    method: Method,
+    reference: &ImageReference,
+    last: bool,
+) -> Result<crate::transport::RegistryRequest> {
+    let tag_or_digest = reference.reference();
+    let mut request = source.request(
+        method,
+        &format!("manifests/{tag_or_digest}"),
+        Some((Resource::Manifest, tag_or_digest)),
+        last,
+    )?;
+    request
+        .headers
+        .insert(header::ACCEPT, accept_header(&ALL_MANIFESTS));
+    Ok(request)
+}
+
+/// A tag is resolved only where tags may be; a digest anywhere.
+fn need(reference: &ImageReference) -> Need {
+    match reference.digest() {
+        Some(_) => Need::Digest,
+        None => Need::Tag,
+    }
 }
 
 fn cache_key(kind: &str, reference: &ImageReference, tag_or_digest: &str) -> String {

@@ -17,12 +17,13 @@ use crate::driver::{self, AbstractRegistry, ProviderConfig};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
 use crate::platform::Platform;
+use crate::pull::Progress;
 use crate::reference::ImageReference;
+use crate::sources::{Mirror, RegistrySources, SourceTable, hosts_dir, registries_conf};
 use crate::transport::circuit::CircuitBreakerConfig;
 use crate::transport::retry::RetryConfig;
 use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
 
-pub(crate) use manifest::pull_scope;
 pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, media_types};
 
 /// Default time allowed to establish a connection.
@@ -40,12 +41,14 @@ pub struct RepositoryClient {
 
 struct Inner {
     provider: Arc<dyn AbstractRegistry>,
-    transport: Transport,
+    transport: Arc<Transport>,
     cache: ResponseCache,
     endpoint: Option<Url>,
     platform: Platform,
     page_size: Option<u32>,
     layer_cache: Option<LayerCache>,
+    sources: SourceTable,
+    events: Option<Progress>,
 }
 
 impl fmt::Debug for RepositoryClient {
@@ -111,6 +114,32 @@ impl RepositoryClient {
         &self.inner.transport
     }
 
+    pub(crate) fn shared_transport(&self) -> &Arc<Transport> {
+        &self.inner.transport
+    }
+
+    pub(crate) fn source_table(&self) -> &SourceTable {
+        &self.inner.sources
+    }
+
+    /// Where events that belong to no write go (the builder's `progress`).
+    pub(crate) fn events(&self) -> Option<&Progress> {
+        self.inner.events.as_ref()
+    }
+
+    /// The sources `reference` would be fetched from, in the order they are
+    /// tried: its registry's mirrors that serve this kind of pull, then the
+    /// registry itself (unless it is mirror-only). Fails if the image is
+    /// blocked or no source may serve it.
+    pub fn sources_for(&self, reference: &ImageReference) -> Result<Vec<String>> {
+        Ok(self
+            .route_reporting(reference, None)?
+            .sources
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    }
+
     pub(crate) fn cache(&self) -> &ResponseCache {
         &self.inner.cache
     }
@@ -119,6 +148,21 @@ impl RepositoryClient {
 enum ProviderChoice {
     Id(String),
     Host(String),
+}
+
+/// A change to the source rules, applied in order after the config files.
+#[derive(Debug)]
+enum SourcesEdit {
+    Replace(RegistrySources),
+    AddMirror(String, Mirror),
+}
+
+/// A `registries.conf` to read at build time.
+#[derive(Debug)]
+enum RegistriesConf {
+    File(PathBuf),
+    /// The files podman reads.
+    System,
 }
 
 /// Configures a [`RepositoryClient`]. Setters never fail; [`build`](Self::build) checks.
@@ -132,6 +176,10 @@ pub struct RepositoryClientBuilder {
     cache_capacity: u64,
     page_size: Option<u32>,
     layer_cache: Option<PathBuf>,
+    sources: Vec<SourcesEdit>,
+    registries_conf: Vec<RegistriesConf>,
+    hosts_dirs: Vec<PathBuf>,
+    events: Option<Progress>,
 }
 
 impl fmt::Debug for RepositoryClientBuilder {
@@ -140,6 +188,9 @@ impl fmt::Debug for RepositoryClientBuilder {
             .field("endpoint", &self.endpoint)
             .field("provider_config", &self.provider_config)
             .field("platform", &self.platform)
+            .field("sources", &self.sources)
+            .field("registries_conf", &self.registries_conf)
+            .field("hosts_dirs", &self.hosts_dirs)
             .finish_non_exhaustive()
     }
 }
@@ -159,11 +210,16 @@ impl RepositoryClientBuilder {
                 circuit_breaker: CircuitBreakerConfig::default(),
                 insecure_all: false,
                 insecure_hosts: HashSet::new(),
+                insecure_domains: Vec::new(),
             },
             cache_ttl: Some(DEFAULT_CACHE_TTL),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             page_size: None,
             layer_cache: None,
+            sources: Vec::new(),
+            registries_conf: Vec::new(),
+            hosts_dirs: Vec::new(),
+            events: None,
         }
     }
 
@@ -278,7 +334,84 @@ impl RepositoryClientBuilder {
         self
     }
 
-    pub fn build(self) -> Result<RepositoryClient> {
+    /// The sources of the images that `sources.prefix()` matches: their
+    /// mirrors, in order, then the registry (see [`RegistrySources`]).
+    /// Replaces an earlier rule for the same prefix, from the builder or
+    /// from a config file.
+    pub fn sources(mut self, sources: RegistrySources) -> Self {
+        self.sources.push(SourcesEdit::Replace(sources));
+        self
+    }
+
+    /// Adds a mirror, after those already known, for the images `prefix`
+    /// matches (`docker.io`, `registry.example.com/team`, `*.example.com`).
+    /// The registry itself is still tried last.
+    pub fn mirror(mut self, prefix: impl Into<String>, mirror: Mirror) -> Self {
+        self.sources.push(SourcesEdit::AddMirror(prefix.into(), mirror));
+        self
+    }
+
+    /// Reads mirrors, remapped and blocked registries from a podman
+    /// `registries.conf` file (read when the client is built).
+    pub fn registries_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.registries_conf.push(RegistriesConf::File(path.into()));
+        self
+    }
+
+    /// Reads the `registries.conf` files podman reads:
+    /// `$HOME/.config/containers/registries.conf` if it exists, else
+    /// `/etc/containers/registries.conf`, then the drop-ins in
+    /// `registries.conf.d` (see [`registries_conf::load_system`]).
+    pub fn system_registries_conf(mut self) -> Self {
+        self.registries_conf.push(RegistriesConf::System);
+        self
+    }
+
+    /// Reads containerd's registry host directories: `<dir>/<host>/hosts.toml`
+    /// and `<dir>/_default/hosts.toml` (see [`hosts_dir`]).
+    pub fn hosts_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hosts_dirs.push(dir.into());
+        self
+    }
+
+    /// Receives the events that belong to no write: a source skipped while
+    /// resolving an image or listing tags. (A write's own events go to its
+    /// [`PullOptions`](crate::pull::PullOptions) progress.)
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.events = Some(progress);
+        self
+    }
+
+    /// The rules from the config files, then the builder's edits.
+    fn source_rules(&mut self) -> Result<Vec<RegistrySources>> {
+        let mut rules = Vec::new();
+        for conf in &self.registries_conf {
+            rules.extend(match conf {
+                RegistriesConf::File(path) => registries_conf::load(path)?,
+                RegistriesConf::System => registries_conf::load_system()?,
+            });
+        }
+        for dir in &self.hosts_dirs {
+            rules.extend(hosts_dir::load(dir)?);
+        }
+        for edit in std::mem::take(&mut self.sources) {
+            match edit {
+                SourcesEdit::Replace(rule) => {
+                    rules.retain(|r| r.prefix != rule.prefix);
+                    rules.push(rule);
+                }
+                SourcesEdit::AddMirror(prefix, mirror) => {
+                    match rules.iter_mut().rev().find(|r| r.prefix == prefix) {
+                        Some(rule) => rule.mirrors.push(mirror),
+                        None => rules.push(RegistrySources::new(prefix).mirror(mirror)),
+                    }
+                }
+            }
+        }
+        Ok(rules)
+    }
+
+    pub fn build(mut self) -> Result<RepositoryClient> {
         let id = match &self.provider {
             ProviderChoice::Id(id) => id.clone(),
             ProviderChoice::Host(host) => driver::provider_for_host(host)?.to_owned(),
@@ -289,7 +422,12 @@ impl RepositoryClientBuilder {
             Some(p) => p.parse()?,
             None => Platform::host(),
         };
-        let transport = Transport::new(self.transport, provider.clone())?;
+        let rules = self.source_rules()?;
+        let (insecure_hosts, insecure_domains) = crate::sources::insecure_hosts(&rules);
+        self.transport.insecure_hosts.extend(insecure_hosts);
+        self.transport.insecure_domains.extend(insecure_domains);
+        let transport = Arc::new(Transport::new(self.transport.clone(), provider.clone())?);
+        let sources = SourceTable::build(rules, &self.transport, &self.provider_config.options, &transport)?;
         let endpoint = self
             .endpoint
             .as_deref()
@@ -304,6 +442,8 @@ impl RepositoryClientBuilder {
                 platform,
                 page_size: self.page_size,
                 layer_cache: self.layer_cache.map(LayerCache::open).transpose()?,
+                sources,
+                events: self.events,
             }),
         })
     }

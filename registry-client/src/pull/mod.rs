@@ -24,6 +24,7 @@ use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
 use crate::platform::Platform;
 use crate::reference::ImageReference;
+use crate::sources::{Route, preferring};
 use sink::{Durability, blocking, join_error};
 
 /// Layers downloaded at once by default.
@@ -83,6 +84,8 @@ pub struct PulledLayer {
     pub media_type: String,
     /// Taken from the layer cache (or already in the output) instead of downloaded.
     pub from_cache: bool,
+    /// The mirror or registry it was downloaded from (`None` when from the cache).
+    pub source: Option<String>,
 }
 
 /// The outcome of a pull.
@@ -90,6 +93,8 @@ pub struct PulledLayer {
 pub struct PullResult {
     /// The digest the reference resolved to (an index's digest when all platforms were pulled).
     pub digest: String,
+    /// The mirror or registry that served the manifest.
+    pub source: String,
     pub media_type: String,
     pub tag: Option<String>,
     /// The platform pulled; `None` for a whole index or a manifest without platform.
@@ -158,15 +163,21 @@ pub struct Image {
     artifacts: Vec<Manifest>,
     /// Whether all platforms were resolved (an OCI layout then stores the index).
     whole_index: bool,
+    /// The sources the image may come from; blobs are asked of the source
+    /// that served their manifest first.
+    route: Route,
 }
 
 impl RepositoryClient {
     /// Resolves `reference` for this client's platform.
     pub async fn pull(&self, reference: &ImageReference) -> Result<Image> {
-        let top = self.get_manifest(reference).await?;
-        let (indexes, manifest) = self.resolve_platform(reference, top).await?;
+        let route = self.route(reference)?;
+        let top = self
+            .get_manifest_via(&route, &preferring(&route, None), reference)
+            .await?;
+        let (indexes, manifest) = self.resolve_platform(&route, reference, top).await?;
         let platform = (!indexes.is_empty()).then(|| self.platform().clone());
-        let image = self.platform_image(reference, manifest, platform).await?;
+        let image = self.platform_image(&route, reference, manifest, platform).await?;
         Ok(Image {
             client: self.clone(),
             reference: reference.clone(),
@@ -174,13 +185,17 @@ impl RepositoryClient {
             images: vec![image],
             artifacts: Vec::new(),
             whole_index: false,
+            route,
         })
     }
 
     /// Resolves `reference` with every platform of its index (nested indexes
     /// included). Only an OCI layout can hold more than one platform.
     pub async fn pull_all_platforms(&self, reference: &ImageReference) -> Result<Image> {
-        let top = self.get_manifest(reference).await?;
+        let route = self.route(reference)?;
+        let top = self
+            .get_manifest_via(&route, &preferring(&route, None), reference)
+            .await?;
         let mut indexes = Vec::new();
         let mut images = Vec::new();
         let mut artifacts = Vec::new();
@@ -194,9 +209,14 @@ impl RepositoryClient {
                             "too many nested indexes",
                         ));
                     }
+                    let order = preferring(&route, manifest.descriptor.source.as_deref());
                     for entry in index.manifests().iter().rev() {
                         let child = self
-                            .get_manifest(&reference.with_digest(entry.digest().as_ref())?)
+                            .get_manifest_via(
+                                &route,
+                                &order,
+                                &reference.with_digest(entry.digest().as_ref())?,
+                            )
                             .await?;
                         pending.push((child, entry.platform().as_ref().map(Platform::from_oci)));
                     }
@@ -206,7 +226,7 @@ impl RepositoryClient {
                     artifacts.push(manifest)
                 }
                 ManifestKind::Image(_) => {
-                    images.push(self.platform_image(reference, manifest, platform).await?)
+                    images.push(self.platform_image(&route, reference, manifest, platform).await?)
                 }
             }
         }
@@ -217,19 +237,18 @@ impl RepositoryClient {
             indexes,
             images,
             artifacts,
+            route,
         })
     }
 
     async fn platform_image(
         &self,
+        route: &Route,
         reference: &ImageReference,
         manifest: Manifest,
         platform: Option<Platform>,
     ) -> Result<PlatformImage> {
-        let ManifestKind::Image(image) = &manifest.kind else {
-            unreachable!("called with image manifests only");
-        };
-        let config = self.get_image_config(reference, image.config()).await?;
+        let config = self.get_image_config(route, reference, &manifest).await?;
         // Without an index, the config says what the platform is.
         let platform = platform.or_else(|| {
             let c = &config.config;
@@ -265,6 +284,17 @@ impl Image {
         self.reference.tag()
     }
 
+    /// The mirror or registry that served the image's (top) manifest.
+    pub fn source(&self) -> &str {
+        self.indexes
+            .first()
+            .unwrap_or(&self.images[0].manifest)
+            .descriptor
+            .source
+            .as_deref()
+            .unwrap_or_default()
+    }
+
     /// The resolved platform images (one unless all platforms were asked for).
     pub fn images(&self) -> &[PlatformImage] {
         &self.images
@@ -298,6 +328,7 @@ impl Image {
             platform: self.result_platform().map(|p| p.to_string()),
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size).sum(),
+            source: self.source().to_owned(),
         });
     }
 
@@ -318,6 +349,7 @@ impl Image {
         };
         PullResult {
             digest: self.digest().to_owned(),
+            source: self.source().to_owned(),
             media_type,
             tag: self.tag().map(str::to_owned),
             platform: self.result_platform().cloned(),
@@ -364,25 +396,24 @@ impl Image {
                     .iter()
                     .find(|l| l.digest == slot.digest)
                     .expect("a slot per layer");
-                let from_cache = match self.client.layer_cache() {
+                let source = match self.client.layer_cache() {
                     Some(cache) => {
-                        let (cached, hit) = self.cached_layer(cache, blob, cached, options).await?;
+                        let (cached, source) = self.cached_layer(cache, blob, cached, options).await?;
                         let (temp, offset) = (temp.to_owned(), slot.offset);
                         blocking(move || copy_into(&cached, &temp, offset)).await?;
-                        hit
+                        source
                     }
-                    None => {
+                    None => Some(
                         self.download_to_file(
                             blob,
                             open_at(temp, slot.offset)?,
                             options,
                             Durability::WrittenBack,
                         )
-                        .await?;
-                        false
-                    }
+                        .await?,
+                    ),
                 };
-                Ok::<_, Error>(pulled_layer(blob, from_cache))
+                Ok::<_, Error>(pulled_layer(blob, source))
             })
             .buffer_unordered(options.concurrency)
             .try_collect::<Vec<_>>()
@@ -425,7 +456,7 @@ impl Image {
                         size: layer.size,
                     });
                 }
-                pulled.push(pulled_layer(&layer, true));
+                pulled.push(pulled_layer(&layer, None));
             } else {
                 // Without a cache, each download streams straight into the layout.
                 let direct = match self.client.layer_cache() {
@@ -460,13 +491,14 @@ impl Image {
             .map(|(layer, direct)| async move {
                 let fetched = match (direct, self.client.layer_cache()) {
                     (Some((blob_writer, file)), _) => {
-                        self.download_to_file(&layer, file, options, Durability::Synced)
+                        let source = self
+                            .download_to_file(&layer, file, options, Durability::Synced)
                             .await?;
-                        Fetched::Direct(blob_writer)
+                        Fetched::Direct(blob_writer, source)
                     }
                     (None, Some(cache)) => {
-                        let (path, hit) = self.cached_layer(cache, &layer, cached, options).await?;
-                        Fetched::Cached(path, hit)
+                        let (path, source) = self.cached_layer(cache, &layer, cached, options).await?;
+                        Fetched::Cached(path, source)
                     }
                     (None, None) => unreachable!("a direct writer is made when there is no cache"),
                 };
@@ -480,17 +512,17 @@ impl Image {
         let mut writer = small_written.await.map_err(join_error)??;
         let fetched = fetched?;
         for (layer, fetched) in fetched {
-            let from_cache = match fetched {
-                Fetched::Direct(blob_writer) => {
+            let source = match fetched {
+                Fetched::Direct(blob_writer, source) => {
                     writer.finish_blob(blob_writer)?;
-                    false
+                    Some(source)
                 }
-                Fetched::Cached(path, hit) => {
+                Fetched::Cached(path, source) => {
                     writer.link_or_copy_blob(&layer.digest, &path)?;
-                    hit
+                    source
                 }
             };
-            pulled.push(pulled_layer(&layer, from_cache));
+            pulled.push(pulled_layer(&layer, source));
         }
 
         let ref_name = options.ref_name.clone().or_else(|| self.tag().map(str::to_owned));
@@ -577,18 +609,19 @@ impl Image {
                 let scratch = scratch.path();
                 async move {
                     if let Some(cache) = self.client.layer_cache() {
-                        let (path, hit) = self.cached_layer(cache, layer, cached, options).await?;
-                        return Ok::<_, Error>((layer, path, hit));
+                        let (path, source) = self.cached_layer(cache, layer, cached, options).await?;
+                        return Ok::<_, Error>((layer, path, source));
                     }
                     let path = scratch.join(layer.digest.replace(':', "-"));
-                    self.download_to_file(
-                        layer,
-                        std::fs::File::create(&path)?,
-                        options,
-                        Durability::Buffered,
-                    )
-                    .await?;
-                    Ok((layer, path, false))
+                    let source = self
+                        .download_to_file(
+                            layer,
+                            std::fs::File::create(&path)?,
+                            options,
+                            Durability::Buffered,
+                        )
+                        .await?;
+                    Ok((layer, path, Some(source)))
                 }
             })
             .buffered(options.concurrency)
@@ -606,7 +639,7 @@ impl Image {
         drop(scratch);
         let pulled = fetched
             .into_iter()
-            .map(|(l, _, hit)| pulled_layer(l, hit))
+            .map(|(l, _, source)| pulled_layer(l, source))
             .collect();
         Ok((out, self.result(OutputFormat::Rootfs, None, pulled)))
     }
@@ -641,15 +674,15 @@ impl Image {
     }
 
     /// The layer's file in the cache (`cached` holds what was found there),
-    /// downloading it there first if missing. Returns the path and whether it
-    /// was already cached.
+    /// downloading it there first if missing. Returns the path and the
+    /// source it was downloaded from (`None`: it was already cached).
     async fn cached_layer(
         &self,
         cache: &LayerCache,
         layer: &BlobInfo,
         cached: &HashMap<String, PathBuf>,
         options: &PullOptions,
-    ) -> Result<(PathBuf, bool)> {
+    ) -> Result<(PathBuf, Option<String>)> {
         if let Some(path) = cached.get(&layer.digest) {
             if let Some(p) = &options.progress {
                 p.emit(ProgressEvent::BlobFromCache {
@@ -657,48 +690,69 @@ impl Image {
                     size: layer.size,
                 });
             }
-            return Ok((path.clone(), true));
+            return Ok((path.clone(), None));
         }
         let (atomic, file) = cache.writer(&layer.digest)?;
-        self.download_to_file(layer, file, options, Durability::Synced)
+        let source = self
+            .download_to_file(layer, file, options, Durability::Synced)
             .await?;
         atomic.commit_if_absent()?;
-        Ok((cache.path(&layer.digest)?, false))
+        Ok((cache.path(&layer.digest)?, Some(source)))
     }
 
+    /// Downloads a blob, from the source that served its manifest first;
+    /// returns the source that served it.
     async fn download_to_file(
         &self,
         layer: &BlobInfo,
         file: std::fs::File,
         options: &PullOptions,
         durability: Durability,
-    ) -> Result<()> {
+    ) -> Result<String> {
+        let route = self.route.with_events(options.progress.as_ref());
+        let order = preferring(&route, self.manifest_source_of(&layer.digest));
         self.client
-            .download_blob(
-                &self.reference,
-                layer,
-                file,
-                durability,
-                options.progress.as_ref(),
-            )
+            .download_blob(&route, &order, layer, file, durability, options.progress.as_ref())
             .await
     }
+
+    /// The source of the manifest that lists `digest` (a layer, a config, an
+    /// artifact's blob).
+    fn manifest_source_of(&self, digest: &str) -> Option<&str> {
+        self.images
+            .iter()
+            .map(|image| &image.manifest)
+            .chain(&self.artifacts)
+            .find(|manifest| lists_blob(manifest, digest))
+            .and_then(|manifest| manifest.descriptor.source.as_deref())
+    }
+}
+
+fn lists_blob(manifest: &Manifest, digest: &str) -> bool {
+    let ManifestKind::Image(image) = &manifest.kind else {
+        return false;
+    };
+    std::iter::once(image.config())
+        .chain(image.layers())
+        .any(|d| d.digest().as_ref() == digest)
 }
 
 /// How a layer reached an OCI layout's staging.
 enum Fetched {
-    /// Downloaded into the layout's own blob file.
-    Direct(crate::output::oci_layout::BlobWriter),
-    /// In the layer cache (and whether it already was).
-    Cached(PathBuf, bool),
+    /// Downloaded into the layout's own blob file, from a source.
+    Direct(crate::output::oci_layout::BlobWriter, String),
+    /// In the layer cache (downloaded from a source, or already there).
+    Cached(PathBuf, Option<String>),
 }
 
-fn pulled_layer(layer: &BlobInfo, from_cache: bool) -> PulledLayer {
+/// A layer as pulled: downloaded from `source`, or (`None`) from the cache.
+fn pulled_layer(layer: &BlobInfo, source: Option<String>) -> PulledLayer {
     PulledLayer {
         digest: layer.digest.clone(),
         size: layer.size,
         media_type: layer.media_type.clone(),
-        from_cache,
+        from_cache: source.is_none(),
+        source,
     }
 }
 

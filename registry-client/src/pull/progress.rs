@@ -13,6 +13,8 @@ pub enum ProgressEvent {
         platform: Option<String>,
         layers: usize,
         total_bytes: u64,
+        /// The mirror or registry that served the manifest.
+        source: String,
     },
     /// A blob download began (or began again from the start).
     BlobStarted { digest: String, size: u64 },
@@ -26,6 +28,15 @@ pub enum ProgressEvent {
     Retry {
         what: String,
         attempt: u32,
+        reason: String,
+    },
+    /// A source (a mirror, or the registry) is passed over for `what` (an
+    /// image reference or a blob digest): it failed in a way the next source
+    /// may not, or its configuration leaves it out (a digest-only mirror and
+    /// a pull by tag). The next source is tried.
+    SourceSkipped {
+        source: String,
+        what: String,
         reason: String,
     },
 }

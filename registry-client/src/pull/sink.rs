@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 const BATCH_BYTES: usize = 512 * 1024;
 
 /// Incremental hash for a digest's algorithm.
+#[derive(Clone)]
 pub(crate) enum Hasher {
     Sha256(Sha256),
     Sha512(Sha512),
@@ -33,6 +34,14 @@ impl Hasher {
             _ => Err(Error::UnsupportedMediaType {
                 media_type: format!("digest algorithm of {digest}"),
             }),
+        }
+    }
+
+    /// The same algorithm, nothing hashed yet.
+    fn fresh(&self) -> Self {
+        match self {
+            Hasher::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            Hasher::Sha512(_) => Hasher::Sha512(Sha512::new()),
         }
     }
 
@@ -92,14 +101,18 @@ pub(crate) struct FileSink {
     in_flight: Option<JoinHandle<io::Result<Written>>>,
     batch: Vec<Bytes>,
     batch_bytes: usize,
+    /// Where in the file the blob starts, and how it must end up.
+    start: u64,
+    durability: Durability,
 }
 
 impl FileSink {
     /// A sink writing at `file`'s current position.
     pub(crate) fn new(mut file: File, hasher: Hasher, durability: Durability) -> Result<Self> {
+        let start = io::Seek::stream_position(&mut file)?;
         let writeback = match durability {
             Durability::Synced | Durability::WrittenBack => Some(Writeback {
-                start: io::Seek::stream_position(&mut file)?,
+                start,
                 written: 0,
                 flushed: 0,
             }),
@@ -115,7 +128,29 @@ impl FileSink {
             in_flight: None,
             batch: Vec::new(),
             batch_bytes: 0,
+            start,
+            durability,
         })
+    }
+
+    /// Writes what is gathered and returns the digest of every byte written
+    /// so far (the sink can still be finished or restarted).
+    pub(crate) async fn digest(&mut self) -> Result<String> {
+        self.start_batch().await?;
+        self.wait().await?;
+        let written = self.idle.as_ref().expect("no batch in flight");
+        Ok(written.hasher.clone().finish())
+    }
+
+    /// Forgets everything written: back to where the sink started, with a
+    /// fresh hash, for a blob sent again from its first byte.
+    pub(crate) async fn restart(mut self) -> Result<Self> {
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.wait().await?;
+        let Written { mut file, hasher, .. } = self.idle.take().expect("no batch in flight");
+        io::Seek::seek(&mut file, io::SeekFrom::Start(self.start))?;
+        FileSink::new(file, hasher.fresh(), self.durability)
     }
 
     /// Appends a chunk (written later, in order).

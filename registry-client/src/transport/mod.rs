@@ -37,6 +37,8 @@ pub(crate) struct TransportConfig {
     pub insecure_all: bool,
     /// Hosts (`host` or `host:port`) allowed plain HTTP and unverified TLS.
     pub insecure_hosts: HashSet<String>,
+    /// Domains (`.example.com`) whose subdomains are allowed the same.
+    pub insecure_domains: Vec<String>,
 }
 
 /// One request to a registry, described before it is sent (so it can be
@@ -54,6 +56,9 @@ pub(crate) struct RegistryRequest {
     pub not_found: Option<(Resource, String, String)>,
     /// Told about each retry before its wait (progress reporting).
     pub on_retry: Option<RetryObserver>,
+    /// Fail on the first transient error instead of retrying: another
+    /// source (a mirror, the registry) is there to try next.
+    pub fail_fast: bool,
 }
 
 /// Called with the retry number and the error being retried.
@@ -158,9 +163,14 @@ impl Transport {
     pub(crate) fn is_insecure(&self, url: &Url) -> bool {
         self.config.insecure_all
             || self.config.insecure_hosts.contains(&host_port(url))
-            || url
-                .host_str()
-                .is_some_and(|h| self.config.insecure_hosts.contains(h))
+            || url.host_str().is_some_and(|h| {
+                self.config.insecure_hosts.contains(h)
+                    || self
+                        .config
+                        .insecure_domains
+                        .iter()
+                        .any(|d| h.ends_with(d.as_str()))
+            })
     }
 
     /// Sends `request` and returns a successful (2xx) response. Error
@@ -194,7 +204,12 @@ impl Transport {
         Fut: Future<Output = Result<T, Failure>>,
     {
         self.check_scheme(&request.url)?;
-        self.retrying(&request.url, request.on_retry.as_ref(), || async {
+        let max_retries = if request.fail_fast {
+            0
+        } else {
+            self.config.retry.max_retries
+        };
+        self.retrying(&request.url, max_retries, request.on_retry.as_ref(), || async {
             let response = self.authenticated(request).await?;
             then(response).await
         })
@@ -202,7 +217,13 @@ impl Transport {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or retries run out.
-    async fn retrying<T, F, Fut>(&self, url: &Url, observer: Option<&RetryObserver>, attempt: F) -> Result<T>
+    async fn retrying<T, F, Fut>(
+        &self,
+        url: &Url,
+        max_retries: u32,
+        observer: Option<&RetryObserver>,
+        attempt: F,
+    ) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -213,7 +234,7 @@ impl Transport {
             match attempt().await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::Transient { error, .. }) if retries >= retry.max_retries => {
+                Err(Failure::Transient { error, .. }) if retries >= max_retries => {
                     return Err(error);
                 }
                 Err(Failure::Transient { error, wait }) => {
