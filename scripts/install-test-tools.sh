@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against, when missing:
-# a Distribution registry, skopeo, umoci, podman (Debian) and moto (PyPI).
+# a Distribution registry, skopeo, umoci, podman, containerd (Debian) and moto (PyPI).
 set -euo pipefail
 
 declare -A package_of=(
@@ -8,6 +8,8 @@ declare -A package_of=(
   [skopeo]=skopeo
   [umoci]=umoci
   [podman]=podman
+  [containerd]=containerd
+  [ctr]=containerd
 )
 
 missing=()

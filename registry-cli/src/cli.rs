@@ -48,17 +48,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
     pub mirror: Vec<MirrorArg>,
 
-    /// Read mirrors, remapped and blocked registries from podman's registries.conf: this file,
-    /// or without a value the files podman reads
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        num_args = 0..=1,
-        default_missing_value = SYSTEM_REGISTRIES_CONF,
-        env = "MCREG_REGISTRIES_CONF"
-    )]
+    /// Read mirrors, remapped and blocked registries from this podman registries.conf
+    #[arg(long, global = true, value_name = "FILE", env = "MCREG_REGISTRIES_CONF")]
     pub registries_conf: Option<PathBuf>,
+
+    /// Read mirrors, remapped and blocked registries from the registries.conf files podman reads
+    #[arg(long, global = true)]
+    pub system_registries_conf: bool,
 
     /// Read mirrors from containerd's host directories: DIR/<registry>/hosts.toml and
     /// DIR/_default/hosts.toml (as ctr --hosts-dir)
@@ -85,9 +81,6 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 }
-
-/// The value `--registries-conf` takes when given without one: podman's own files.
-pub const SYSTEM_REGISTRIES_CONF: &str = "<system>";
 
 /// One `--mirror REGISTRY=URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,23 +290,23 @@ mod tests {
     fn mirrors_keep_their_order_and_config_flags_their_values() {
         let cli = Cli::try_parse_from([
             "mcreg",
-            "--mirror",
-            "docker.io=mirror.lan:5000",
             "pull",
             "alpine",
             "-o",
             "a.tar",
+            "--mirror",
+            "docker.io=mirror.lan:5000",
             "--mirror=docker.io=https://mirror.example.com/hub",
-            "--registries-conf",
+            "--system-registries-conf",
         ])
         .unwrap();
         let mirrors: Vec<&str> = cli.global.mirror.iter().map(|m| m.location.as_str()).collect();
         assert_eq!(mirrors, ["mirror.lan:5000", "https://mirror.example.com/hub"]);
         assert_eq!(cli.global.mirror[0].registry, "docker.io");
-        assert_eq!(
-            cli.global.registries_conf.as_deref(),
-            Some(std::path::Path::new(SYSTEM_REGISTRIES_CONF))
-        );
+        assert!(cli.global.system_registries_conf && cli.global.registries_conf.is_none());
+        let cli = Cli::try_parse_from(["mcreg", "--mirror", "a.io=m1", "--mirror", "a.io=m2", "tags", "a"])
+            .unwrap();
+        assert_eq!(cli.global.mirror.len(), 2);
         let cli = Cli::try_parse_from([
             "mcreg",
             "--registries-conf=/x.conf",

@@ -92,9 +92,9 @@ impl fmt::Display for Failure {
     }
 }
 
-/// The exit code for an SDK error.
+/// The exit code for an SDK error (a mirrored image's: its last source's error).
 pub fn client_code(error: &Error) -> u8 {
-    match error {
+    match error.kind() {
         Error::InvalidReference { .. } | Error::UnknownProvider { .. } => code::USAGE,
         Error::NotFound { .. } | Error::NoMatchingPlatform { .. } => code::NOT_FOUND,
         e if e.is_auth() => code::AUTH,

@@ -18,6 +18,7 @@
 //! seeding runs on a thread of its own. A `TestRegistry` can therefore be used from
 //! `#[tokio::test]` (current-thread) while the test also runs blocking tools like skopeo.
 
+pub mod containerd;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod logs;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod server;
 pub mod token_server;
 
+pub use containerd::Containerd;
 pub use fixtures::{
     FileKind, FixtureFile, Fixtures, ImageFixture, IndexFixture, LayerFixture, Platform, Pusher, TagsFixture,
     fixtures,
@@ -34,7 +36,10 @@ pub use server::BackgroundServer;
 pub use token_server::{Access, TokenRequest, TokenServer};
 
 use sha2::{Digest as _, Sha256};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Mutex, OnceLock, mpsc};
 
 /// User that `Basic` and `Token` registries accept, with pull access.
 pub const USER: &str = "mcreg-user";
@@ -130,4 +135,44 @@ pub fn run_tool(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Spawns a server process (a registry, containerd) that dies with the test
+/// process, even if the test crashes before its `Drop` runs.
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    spawn_from_long_lived_thread(cmd)
+}
+
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
+/// Forking from one thread that lives as long as the process makes the registry's lifetime
+/// independent of which test thread (or tokio worker) happened to start it.
+fn spawn_from_long_lived_thread(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("mcreg-registry-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawn spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, result) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, reply))
+        .expect("spawner thread alive");
+    result.recv().expect("spawner thread answered")
 }

@@ -5,10 +5,9 @@
 use super::fixtures::{Fixtures, Pusher, fixtures};
 use super::token_server::TokenServer;
 use super::{ADMIN, USER};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = "docker-registry";
@@ -386,48 +385,13 @@ fn spawn_registry(config: &Path, log: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            // Die with the test process even if it crashes before Drop runs.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    match spawn_from_long_lived_thread(cmd) {
+    match super::spawn_tied_to_process(cmd) {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "docker-registry not found: run scripts/install-test-tools.sh (apt-get install docker-registry)"
         ),
         Err(e) => panic!("cannot start docker-registry: {e}"),
     }
-}
-
-/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
-/// Forking from one thread that lives as long as the process makes the registry's lifetime
-/// independent of which test thread (or tokio worker) happened to start it.
-fn spawn_from_long_lived_thread(cmd: Command) -> std::io::Result<Child> {
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("mcreg-registry-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn spawner thread");
-        Mutex::new(tx)
-    });
-    let (reply, result) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((cmd, reply))
-        .expect("spawner thread alive");
-    result.recv().expect("spawner thread answered")
 }
 
 /// The fixture storage, pushed once per test process through a throwaway no-auth registry.

@@ -15,7 +15,7 @@ use registry_client::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 use registry_client::sources::Mirror;
 use registry_client::{Credentials, ImageReference, Platform, RepositoryClient, driver};
 
-use crate::cli::{Command, GlobalArgs, SYSTEM_REGISTRIES_CONF};
+use crate::cli::{Command, GlobalArgs};
 use crate::exit::Failure;
 use crate::output::Output;
 use crate::progress;
@@ -125,12 +125,11 @@ impl Context {
             }
             builder = builder.mirror(mirror.registry.as_str(), source);
         }
-        match global.registries_conf.as_deref() {
-            Some(path) if path == Path::new(SYSTEM_REGISTRIES_CONF) => {
-                builder = builder.system_registries_conf();
-            }
-            Some(path) => builder = builder.registries_conf(path),
-            None => {}
+        if global.system_registries_conf {
+            builder = builder.system_registries_conf();
+        }
+        if let Some(path) = &global.registries_conf {
+            builder = builder.registries_conf(path);
         }
         if let Some(dir) = &global.hosts_dir {
             builder = builder.hosts_dir(dir);

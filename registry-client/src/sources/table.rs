@@ -148,18 +148,23 @@ impl SourceTable {
         for rules in rules {
             let description = describe(&rules);
             let invalid = |reason: String| Error::InvalidConfig(format!("{description}: {reason}"));
+            // An error about a part of the rule, said once as the rule's.
+            let part = |error: Error| match error {
+                Error::InvalidConfig(reason) => invalid(reason),
+                other => invalid(crate::error::display_chain(&other)),
+            };
             let prefix = Prefix::parse(&rules.prefix).map_err(invalid)?;
             let mirrors = rules
                 .mirrors
                 .iter()
                 .map(|m| mirror_source(m, base, options))
                 .collect::<Result<Vec<_>>>()
-                .map_err(|e| invalid(e.to_string()))?;
+                .map_err(part)?;
             let registry = match &rules.registry {
                 RegistryTarget::Itself => RegistrySource::Itself,
                 RegistryTarget::Off => RegistrySource::Off,
                 RegistryTarget::Moved(location) => RegistrySource::Moved {
-                    location: Location::parse(location, main).map_err(|e| invalid(e.to_string()))?,
+                    location: Location::parse(location, main).map_err(part)?,
                     send_namespace: location.send_namespace,
                 },
             };
