@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
-use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
+use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{Progress, ProgressEvent, PullOptions, PullResult};
 use registry_client::sources::{Mirror, RegistrySources, Serves};
@@ -107,14 +107,6 @@ fn blob_gets(proxy: &FaultProxy) -> Vec<RecordedRequest> {
         .into_iter()
         .filter(RecordedRequest::is_blob_get)
         .collect()
-}
-
-/// A port nothing listens on: connections are refused.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
 }
 
 #[tokio::test]
@@ -227,7 +219,7 @@ async fn first_source_with_the_image_serves_it_with_its_own_credentials() {
 #[tokio::test]
 async fn dead_failing_and_resetting_mirrors_are_passed_over_and_breakers_open() {
     let registry = TestRegistry::start(AuthMode::None).await;
-    let dead = format!("127.0.0.1:{}", closed_port());
+    let dead = format!("127.0.0.1:{}", free_port());
     let failing = proxy(&registry).await;
     failing.inject_when(Matcher::any(), Fault::status(503, usize::MAX));
     let resetting = proxy(&registry).await;

@@ -6,26 +6,18 @@ mod common;
 
 use common::{Sandbox, path_str};
 use conformance::harness::fault_proxy::FaultProxy;
-use conformance::harness::{AuthMode, TestRegistry};
+use conformance::harness::{AuthMode, TestRegistry, free_port};
 use url::Url;
 
 async fn mirror_of(registry: &TestRegistry) -> FaultProxy {
     FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
-}
-
 #[tokio::test]
 async fn pull_says_which_mirror_served_the_image() {
     let registry = TestRegistry::start(AuthMode::None).await;
     let mirror = mirror_of(&registry).await;
-    let dead = format!("127.0.0.1:{}", closed_port());
+    let dead = format!("127.0.0.1:{}", free_port());
     let sandbox = Sandbox::new();
     let fixture = &registry.fixtures().single_oci;
     let image = fixture.reference(&registry.host());

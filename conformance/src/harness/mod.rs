@@ -84,8 +84,9 @@ pub(crate) fn remove_stale_dirs() {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1. Racy by nature; callers retry on bind errors.
-pub(crate) fn free_port() -> u16 {
+/// A port that was free a moment ago on 127.0.0.1 (nothing listens there:
+/// connections to it are refused). Racy by nature; callers retry on bind errors.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
