@@ -22,6 +22,49 @@ pub(crate) fn split_for_path(digest: &str) -> Option<(&str, &str)> {
         .then_some((algorithm, hex))
 }
 
+/// Incremental hash for a digest's algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    /// A hasher for `digest`'s algorithm (`sha256:` or `sha512:`).
+    pub fn for_digest(digest: &str) -> Result<Self> {
+        match digest.split_once(':') {
+            Some(("sha256", _)) => Ok(Hasher::Sha256(Sha256::new())),
+            Some(("sha512", _)) => Ok(Hasher::Sha512(Sha512::new())),
+            _ => Err(Error::UnsupportedMediaType {
+                media_type: format!("digest algorithm of {digest}"),
+            }),
+        }
+    }
+
+    /// The same algorithm, nothing hashed yet.
+    pub(crate) fn fresh(&self) -> Self {
+        match self {
+            Hasher::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            Hasher::Sha512(_) => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest, as `<algorithm>:<hex>`.
+    pub fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
 /// Checks that `bytes` hash to `expected`, computing with the algorithm it names.
 pub fn verify(expected: &str, bytes: &[u8]) -> Result<()> {
     let actual = match expected.split_once(':') {

@@ -51,6 +51,15 @@ pub struct Manifest {
     pub kind: ManifestKind,
 }
 
+/// A manifest as served, verified against its digest but not parsed: any
+/// media type (what a pull-through cache passes on).
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    pub descriptor: ManifestDescriptor,
+    /// The bytes exactly as the registry sent them.
+    pub bytes: Bytes,
+}
+
 /// An image manifest or a multi-platform index (OCI or Docker media types).
 #[derive(Debug, Clone)]
 pub enum ManifestKind {
@@ -181,7 +190,7 @@ impl RepositoryClient {
                 source: Some(source.name.clone()),
             },
             // Not every registry sends the digest on HEAD; then it takes a GET.
-            None => self.fetch_manifest_at(source, reference, last).await?.descriptor,
+            None => fetch_raw_at(source, reference, last).await?.descriptor,
         };
         check_digest_form(&descriptor.digest, &host)?;
         if let Some(wanted) = reference.digest()
@@ -259,33 +268,39 @@ impl RepositoryClient {
         Ok(manifest)
     }
 
-    /// One source's answer to a manifest GET, verified.
+    /// One source's answer to a manifest GET, verified and parsed.
     async fn fetch_manifest_at(
         &self,
         source: &Source,
         reference: &ImageReference,
         last: bool,
     ) -> Result<Manifest> {
-        let request = manifest_request(source, Method::GET, reference, last)?;
-        let (headers, bytes) = source
-            .transport()
-            .send_and_read(&request, MAX_MANIFEST_SIZE)
-            .await?;
-        let host = host_port(&request.url);
-        let digest = match reference
-            .digest()
-            .or(header_str(&headers, "docker-content-digest"))
-        {
-            Some(expected) => {
-                check_digest_form(expected, &host)?;
-                digest::verify(expected, &bytes)?;
-                expected.to_owned()
-            }
-            None => digest::sha256(&bytes),
-        };
-        let mut manifest = Manifest::parse(bytes, digest, content_type(&headers), &host)?;
-        manifest.descriptor.source = Some(source.name.clone());
+        let raw = fetch_raw_at(source, reference, last).await?;
+        let host = host_port(&source.url("")?);
+        let mut manifest = Manifest::parse(
+            raw.bytes,
+            raw.descriptor.digest,
+            Some(&raw.descriptor.media_type),
+            &host,
+        )?;
+        manifest.descriptor.source = raw.descriptor.source;
         Ok(manifest)
+    }
+
+    /// A manifest's exact bytes, verified against the digest asked for (or,
+    /// for a tag, the registry's `Docker-Content-Digest`), but not parsed:
+    /// any media type is passed on. Not cached.
+    pub async fn get_raw_manifest(&self, reference: &ImageReference) -> Result<RawManifest> {
+        let route = self.route(reference)?;
+        let (raw, _) = route
+            .first_success(
+                &preferring(&route, None),
+                need(reference),
+                &reference.to_string(),
+                |source, last| fetch_raw_at(source, reference, last),
+            )
+            .await?;
+        Ok(raw)
     }
 
     /// The image manifest for this client's platform: the manifest itself,
@@ -499,6 +514,51 @@ fn manifest_request(
         .headers
         .insert(header::ACCEPT, accept_header(&ALL_MANIFESTS));
     Ok(request)
+}
+
+/// One source's answer to a manifest GET, verified against its digest.
+async fn fetch_raw_at(source: &Source, reference: &ImageReference, last: bool) -> Result<RawManifest> {
+    let request = manifest_request(source, Method::GET, reference, last)?;
+    let (headers, bytes) = source
+        .transport()
+        .send_and_read(&request, MAX_MANIFEST_SIZE)
+        .await?;
+    let host = host_port(&request.url);
+    let digest = match reference
+        .digest()
+        .or(header_str(&headers, "docker-content-digest"))
+    {
+        Some(expected) => {
+            check_digest_form(expected, &host)?;
+            digest::verify(expected, &bytes)?;
+            expected.to_owned()
+        }
+        None => digest::sha256(&bytes),
+    };
+    let media_type = match content_type(&headers) {
+        Some(declared) if !declared.is_empty() && declared != "application/json" => declared.to_owned(),
+        // A registry that does not say: the body says, or it is an OCI manifest.
+        _ => body_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned()),
+    };
+    Ok(RawManifest {
+        descriptor: ManifestDescriptor {
+            digest,
+            media_type,
+            size: bytes.len() as u64,
+            source: Some(source.name.clone()),
+        },
+        bytes,
+    })
+}
+
+/// The `mediaType` a manifest's JSON names, if it names one.
+fn body_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(bytes).ok()?.media_type
 }
 
 /// A tag is resolved only where tags may be; a digest anywhere.

@@ -24,7 +24,7 @@ use crate::transport::circuit::CircuitBreakerConfig;
 use crate::transport::retry::RetryConfig;
 use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
 
-pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, media_types};
+pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest, media_types};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,31 +1,82 @@
-//! Streaming a blob to a file: verified as it arrives, resumed with `Range`
-//! after a broken body (from the same source, or from the next one), never
-//! held whole in memory.
+//! Streaming a blob into a sink: verified as it arrives, resumed with
+//! `Range` after a broken body (from the same source, or from the next
+//! one), never held whole in memory.
 
+use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::sync::Mutex;
 
 use super::progress::{Progress, ProgressEvent};
-use super::sink::{Durability, FileSink, Hasher};
+use super::sink::{Durability, FileSink};
 use crate::client::RepositoryClient;
+use crate::digest::Hasher;
 use crate::error::{Error, Resource, Result};
 use crate::output::BlobInfo;
-use crate::sources::{Need, Route, Source};
+use crate::reference::ImageReference;
+use crate::sources::{Need, Route, Source, preferring};
 use crate::transport::{RetryObserver, host_port};
 
+/// Where a downloaded blob's bytes go, in order, as they arrive.
+pub trait BlobSink: Send {
+    /// Takes the next bytes of the blob.
+    fn write(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets everything written: the next source sends the blob again from
+    /// its first byte (what arrived failed verification). A sink that has
+    /// passed bytes on and cannot take them back fails here, which ends the
+    /// download with the verification error.
+    fn restart(&mut self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The digest of every byte written so far (`sha256:…`, in the blob's
+    /// algorithm).
+    fn digest(&mut self) -> impl Future<Output = Result<String>> + Send;
+}
+
+impl BlobSink for FileSink {
+    fn write(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send {
+        FileSink::write(self, chunk)
+    }
+
+    fn restart(&mut self) -> impl Future<Output = Result<()>> + Send {
+        FileSink::restart(self)
+    }
+
+    fn digest(&mut self) -> impl Future<Output = Result<String>> + Send {
+        FileSink::digest(self)
+    }
+}
+
+/// A blob as a source answered a `HEAD` for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobHead {
+    pub size: u64,
+    /// The mirror or registry that answered.
+    pub source: String,
+}
+
+/// A blob that [`RepositoryClient::fetch_blob`] delivered, verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBlob {
+    pub size: u64,
+    /// The source that sent its last bytes.
+    pub source: String,
+}
+
 /// A blob download that may pass from one source to the next.
-struct Download<'a> {
-    /// `None` once the blob is complete.
-    out: Option<FileSink>,
-    /// Bytes received (and handed to `out`) so far.
+struct Download<'a, S> {
+    sink: &'a mut S,
+    digest: &'a str,
+    /// From the descriptor, or learnt from the first answer.
+    size: Option<u64>,
+    /// Bytes received (and handed to the sink) so far.
     written: u64,
-    blob: &'a BlobInfo,
     progress: Option<&'a Progress>,
 }
 
-impl Download<'_> {
+impl<S: BlobSink> Download<'_, S> {
     fn emit(&self, event: ProgressEvent) {
         if let Some(p) = self.progress {
             p.emit(event)
@@ -35,27 +86,94 @@ impl Download<'_> {
     /// Throws away what was received: the next source sends the blob from
     /// its first byte (what we had may be what was wrong).
     async fn restart(&mut self) -> Result<()> {
-        let out = self.out.take().expect("download in progress");
-        self.out = Some(out.restart().await?);
+        self.sink.restart().await?;
         self.written = 0;
         self.emit(ProgressEvent::BlobStarted {
-            digest: self.blob.digest.clone(),
-            size: self.blob.size,
+            digest: self.digest.to_owned(),
+            size: self.size.unwrap_or_default(),
         });
+        Ok(())
+    }
+
+    /// Checks a source's first answer against what we know of the size, and
+    /// learns the size when we did not know it.
+    fn learn_size(&mut self, total: Option<u64>, host: &str) -> Result<()> {
+        match (self.size, total) {
+            (None, total) => self.size = total,
+            (Some(expected), Some(total)) if expected != total => {
+                return Err(Error::invalid_response(
+                    host,
+                    format!(
+                        "blob {} is {total} bytes there, its descriptor says {expected}",
+                        self.digest
+                    ),
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 }
 
 impl RepositoryClient {
-    /// Downloads `blob` into `file` (from its current position), verifying
-    /// its size and digest, as durable as `durability` says, from `route`'s
-    /// sources in `order`. A body that breaks off is resumed from the last
-    /// byte received (`Range: bytes=N-`), by the same source if it is the
-    /// last one to try, else by the next; a server that answers the whole
-    /// blob (200) instead of the range (206) has the first N bytes skipped.
-    /// Content that fails verification is fetched again, whole, from the
-    /// next source. Returns the source that completed it. On any error
-    /// `file` holds a partial blob that the caller must discard.
+    /// Downloads a blob of `reference`'s repository into `sink`, verified
+    /// against its digest (and `size`, when known; otherwise the size the
+    /// source announces), from the reference's sources in order (its
+    /// mirrors, then the registry). A body that breaks off is resumed with
+    /// `Range`; content that fails verification is asked for again from the
+    /// next source, if the sink can [`restart`](BlobSink::restart).
+    pub async fn fetch_blob<S: BlobSink>(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        size: Option<u64>,
+        sink: &mut S,
+    ) -> Result<FetchedBlob> {
+        let route = self.route(reference)?;
+        let order = preferring(&route, None);
+        self.download(&route, &order, digest, size, sink, None).await
+    }
+
+    /// The size of a blob, from a `HEAD` to the first of the reference's
+    /// sources that has it; nothing is downloaded.
+    pub async fn head_blob(&self, reference: &ImageReference, digest: &str) -> Result<BlobHead> {
+        let route = self.route(reference)?;
+        let what = format!("blob {digest}");
+        let (size, source) = route
+            .first_success(
+                &preferring(&route, None),
+                Need::Digest,
+                &what,
+                |source, last| async move {
+                    let request = blob_request(source, Method::HEAD, digest, last, None)?;
+                    let response = source.transport().send(&request).await?;
+                    let host = host_port(response.url());
+                    let headers = response.headers();
+                    if let Some(sent) = headers.get("docker-content-digest").and_then(|v| v.to_str().ok())
+                        && sent.trim() != digest
+                    {
+                        return Err(Error::invalid_response(
+                            &host,
+                            format!("asked for blob {digest}, answered for {sent}"),
+                        ));
+                    }
+                    headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .ok_or_else(|| Error::invalid_response(&host, "blob HEAD without a Content-Length"))
+                },
+            )
+            .await?;
+        Ok(BlobHead {
+            size,
+            source: source.name.clone(),
+        })
+    }
+
+    /// Downloads a layer of a pull into `file` (from its current position),
+    /// as durable as `durability` says. On any error `file` holds a partial
+    /// blob that the caller must discard. Returns the source that completed it.
     pub(crate) async fn download_blob(
         &self,
         route: &Route,
@@ -65,22 +183,40 @@ impl RepositoryClient {
         durability: Durability,
         progress: Option<&Progress>,
     ) -> Result<String> {
+        let mut sink = FileSink::new(file, Hasher::for_digest(&blob.digest)?, durability)?;
+        let fetched = self
+            .download(route, order, &blob.digest, Some(blob.size), &mut sink, progress)
+            .await?;
+        sink.finish().await?;
+        Ok(fetched.source)
+    }
+
+    /// A blob from `route`'s sources in `order`, into `sink`.
+    async fn download<S: BlobSink>(
+        &self,
+        route: &Route,
+        order: &[usize],
+        digest: &str,
+        size: Option<u64>,
+        sink: &mut S,
+        progress: Option<&Progress>,
+    ) -> Result<FetchedBlob> {
+        // Checked before anything is sent: an algorithm we cannot verify.
+        Hasher::for_digest(digest)?;
         let download = Download {
-            out: Some(FileSink::new(
-                file,
-                Hasher::for_digest(&blob.digest)?,
-                durability,
-            )?),
+            sink,
+            digest,
+            size,
             written: 0,
-            blob,
             progress,
         };
         download.emit(ProgressEvent::BlobStarted {
-            digest: blob.digest.clone(),
-            size: blob.size,
+            digest: digest.to_owned(),
+            size: size.unwrap_or_default(),
         });
+        // The attempts run one after another; the lock only lends the state.
         let download = Mutex::new(download);
-        let what = format!("blob {}", blob.digest);
+        let what = format!("blob {digest}");
         let (_, source) = route
             .first_success(order, Need::Digest, &what, |source, last| {
                 let download = &download;
@@ -90,31 +226,32 @@ impl RepositoryClient {
                 }
             })
             .await?;
-        let mut download = download.into_inner();
-        let out = download.out.take().expect("a completed download");
-        out.finish().await?;
+        let download = download.into_inner();
+        let size = download.written;
         download.emit(ProgressEvent::BlobDone {
-            digest: blob.digest.clone(),
-            size: blob.size,
+            digest: digest.to_owned(),
+            size,
         });
-        Ok(source.name.clone())
+        Ok(FetchedBlob {
+            size,
+            source: source.name.clone(),
+        })
     }
 
-    /// Receives the rest of the blob from one source and checks its digest.
-    async fn download_from(&self, source: &Source, last: bool, download: &mut Download<'_>) -> Result<()> {
-        let blob = download.blob;
+    /// Receives the rest of the blob from one source and checks it.
+    async fn download_from<S: BlobSink>(
+        &self,
+        source: &Source,
+        last: bool,
+        download: &mut Download<'_, S>,
+    ) -> Result<()> {
         let retry = source.transport().retry_config().clone();
         // Only the last source resumes where it broke off; others leave the
         // rest to the next source, which resumes from the same byte.
         let max_resumes = if last { retry.max_retries } else { 0 };
         let mut resumes: u32 = 0;
-        let mut request = source.request(
-            Method::GET,
-            &format!("blobs/{}", blob.digest),
-            Some((Resource::Blob, &blob.digest)),
-            last,
-        )?;
-        request.on_retry = retry_observer(download.progress, &blob.digest);
+        let observer = retry_observer(download.progress, download.digest);
+        let mut request = blob_request(source, Method::GET, download.digest, last, observer)?;
         loop {
             request.headers.remove(header::RANGE);
             if download.written > 0 {
@@ -124,11 +261,16 @@ impl RepositoryClient {
             let mut response = source.transport().send(&request).await?;
             let host = host_port(response.url());
             let mut skip = match (download.written, response.status()) {
-                (0, _) | (_, StatusCode::OK) => download.written,
+                (_, StatusCode::OK) => {
+                    download.learn_size(response.content_length(), &host)?;
+                    download.written
+                }
                 (_, StatusCode::PARTIAL_CONTENT) => {
-                    check_content_range(response.headers(), download.written, &host)?;
+                    let total = check_content_range(response.headers(), download.written, &host)?;
+                    download.learn_size(total, &host)?;
                     0
                 }
+                (0, _) => 0,
                 (_, status) => {
                     return Err(Error::invalid_response(
                         &host,
@@ -149,38 +291,44 @@ impl RepositoryClient {
                     continue;
                 }
                 let received = download.written + data.len() as u64;
-                if received > blob.size {
+                if let Some(expected) = download.size
+                    && received > expected
+                {
                     download.restart().await?;
                     return Err(Error::SizeMismatch {
-                        digest: blob.digest.clone(),
-                        expected: blob.size,
+                        digest: download.digest.to_owned(),
+                        expected,
                         actual: received,
                     });
                 }
                 download.written = received;
-                download
-                    .out
-                    .as_mut()
-                    .expect("download in progress")
-                    .write(data)
-                    .await?;
+                download.sink.write(data).await?;
                 download.emit(ProgressEvent::BlobProgress {
-                    digest: blob.digest.clone(),
+                    digest: download.digest.to_owned(),
                     done: received,
-                    size: blob.size,
+                    size: download.size.unwrap_or_default(),
                 });
             };
-            if download.written == blob.size {
+            let complete = match download.size {
+                Some(size) => download.written == size,
+                // Without a size, a body that ended cleanly is the whole blob.
+                None => broke.is_none(),
+            };
+            if complete {
                 break;
             }
             // Broken off, or ended early: resume from what we have.
-            let reason = match broke {
-                Some(e) => format!(
+            let reason = match (broke, download.size) {
+                (Some(e), _) => format!(
                     "connection broke after {} bytes: {}",
                     download.written,
                     e.without_url()
                 ),
-                None => format!("body ended after {} of {} bytes", download.written, blob.size),
+                (None, size) => format!(
+                    "body ended after {} of {} bytes",
+                    download.written,
+                    size.unwrap_or_default()
+                ),
             };
             resumes += 1;
             if resumes > max_resumes {
@@ -189,35 +337,47 @@ impl RepositoryClient {
                     host,
                     source: format!(
                         "blob {}: {reason}; gave up after {} resumes",
-                        blob.digest,
+                        download.digest,
                         resumes - 1
                     )
                     .into(),
                 });
             }
-            tracing::info!(digest = %blob.digest, written = download.written, "resuming blob: {reason}");
+            tracing::info!(digest = %download.digest, written = download.written, "resuming blob: {reason}");
             download.emit(ProgressEvent::Retry {
-                what: blob.digest.clone(),
+                what: download.digest.to_owned(),
                 attempt: resumes,
                 reason,
             });
             tokio::time::sleep(retry.backoff(resumes - 1)).await;
         }
-        let actual = download
-            .out
-            .as_mut()
-            .expect("download in progress")
-            .digest()
-            .await?;
-        if actual != blob.digest {
+        let actual = download.sink.digest().await?;
+        if actual != download.digest {
             download.restart().await?;
             return Err(Error::DigestMismatch {
-                expected: blob.digest.clone(),
+                expected: download.digest.to_owned(),
                 actual,
             });
         }
         Ok(())
     }
+}
+
+fn blob_request(
+    source: &Source,
+    method: Method,
+    digest: &str,
+    last: bool,
+    on_retry: Option<RetryObserver>,
+) -> Result<crate::transport::RegistryRequest> {
+    let mut request = source.request(
+        method,
+        &format!("blobs/{digest}"),
+        Some((Resource::Blob, digest)),
+        last,
+    )?;
+    request.on_retry = on_retry;
+    Ok(request)
 }
 
 /// Reports the transport's retries of a blob request as progress.
@@ -234,18 +394,17 @@ fn retry_observer(progress: Option<&Progress>, digest: &str) -> Option<RetryObse
     })
 }
 
-/// A 206 must start where we asked.
-fn check_content_range(headers: &HeaderMap, start: u64, host: &str) -> Result<()> {
+/// A 206 must start where we asked; returns the total size it gives, if any.
+fn check_content_range(headers: &HeaderMap, start: u64, host: &str) -> Result<Option<u64>> {
     let value = headers
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let first = value
-        .strip_prefix("bytes ")
-        .and_then(|r| r.split('-').next())
-        .and_then(|n| n.trim().parse::<u64>().ok());
+    let range = value.strip_prefix("bytes ").unwrap_or_default();
+    let (span, total) = range.split_once('/').unwrap_or((range, "*"));
+    let first = span.split('-').next().and_then(|n| n.trim().parse::<u64>().ok());
     if first == Some(start) {
-        Ok(())
+        Ok(total.trim().parse().ok())
     } else {
         Err(Error::invalid_response(
             host,

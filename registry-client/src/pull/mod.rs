@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 
+pub use blob::{BlobHead, BlobSink, FetchedBlob};
 pub use progress::{Progress, ProgressEvent};
 
 use crate::client::{ImageConfig, Manifest, ManifestKind, RepositoryClient};

@@ -10,56 +10,14 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256, Sha512};
 use tokio::task::JoinHandle;
 
+use crate::digest::Hasher;
 use crate::error::{Error, Result};
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
 /// per download can be alive at once (one filling, one being written).
 const BATCH_BYTES: usize = 512 * 1024;
-
-/// Incremental hash for a digest's algorithm.
-#[derive(Clone)]
-pub(crate) enum Hasher {
-    Sha256(Sha256),
-    Sha512(Sha512),
-}
-
-impl Hasher {
-    pub(crate) fn for_digest(digest: &str) -> Result<Self> {
-        match digest.split_once(':') {
-            Some(("sha256", _)) => Ok(Hasher::Sha256(Sha256::new())),
-            Some(("sha512", _)) => Ok(Hasher::Sha512(Sha512::new())),
-            _ => Err(Error::UnsupportedMediaType {
-                media_type: format!("digest algorithm of {digest}"),
-            }),
-        }
-    }
-
-    /// The same algorithm, nothing hashed yet.
-    fn fresh(&self) -> Self {
-        match self {
-            Hasher::Sha256(_) => Hasher::Sha256(Sha256::new()),
-            Hasher::Sha512(_) => Hasher::Sha512(Sha512::new()),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
-    }
-
-    /// The digest, as `<algorithm>:<hex>`.
-    pub(crate) fn finish(self) -> String {
-        match self {
-            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
-        }
-    }
-}
 
 /// Unless the blob is [`Durability::Buffered`], the kernel is asked to start
 /// writing back every this many bytes, so that the final `fsync` has little
@@ -101,9 +59,8 @@ pub(crate) struct FileSink {
     in_flight: Option<JoinHandle<io::Result<Written>>>,
     batch: Vec<Bytes>,
     batch_bytes: usize,
-    /// Where in the file the blob starts, and how it must end up.
+    /// Where in the file the blob starts.
     start: u64,
-    durability: Durability,
 }
 
 impl FileSink {
@@ -129,7 +86,6 @@ impl FileSink {
             batch: Vec::new(),
             batch_bytes: 0,
             start,
-            durability,
         })
     }
 
@@ -144,13 +100,18 @@ impl FileSink {
 
     /// Forgets everything written: back to where the sink started, with a
     /// fresh hash, for a blob sent again from its first byte.
-    pub(crate) async fn restart(mut self) -> Result<Self> {
+    pub(crate) async fn restart(&mut self) -> Result<()> {
         self.batch.clear();
         self.batch_bytes = 0;
         self.wait().await?;
-        let Written { mut file, hasher, .. } = self.idle.take().expect("no batch in flight");
-        io::Seek::seek(&mut file, io::SeekFrom::Start(self.start))?;
-        FileSink::new(file, hasher.fresh(), self.durability)
+        let written = self.idle.as_mut().expect("no batch in flight");
+        io::Seek::seek(&mut written.file, io::SeekFrom::Start(self.start))?;
+        written.hasher = written.hasher.fresh();
+        if let Some(writeback) = &mut written.writeback {
+            writeback.written = 0;
+            writeback.flushed = 0;
+        }
+        Ok(())
     }
 
     /// Appends a chunk (written later, in order).
