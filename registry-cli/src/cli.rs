@@ -114,6 +114,8 @@ pub enum Command {
     Tags(TagsArgs),
     /// List every repository of a registry
     Catalog(CatalogArgs),
+    /// Run a pull-through cache: a /v2/ mirror for docker, containerd and podman
+    Serve(ServeArgs),
     /// List the registry providers and the hosts each serves
     Providers,
     /// Speak docker's credential-helper protocol with cloud credentials (ECR, GAR/GCR, ACR)
@@ -212,6 +214,25 @@ pub struct CatalogArgs {
     /// Entries asked for per page (default: the registry's)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (routes, upstreams, credentials, storage); see docs/proxy.md
+    #[arg(long, short = 'c', value_name = "FILE", env = "MCREG_SERVE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (default 127.0.0.1:5000, or the file's `listen`)
+    #[arg(long, value_name = "ADDR:PORT", env = "MCREG_SERVE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// A registry to cache (repeatable; without --config and without this: docker.io)
+    #[arg(long, value_name = "REGISTRY", conflicts_with = "config")]
+    pub upstream: Vec<String>,
+
+    /// The cache directory (default: $XDG_CACHE_HOME/mcreg/proxy, or the file's storage.path)
+    #[arg(long, value_name = "DIR", env = "MCREG_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

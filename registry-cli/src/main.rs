@@ -31,13 +31,14 @@ fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if invoked_as_helper(&argv0) {
         let cli = HelperCli::parse();
-        init_tracing(false, cli.verbose);
+        init_tracing(false, cli.verbose, false);
         return ExitCode::from(block_on(commands::credential_helper::run(cli.action, None)));
     }
 
     // clap prints its own usage errors and exits with 2 (0 for --help and --version).
     let cli = Cli::parse();
-    init_tracing(cli.global.quiet, cli.global.verbose);
+    let server = matches!(cli.command, Command::Serve(_));
+    init_tracing(cli.global.quiet, cli.global.verbose, server);
     let global = cli.global.clone();
     let code = match cli.command {
         Command::Completions(args) => {
@@ -94,20 +95,23 @@ fn report(result: Result<(), Failure>, secrets: &[&str]) -> u8 {
 }
 
 /// Crates whose logs `-v` and `-vv` show; `-vvv` shows every crate's (HTTP, TLS, …).
-const OUR_CRATES: [&str; 5] = [
+const OUR_CRATES: [&str; 6] = [
     "mcreg",
     "registry_client",
     "registry_aws",
     "registry_gcp",
     "registry_ali",
+    "registry_proxy",
 ];
 
 /// Logs go to stderr, above any progress bars: warnings by default, ours at info with `-v`
 /// and debug with `-vv`, everything at trace with `-vvv`, errors only with `-q`.
-/// `RUST_LOG` is used as is, with `-v`/`-q` adding their directives to it.
-fn init_tracing(quiet: bool, verbose: u8) {
+/// `RUST_LOG` is used as is, with `-v`/`-q` adding their directives to it. A server logs
+/// ours at info by default (a line per request) and with timestamps.
+fn init_tracing(quiet: bool, verbose: u8, server: bool) {
     let ours = match (quiet, verbose) {
         (true, _) => LevelFilter::ERROR,
+        (false, 0) if server => LevelFilter::INFO,
         (false, 0) => LevelFilter::WARN,
         (false, 1) => LevelFilter::INFO,
         (false, 2) => LevelFilter::DEBUG,
@@ -140,8 +144,8 @@ fn init_tracing(quiet: bool, verbose: u8) {
         .with_writer(progress::LogWriter::default)
         .with_ansi(ansi)
         .with_target(verbose >= 2);
-    // Timestamps only when debugging.
-    if verbose >= 2 {
+    // Timestamps only when debugging, or for a server.
+    if verbose >= 2 || server {
         subscriber.init();
     } else {
         subscriber.without_time().init();

@@ -42,7 +42,7 @@ impl Hasher {
     }
 
     /// The same algorithm, nothing hashed yet.
-    pub(crate) fn fresh(&self) -> Self {
+    pub fn fresh(&self) -> Self {
         match self {
             Hasher::Sha256(_) => Hasher::Sha256(Sha256::new()),
             Hasher::Sha512(_) => Hasher::Sha512(Sha512::new()),

@@ -84,6 +84,19 @@ impl SuiteEnv {
         }
     }
 
+    /// The same environment seen through something that serves the
+    /// registry's API at `endpoint` (a pull-through cache): clients talk to
+    /// it, and image references name it.
+    pub fn through(mut self, endpoint: Url) -> SuiteEnv {
+        let host = endpoint.host_str().unwrap_or_default();
+        self.target.registry_name = match endpoint.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        self.target.endpoint = endpoint;
+        self
+    }
+
     /// The provider's builder, with retries fast enough for tests.
     pub fn builder(&self) -> RepositoryClientBuilder {
         (self.make)(&self.target).retry(

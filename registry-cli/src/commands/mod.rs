@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod list;
 pub mod providers;
 pub mod pull;
+pub mod serve;
 
 use std::io::Read;
 use std::path::Path;
@@ -13,7 +14,9 @@ use std::path::Path;
 use registry_client::pull::Progress;
 use registry_client::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 use registry_client::sources::Mirror;
-use registry_client::{Credentials, ImageReference, Platform, RepositoryClient, driver};
+use registry_client::{
+    Credentials, ImageReference, Platform, RepositoryClient, RepositoryClientBuilder, driver,
+};
 
 use crate::cli::{Command, GlobalArgs};
 use crate::exit::Failure;
@@ -118,6 +121,20 @@ impl Context {
         if let Some(n) = settings.page_size {
             builder = builder.page_size(n);
         }
+        builder = self.source_options(builder);
+        match settings.events {
+            Some(events) => builder = builder.progress(events),
+            None if !global.quiet => builder = builder.progress(progress::skipped_sources()),
+            None => {}
+        }
+        Ok(builder.build()?)
+    }
+}
+
+impl Context {
+    /// `--mirror`, `--registries-conf`, `--system-registries-conf`, `--hosts-dir`.
+    pub fn source_options(&self, mut builder: RepositoryClientBuilder) -> RepositoryClientBuilder {
+        let global = &self.global;
         for mirror in &global.mirror {
             let mut source = Mirror::new(mirror.location.as_str());
             if global.insecure {
@@ -134,12 +151,7 @@ impl Context {
         if let Some(dir) = &global.hosts_dir {
             builder = builder.hosts_dir(dir);
         }
-        match settings.events {
-            Some(events) => builder = builder.progress(events),
-            None if !global.quiet => builder = builder.progress(progress::skipped_sources()),
-            None => {}
-        }
-        Ok(builder.build()?)
+        builder
     }
 }
 
@@ -151,6 +163,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
         Command::Digest(args) => digest::run(context, &args).await,
         Command::Tags(args) => list::tags(context, &args).await,
         Command::Catalog(args) => list::catalog(context, &args).await,
+        Command::Serve(args) => serve::run(context, &args).await,
         Command::Providers => providers::run(context),
         Command::CredentialHelper(_) | Command::Completions(_) => {
             unreachable!("main runs these without a registry context")

@@ -33,6 +33,10 @@ pub trait BlobSink: Send {
     /// The digest of every byte written so far (`sha256:…`, in the blob's
     /// algorithm).
     fn digest(&mut self) -> impl Future<Output = Result<String>> + Send;
+
+    /// Told the blob's size as soon as it is known (from the descriptor, or
+    /// from the source's answer), before its bytes.
+    fn expect_size(&mut self, _size: u64) {}
 }
 
 impl BlobSink for FileSink {
@@ -83,10 +87,20 @@ impl<S: BlobSink> Download<'_, S> {
         }
     }
 
-    /// Throws away what was received: the next source sends the blob from
-    /// its first byte (what we had may be what was wrong).
-    async fn restart(&mut self) -> Result<()> {
-        self.sink.restart().await?;
+    /// Throws away what was received because of `cause`: the next source
+    /// sends the blob from its first byte (what we had may be what was
+    /// wrong). A sink that cannot start again ends the download: a local
+    /// error, so that no other source is asked to continue it.
+    async fn restart(&mut self, cause: &Error) -> Result<()> {
+        if let Err(refused) = self.sink.restart().await {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{cause}; the blob cannot be fetched again: {}",
+                    crate::error::display_chain(&refused)
+                ),
+            )));
+        }
         self.written = 0;
         self.emit(ProgressEvent::BlobStarted {
             digest: self.digest.to_owned(),
@@ -99,7 +113,11 @@ impl<S: BlobSink> Download<'_, S> {
     /// learns the size when we did not know it.
     fn learn_size(&mut self, total: Option<u64>, host: &str) -> Result<()> {
         match (self.size, total) {
-            (None, total) => self.size = total,
+            (None, Some(total)) => {
+                self.size = Some(total);
+                self.sink.expect_size(total);
+            }
+            (None, None) => {}
             (Some(expected), Some(total)) if expected != total => {
                 return Err(Error::invalid_response(
                     host,
@@ -203,6 +221,9 @@ impl RepositoryClient {
     ) -> Result<FetchedBlob> {
         // Checked before anything is sent: an algorithm we cannot verify.
         Hasher::for_digest(digest)?;
+        if let Some(size) = size {
+            sink.expect_size(size);
+        }
         let download = Download {
             sink,
             digest,
@@ -294,12 +315,13 @@ impl RepositoryClient {
                 if let Some(expected) = download.size
                     && received > expected
                 {
-                    download.restart().await?;
-                    return Err(Error::SizeMismatch {
+                    let error = Error::SizeMismatch {
                         digest: download.digest.to_owned(),
                         expected,
                         actual: received,
-                    });
+                    };
+                    download.restart(&error).await?;
+                    return Err(error);
                 }
                 download.written = received;
                 download.sink.write(data).await?;
@@ -353,11 +375,12 @@ impl RepositoryClient {
         }
         let actual = download.sink.digest().await?;
         if actual != download.digest {
-            download.restart().await?;
-            return Err(Error::DigestMismatch {
+            let error = Error::DigestMismatch {
                 expected: download.digest.to_owned(),
                 actual,
-            });
+            };
+            download.restart(&error).await?;
+            return Err(error);
         }
         Ok(())
     }

@@ -1,0 +1,99 @@
+//! `mcreg serve`: the pull-through cache, until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use registry_client::RepositoryClientBuilder;
+use registry_proxy::config::DEFAULT_LISTEN;
+use registry_proxy::{Config, Proxy};
+
+use super::Context;
+use crate::cli::ServeArgs;
+use crate::exit::Failure;
+
+pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
+    let default_storage = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut config = match &args.config {
+        Some(file) => Config::load(file, default_storage).map_err(proxy_failure)?,
+        None => {
+            let listen = DEFAULT_LISTEN.parse().expect("a valid default address");
+            let upstreams = if args.upstream.is_empty() {
+                vec![registry_client::reference::DOCKER_HUB.to_owned()]
+            } else {
+                args.upstream.clone()
+            };
+            Config::for_registries(listen, default_storage, &upstreams).map_err(proxy_failure)?
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = &args.cache_dir {
+        config.storage = dir.clone();
+    }
+    let proxy = Proxy::new(&config, |builder| context.upstream_options(builder)).map_err(proxy_failure)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Failure::io(format!("cannot listen on {}", config.listen), e))?;
+    let address = listener.local_addr().unwrap_or(config.listen);
+    for (name, registry) in proxy.routes() {
+        tracing::info!(route = name, registry, "route");
+    }
+    tracing::info!(
+        address = %address,
+        cache = %config.storage.display(),
+        "serving a pull-through cache on http://{address}"
+    );
+    proxy
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(proxy_failure)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM (a service manager) or Ctrl-C: stop accepting, finish what is under way.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: finishing the answers under way"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: finishing the answers under way"),
+    }
+}
+
+/// `$XDG_CACHE_HOME/mcreg/proxy`, else `~/.cache/mcreg/proxy`.
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("mcreg").join("proxy")
+}
+
+fn proxy_failure(error: registry_proxy::Error) -> Failure {
+    match error {
+        registry_proxy::Error::Upstream(e) => e.into(),
+        other => Failure::Other(registry_client::error::display_chain(&other)),
+    }
+}
+
+/// What the global options say about upstreams: the mirror flags and files, `--insecure`.
+impl Context {
+    pub fn upstream_options(&self, mut builder: RepositoryClientBuilder) -> RepositoryClientBuilder {
+        builder = self.source_options(builder);
+        if self.global.insecure {
+            builder = builder.insecure(true);
+        }
+        builder
+    }
+}

@@ -1,0 +1,568 @@
+//! The read side of the OCI Distribution API: `/v2/`, manifests and blobs
+//! (`GET`, `HEAD`, `Range`), tag lists (`n`, `last`). Push and delete answer
+//! `405 UNSUPPORTED`; errors are the spec's JSON.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use registry_client::ImageReference;
+use registry_client::error::{Resource, display_chain};
+use serde_json::json;
+
+use crate::Proxy;
+use crate::cache::{BlobFound, CacheResult, ManifestAnswer};
+use crate::error::Error;
+use crate::log::Served;
+use crate::routes::{NoRoute, Route, Selector};
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
+
+/// The whole HTTP surface.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new()
+        .route("/v2", any(version_check))
+        .route("/v2/", any(version_check))
+        .route("/v2/{*path}", any(v2))
+        .route("/health", get(health))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "not an OCI distribution endpoint",
+            )
+        })
+        .with_state(proxy)
+}
+
+async fn version_check(method: Method) -> Response {
+    match method {
+        Method::GET | Method::HEAD => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            "{}",
+        )
+            .into_response(),
+        _ => unsupported(),
+    }
+}
+
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// What a `/v2/…` path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'p> {
+    Manifest { name: &'p str, reference: &'p str },
+    Blob { name: &'p str, digest: &'p str },
+    Upload,
+    Tags { name: &'p str },
+    Unknown,
+}
+
+fn target(path: &str) -> Target<'_> {
+    if let Some(name) = path.strip_suffix("/tags/list") {
+        return Target::Tags { name };
+    }
+    if path.contains("/blobs/uploads") {
+        return Target::Upload;
+    }
+    if let Some((name, reference)) = path.rsplit_once("/manifests/") {
+        return Target::Manifest { name, reference };
+    }
+    if let Some((name, digest)) = path.rsplit_once("/blobs/") {
+        return Target::Blob { name, digest };
+    }
+    Target::Unknown
+}
+
+async fn v2(
+    State(proxy): State<Arc<Proxy>>,
+    method: Method,
+    Path(path): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let mut response = match target(&path) {
+        Target::Upload => unsupported(),
+        Target::Unknown => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            "this cache serves manifests, blobs and tag lists",
+        )
+        .into_response(),
+        Target::Manifest { name, reference } => match method {
+            Method::GET | Method::HEAD => {
+                let head = method == Method::HEAD;
+                routed(&proxy, namespace, host, name, |route, name| {
+                    manifest(proxy.clone(), route, name, reference, head)
+                })
+                .await
+            }
+            _ => unsupported(),
+        },
+        Target::Blob { name, digest } => match method {
+            Method::GET | Method::HEAD => {
+                let head = method == Method::HEAD;
+                let range = headers.get(header::RANGE).cloned();
+                routed(&proxy, namespace, host, name, |route, name| {
+                    blob(proxy.clone(), route, name, digest, head, range)
+                })
+                .await
+            }
+            _ => unsupported(),
+        },
+        Target::Tags { name } => match method {
+            Method::GET => {
+                let (n, last) = (query.get("n").cloned(), query.get("last").cloned());
+                let shown = path.strip_suffix("/tags/list").unwrap_or_default().to_owned();
+                routed(&proxy, namespace, host, name, |route, name| {
+                    tags(route, name, shown, n, last, namespace.map(str::to_owned))
+                })
+                .await
+            }
+            _ => unsupported(),
+        },
+    };
+    if let Some(ns) = namespace.and_then(|ns| HeaderValue::from_str(ns).ok()) {
+        response.headers_mut().insert(OCI_NAMESPACE, ns);
+    }
+    response
+}
+
+/// Finds the request's route, then runs `handle` with it and the name
+/// without the route's prefix; notes the route for the access log.
+async fn routed<F, Fut>(
+    proxy: &Proxy,
+    namespace: Option<&str>,
+    host: Option<&str>,
+    name: &str,
+    handle: F,
+) -> Response
+where
+    F: FnOnce(Arc<Route>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let (route, name, _selector): (Arc<Route>, &str, Selector) =
+        match proxy.routes.resolve(namespace, host, name) {
+            Ok(found) => found,
+            Err(NoRoute::Namespace(ns)) => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NAME_UNKNOWN",
+                    format!("this cache has no route for registry {ns:?}"),
+                )
+                .into_response();
+            }
+            Err(NoRoute::NoDefault) => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NAME_UNKNOWN",
+                    "no route matches this name and there is no default route",
+                )
+                .into_response();
+            }
+        };
+    let route_name = route.name.clone();
+    let mut response = handle(route, name.to_owned())
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let served = response.extensions_mut().get_or_insert_with(Served::default);
+    served.route = Some(route_name);
+    response
+}
+
+/// `GET`/`HEAD /v2/<name>/manifests/<tag or digest>`.
+async fn manifest(
+    proxy: Arc<Proxy>,
+    route: Arc<Route>,
+    name: String,
+    reference: &str,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let separator = if reference.contains(':') { '@' } else { ':' };
+    let image = image_reference(&route, &format!("{name}{separator}{reference}"))?;
+    let answer: ManifestAnswer = proxy
+        .cache
+        .manifest(&route, &image, head)
+        .await
+        .map_err(|e| ApiError::from_error(&e, Resource::Manifest))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, header_value(&answer.media_type)?);
+    headers.insert(DIGEST, header_value(&answer.digest)?);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(answer.size));
+    headers.insert(header::ETAG, header_value(&format!("\"{}\"", answer.digest))?);
+    headers.insert(X_CACHE, HeaderValue::from_static(answer.cache.as_str()));
+    let body = match (head, answer.bytes) {
+        (false, Some(bytes)) => Body::from(bytes),
+        _ => Body::empty(),
+    };
+    let mut response = (StatusCode::OK, headers, body).into_response();
+    response
+        .extensions_mut()
+        .insert(Served::new(answer.cache, answer.upstream));
+    Ok(response)
+}
+
+/// `GET`/`HEAD /v2/<name>/blobs/<digest>`, with `Range`.
+async fn blob(
+    proxy: Arc<Proxy>,
+    route: Arc<Route>,
+    name: String,
+    digest: &str,
+    head: bool,
+    range: Option<HeaderValue>,
+) -> Result<Response, ApiError> {
+    check_digest(digest)?;
+    let image = image_reference(&route, &format!("{name}@{digest}"))?;
+    let found: BlobFound = if head {
+        proxy.cache.blob_for_head(&route, &image, digest).await
+    } else {
+        proxy.cache.blob_for_get(&route, &image, digest).await
+    }
+    .map_err(|e| ApiError::from_error(&e, Resource::Blob))?;
+    let cache = found.cache();
+    let upstream = match &found.location {
+        crate::cache::BlobLocation::Upstream(source) => Some(source.clone()),
+        _ => None,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(DIGEST, header_value(digest)?);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
+    let (status, span) = match byte_range(range.as_ref(), found.size) {
+        ByteRange::Whole => (StatusCode::OK, 0..found.size),
+        ByteRange::Part(span) => {
+            let content_range = format!("bytes {}-{}/{}", span.start, span.end - 1, found.size);
+            headers.insert(header::CONTENT_RANGE, header_value(&content_range)?);
+            (StatusCode::PARTIAL_CONTENT, span)
+        }
+        ByteRange::Unsatisfiable => {
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{}", found.size))?,
+            );
+            headers.remove(header::CONTENT_TYPE);
+            let mut response = (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
+            response.extensions_mut().insert(Served::new(cache, upstream));
+            return Ok(response);
+        }
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(span.end - span.start));
+    let body = if head {
+        Body::empty()
+    } else {
+        let stream = proxy
+            .cache
+            .read_blob(&route, digest, &found, span)
+            .await
+            .map_err(|e| ApiError::from_error(&e, Resource::Blob))?;
+        Body::from_stream(stream)
+    };
+    let mut served = Served::new(cache, upstream);
+    if let crate::cache::BlobLocation::Filling(fill) = &found.location {
+        served.fill = Some(fill.clone());
+    }
+    let mut response = (status, headers, body).into_response();
+    response.extensions_mut().insert(served);
+    Ok(response)
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`: the upstream's whole list, sorted,
+/// then paged here.
+async fn tags(
+    route: Arc<Route>,
+    name: String,
+    shown: String,
+    n: Option<String>,
+    last: Option<String>,
+    namespace: Option<String>,
+) -> Result<Response, ApiError> {
+    let image = image_reference(&route, &name)?;
+    let limit = match n.as_deref() {
+        None | Some("") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                format!("n={n:?} is not a number"),
+            )
+        })?),
+    };
+    let mut all = route
+        .client
+        .list_tags(&image)
+        .await
+        .map_err(|e| ApiError::from_error(&Error::Upstream(e), Resource::Repository))?;
+    all.sort();
+    all.dedup();
+    let after: Vec<String> = match last.as_deref().filter(|l| !l.is_empty()) {
+        Some(last) => all.into_iter().filter(|t| t.as_str() > last).collect(),
+        None => all,
+    };
+    let (page, more) = match limit {
+        Some(n) if n < after.len() => (after[..n].to_vec(), true),
+        _ => (after, false),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let (true, Some(n), Some(last)) = (more, limit, page.last()) {
+        let mut link = format!("</v2/{shown}/tags/list?n={n}&last={last}");
+        if let Some(ns) = &namespace {
+            link.push_str(&format!("&ns={ns}"));
+        }
+        link.push_str(">; rel=\"next\"");
+        headers.insert(header::LINK, header_value(&link)?);
+    }
+    let body = json!({ "name": image.repository(), "tags": page }).to_string();
+    let mut response = (StatusCode::OK, headers, body).into_response();
+    response
+        .extensions_mut()
+        .insert(Served::new(CacheResult::Miss, None));
+    Ok(response)
+}
+
+/// The image a request names, checked and normalised as a reference to the
+/// route's registry (`alpine` on Docker Hub is `library/alpine`).
+fn image_reference(route: &Route, name: &str) -> Result<ImageReference, ApiError> {
+    ImageReference::parse(&format!("{}/{name}", route.registry)).map_err(|e| {
+        let (code, message) = match &e {
+            registry_client::Error::InvalidReference { reason, .. } if reason.contains("tag") => {
+                ("TAG_INVALID", reason.clone())
+            }
+            registry_client::Error::InvalidReference { reason, .. } if reason.contains("digest") => {
+                ("DIGEST_INVALID", reason.clone())
+            }
+            registry_client::Error::InvalidReference { reason, .. } => ("NAME_INVALID", reason.clone()),
+            other => ("NAME_INVALID", other.to_string()),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    })
+}
+
+/// Only digests the cache can verify (and use as a key).
+fn check_digest(digest: &str) -> Result<(), ApiError> {
+    let valid = digest.split_once(':').is_some_and(|(algorithm, hex)| {
+        matches!((algorithm, hex.len()), ("sha256", 64) | ("sha512", 128))
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("invalid digest {digest:?}: expected sha256:<64 hex> or sha512:<128 hex>"),
+        ))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    Whole,
+    Part(Range<u64>),
+    Unsatisfiable,
+}
+
+/// A single `bytes=` range of a `size`-byte blob. Anything this does not
+/// read (several ranges, another unit) is ignored: the whole blob is sent.
+fn byte_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
+    let Some(spec) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.trim().strip_prefix("bytes="))
+        .filter(|s| !s.contains(','))
+    else {
+        return ByteRange::Whole;
+    };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let span = match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(first), Ok(last)) if first <= last => first..last.saturating_add(1).min(size),
+        (Ok(first), Err(_)) if last.is_empty() => first..size,
+        (Err(_), Ok(suffix)) if first.is_empty() => size.saturating_sub(suffix)..size,
+        _ => return ByteRange::Whole,
+    };
+    if span.start >= size || span.is_empty() {
+        ByteRange::Unsatisfiable
+    } else {
+        ByteRange::Part(span)
+    }
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(text).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "UNKNOWN",
+            format!("the upstream sent a value that cannot be a header: {text:?}"),
+        )
+    })
+}
+
+fn unsupported() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        "this registry is a read-only pull-through cache",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// An error answer: the spec's `{"errors":[{code, message, detail}]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// What an error means to a client: not found stays not found; an
+    /// upstream that is down, busy or refusing the cache is not the client's
+    /// fault and says so.
+    fn from_error(error: &Error, what: Resource) -> ApiError {
+        let message = display_chain(error);
+        let Error::Upstream(upstream) = error else {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message);
+        };
+        let kind = upstream.kind();
+        match kind {
+            registry_client::Error::NotFound { .. } => {
+                let code = match what {
+                    Resource::Manifest => "MANIFEST_UNKNOWN",
+                    Resource::Blob => "BLOB_UNKNOWN",
+                    _ => "NAME_UNKNOWN",
+                };
+                ApiError::new(StatusCode::NOT_FOUND, code, message)
+            }
+            registry_client::Error::RateLimited { retry_after, .. } => ApiError {
+                retry_after: retry_after.map(|d| d.as_secs().max(1)),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", message)
+            },
+            e if e.is_auth() => ApiError::new(StatusCode::FORBIDDEN, "DENIED", message),
+            e if e.is_integrity() => ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", message),
+            e if e.is_retryable() => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
+            registry_client::Error::InvalidReference { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message)
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"errors": [{"code": self.code, "message": self.message, "detail": null}]}).to_string();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_target() {
+        assert_eq!(
+            target("library/alpine/manifests/3.20"),
+            Target::Manifest {
+                name: "library/alpine",
+                reference: "3.20"
+            }
+        );
+        assert_eq!(
+            target("a/manifests/b/manifests/v1"),
+            Target::Manifest {
+                name: "a/manifests/b",
+                reference: "v1"
+            }
+        );
+        assert_eq!(
+            target("x/blobs/sha256:00"),
+            Target::Blob {
+                name: "x",
+                digest: "sha256:00"
+            }
+        );
+        assert_eq!(target("x/blobs/uploads/"), Target::Upload);
+        assert_eq!(target("x/y/tags/list"), Target::Tags { name: "x/y" });
+        assert_eq!(target("_catalog"), Target::Unknown);
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |s: &str, size| byte_range(Some(&HeaderValue::from_str(s).unwrap()), size);
+        assert_eq!(r("bytes=0-9", 100), ByteRange::Part(0..10));
+        assert_eq!(r("bytes=90-", 100), ByteRange::Part(90..100));
+        assert_eq!(r("bytes=90-200", 100), ByteRange::Part(90..100));
+        assert_eq!(r("bytes=-10", 100), ByteRange::Part(90..100));
+        assert_eq!(r("bytes=-200", 100), ByteRange::Part(0..100));
+        assert_eq!(r("bytes=100-", 100), ByteRange::Unsatisfiable);
+        assert_eq!(r("bytes=-0", 100), ByteRange::Unsatisfiable);
+        assert_eq!(r("bytes=0-", 0), ByteRange::Unsatisfiable);
+        assert_eq!(r("bytes=5-1", 100), ByteRange::Whole);
+        assert_eq!(r("bytes=0-1,5-6", 100), ByteRange::Whole);
+        assert_eq!(r("items=0-1", 100), ByteRange::Whole);
+        assert_eq!(byte_range(None, 100), ByteRange::Whole);
+    }
+
+    #[test]
+    fn digests_are_checked_before_use() {
+        assert!(check_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for bad in [
+            "sha256:../../etc",
+            "sha256:ABC",
+            "md5:00",
+            "sha256",
+            &format!("sha256:{}", "a".repeat(63)),
+        ] {
+            assert!(check_digest(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! What the cache answers, and when it asks upstream: content by digest is
+//! kept until evicted; a tag is trusted for its route's TTL, then checked
+//! with an upstream `HEAD`; when every upstream fails, a tag still resolves
+//! to its last known digest (stale); a blob `HEAD` on a miss is an upstream
+//! `HEAD`; a blob `GET` on a miss joins or starts a fill.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use registry_client::{ImageReference, ManifestDescriptor};
+
+use crate::error::Error;
+use crate::fill::{Fill, FillJob, Fills};
+use crate::routes::Route;
+use crate::singleflight::SingleFlight;
+use crate::storage::{Storage, StoredManifest, TagRecord};
+
+/// What errors the cache passes on: shared, because one upstream failure
+/// answers every request that waited for it.
+pub type Shared<T> = Result<T, Arc<Error>>;
+
+/// How an answer was found, as `X-Cache` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    /// Every upstream failed; this is the last known answer.
+    Stale,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+        }
+    }
+}
+
+/// A manifest to answer with; `bytes` is `None` for a `HEAD` answered
+/// without fetching the manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestAnswer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub bytes: Option<Bytes>,
+    pub cache: CacheResult,
+    /// The upstream asked, if one was.
+    pub upstream: Option<String>,
+}
+
+impl ManifestAnswer {
+    fn stored(manifest: StoredManifest, cache: CacheResult, upstream: Option<String>) -> ManifestAnswer {
+        ManifestAnswer {
+            digest: manifest.digest,
+            media_type: manifest.media_type,
+            size: manifest.bytes.len() as u64,
+            bytes: Some(manifest.bytes),
+            cache,
+            upstream,
+        }
+    }
+}
+
+/// Where a blob's bytes are.
+pub enum BlobLocation {
+    Stored,
+    Filling(Arc<Fill>),
+    /// Only its size is known, from an upstream `HEAD` (that upstream).
+    Upstream(String),
+}
+
+pub struct BlobFound {
+    pub size: u64,
+    pub location: BlobLocation,
+}
+
+impl BlobFound {
+    pub fn cache(&self) -> CacheResult {
+        match self.location {
+            BlobLocation::Stored => CacheResult::Hit,
+            BlobLocation::Filling(_) | BlobLocation::Upstream(_) => CacheResult::Miss,
+        }
+    }
+}
+
+pub struct Cache {
+    storage: Storage,
+    fills: Arc<Fills>,
+    manifests: SingleFlight<String, Shared<(StoredManifest, String)>>,
+    tags: SingleFlight<String, Shared<ManifestDescriptor>>,
+}
+
+impl Cache {
+    pub fn new(storage: Storage) -> Cache {
+        Cache {
+            storage,
+            fills: Arc::default(),
+            manifests: SingleFlight::default(),
+            tags: SingleFlight::default(),
+        }
+    }
+
+    /// The manifest `reference` names (by tag or digest).
+    pub async fn manifest(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        head: bool,
+    ) -> Shared<ManifestAnswer> {
+        match reference.digest() {
+            Some(digest) => self.manifest_by_digest(route, reference, digest, head).await,
+            None => self.manifest_by_tag(route, reference, head).await,
+        }
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        digest: &str,
+        head: bool,
+    ) -> Shared<ManifestAnswer> {
+        if let Some(manifest) = self.storage.manifest(&route.name, digest).await? {
+            return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
+        }
+        if head {
+            // An upstream HEAD: nothing to fetch, nothing counted as a pull.
+            let descriptor = route.client.head_manifest(reference).await.map_err(upstream)?;
+            return Ok(ManifestAnswer {
+                digest: descriptor.digest,
+                media_type: descriptor.media_type,
+                size: descriptor.size,
+                bytes: None,
+                cache: CacheResult::Miss,
+                upstream: descriptor.source,
+            });
+        }
+        let (manifest, source) = self.fetch_manifest(route, reference).await?;
+        Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
+    }
+
+    /// A tag: trusted while fresh, else checked with an upstream `HEAD`;
+    /// the last known digest when every upstream fails. A `HEAD` never
+    /// fetches the manifest.
+    async fn manifest_by_tag(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        head: bool,
+    ) -> Shared<ManifestAnswer> {
+        let (repository, tag) = (reference.repository(), reference.reference());
+        let known = self.storage.tag(&route.name, repository, tag).await?;
+        if let Some(record) = known.as_ref().filter(|r| r.age() < route.tag_ttl)
+            && let Some(manifest) = self.storage.manifest(&route.name, &record.digest).await?
+        {
+            return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
+        }
+        let key = format!("{} {repository}:{tag}", route.name);
+        let checked = self
+            .tags
+            .run(key, || async {
+                route.client.head_manifest(reference).await.map_err(upstream)
+            })
+            .await;
+        let descriptor = match checked {
+            Ok(descriptor) => descriptor,
+            Err(error) if is_not_found(&error) => {
+                // Gone upstream: not resurrected later by a stale answer.
+                self.storage.delete_tag(&route.name, repository, tag).await?;
+                return Err(error);
+            }
+            Err(error) => {
+                let stale = match &known {
+                    Some(record) => self.storage.manifest(&route.name, &record.digest).await?,
+                    None => None,
+                };
+                let Some(manifest) = stale else {
+                    return Err(error);
+                };
+                tracing::warn!(route = %route.name, %repository, tag, "every upstream failed, answering with the last known digest: {error}");
+                return Ok(ManifestAnswer::stored(manifest, CacheResult::Stale, None));
+            }
+        };
+        let record = TagRecord::checked_now(
+            descriptor.digest.clone(),
+            descriptor.media_type.clone(),
+            descriptor.size,
+        );
+        self.storage
+            .put_tag(&route.name, repository, tag, &record)
+            .await?;
+        let source = descriptor.source.clone();
+        if let Some(manifest) = self.storage.manifest(&route.name, &descriptor.digest).await? {
+            return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, source));
+        }
+        if head {
+            return Ok(ManifestAnswer {
+                digest: descriptor.digest,
+                media_type: descriptor.media_type,
+                size: descriptor.size,
+                bytes: None,
+                cache: CacheResult::Miss,
+                upstream: source,
+            });
+        }
+        let by_digest = reference.with_digest(&descriptor.digest).map_err(upstream)?;
+        let (manifest, source) = self.fetch_manifest(route, &by_digest).await?;
+        Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
+    }
+
+    /// Fetches a manifest by digest (once, however many ask) and stores it.
+    async fn fetch_manifest(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+    ) -> Shared<(StoredManifest, String)> {
+        let key = format!("{} {}", route.name, reference.reference());
+        self.manifests
+            .run(key, || async {
+                let raw = route.client.get_raw_manifest(reference).await.map_err(upstream)?;
+                let manifest = StoredManifest {
+                    digest: raw.descriptor.digest,
+                    media_type: raw.descriptor.media_type,
+                    bytes: raw.bytes,
+                };
+                self.storage.put_manifest(&route.name, &manifest).await?;
+                Ok((manifest, raw.descriptor.source.unwrap_or_default()))
+            })
+            .await
+    }
+
+    /// A blob to send: from storage, or from its fill (joined or started).
+    pub async fn blob_for_get(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        digest: &str,
+    ) -> Shared<BlobFound> {
+        // A fill under way first: it may commit while we look at storage.
+        if let Some(fill) = self.fills.running(&route.name, digest) {
+            return filling(fill).await;
+        }
+        if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+            return Ok(BlobFound {
+                size,
+                location: BlobLocation::Stored,
+            });
+        }
+        let job = FillJob {
+            client: route.client.clone(),
+            reference: reference.clone(),
+            route: route.name.clone(),
+            digest: digest.to_owned(),
+        };
+        filling(self.fills.join_or_start(&self.storage, job)?).await
+    }
+
+    /// A blob's size for a `HEAD`: stored, from a fill that knows it, or an
+    /// upstream `HEAD` (never a download).
+    pub async fn blob_for_head(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        digest: &str,
+    ) -> Shared<BlobFound> {
+        if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+            return Ok(BlobFound {
+                size,
+                location: BlobLocation::Stored,
+            });
+        }
+        let head = route
+            .client
+            .head_blob(reference, digest)
+            .await
+            .map_err(upstream)?;
+        Ok(BlobFound {
+            size: head.size,
+            location: BlobLocation::Upstream(head.source),
+        })
+    }
+
+    /// `range` of a blob found by [`blob_for_get`](Self::blob_for_get).
+    pub async fn read_blob(
+        &self,
+        route: &Route,
+        digest: &str,
+        found: &BlobFound,
+        range: Range<u64>,
+    ) -> Shared<BoxStream<'static, std::io::Result<Bytes>>> {
+        match &found.location {
+            BlobLocation::Filling(fill) => Ok(fill.read(range)),
+            BlobLocation::Stored => match self.storage.read_blob(&route.name, digest, Some(range)).await? {
+                Some(read) => Ok(read.body),
+                None => Err(Arc::new(Error::storage(
+                    "a cached blob went away while it was being read",
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ))),
+            },
+            BlobLocation::Upstream(_) => unreachable!("a HEAD answer is never read"),
+        }
+    }
+}
+
+async fn filling(fill: Arc<Fill>) -> Shared<BlobFound> {
+    let size = fill.size().await?;
+    Ok(BlobFound {
+        size,
+        location: BlobLocation::Filling(fill),
+    })
+}
+
+fn upstream(error: registry_client::Error) -> Arc<Error> {
+    Arc::new(Error::Upstream(error))
+}
+
+fn is_not_found(error: &Error) -> bool {
+    matches!(error, Error::Upstream(e) if e.is_not_found())
+}

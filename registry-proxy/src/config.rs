@@ -1,0 +1,607 @@
+//! The proxy's configuration: where it listens, where it stores, and its
+//! routes, each a registry with ordered upstreams. Read from a TOML file
+//! ([`Config::load`]) or built from the command line ([`Config::for_registries`]).
+//!
+//! ```toml
+//! listen = "0.0.0.0:5000"
+//! vhost_suffix = "cache.example.com"      # ghcr.io.cache.example.com → the ghcr.io route
+//!
+//! [storage]
+//! path = "/var/cache/mcreg/proxy"
+//!
+//! [[route]]
+//! registry = "docker.io"                  # name "dockerhub", prefix "docker.io" by default
+//! default = true                          # requests without ns=, vhost or prefix
+//! tag_ttl = "5m"
+//! [[route.mirror]]                        # tried before the registry itself
+//! url = "https://mirror.gcr.io"
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use registry_client::reference::DOCKER_HUB;
+use registry_client::{Credentials, ImageReference};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Where a server listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+/// How long a tag is trusted before it is checked upstream again.
+pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The cache's directory on local disk.
+    pub storage: PathBuf,
+    /// `Host: <registry>.<suffix>` selects that registry's route.
+    pub vhost_suffix: Option<String>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One registry the proxy caches, and where its content comes from.
+#[derive(Clone)]
+pub struct RouteConfig {
+    /// Names the route in storage keys, logs and environment variables.
+    pub name: String,
+    /// The registry as named in image references (`docker.io`, `ghcr.io`).
+    pub registry: String,
+    /// A first path component that selects this route (`/v2/<prefix>/<name>/…`).
+    pub prefix: Option<String>,
+    /// `Host` values that select this route.
+    pub hosts: Vec<String>,
+    /// Requests that name no route get this one.
+    pub default: bool,
+    pub tag_ttl: Duration,
+    /// Upstreams tried before the registry itself, in order.
+    pub mirrors: Vec<UpstreamConfig>,
+    /// Never fall back to the registry itself.
+    pub mirror_only: bool,
+    /// For the registry itself; `None`: the provider's own (docker's
+    /// `config.json`, the cloud's credentials).
+    pub credentials: Option<Credentials>,
+    /// The provider for the registry (`aws`, `gcp`, `ali`); default: by host.
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub insecure: bool,
+}
+
+/// A mirror a route fetches from before its registry.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// `[scheme://]host[:port][/namespace]`.
+    pub url: String,
+    pub credentials: Option<Credentials>,
+    pub insecure: bool,
+}
+
+/// Credentials stay out of sight.
+impl fmt::Debug for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteConfig")
+            .field("name", &self.name)
+            .field("registry", &self.registry)
+            .field("prefix", &self.prefix)
+            .field("hosts", &self.hosts)
+            .field("default", &self.default)
+            .field("tag_ttl", &self.tag_ttl)
+            .field("mirrors", &self.mirrors)
+            .field("mirror_only", &self.mirror_only)
+            .field("credentials", &self.credentials)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("url", &self.url)
+            .field("credentials", &self.credentials)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl RouteConfig {
+    /// A route for `registry` with the defaults: named after it (`dockerhub`
+    /// for Docker Hub), its prefix the registry itself (`/v2/ghcr.io/…`; a
+    /// port is written `-port`), credentials from
+    /// `MCREG_UPSTREAM_<NAME>_USERNAME`/`_PASSWORD` when set.
+    pub fn for_registry(registry: &str) -> Result<RouteConfig> {
+        let registry = normalize_registry(registry).map_err(Error::Invalid)?;
+        let name = default_name(&registry);
+        Ok(RouteConfig {
+            credentials: credentials_from_env(&name)?,
+            prefix: Some(registry.replace(':', "-")),
+            name,
+            registry,
+            hosts: Vec::new(),
+            default: false,
+            tag_ttl: DEFAULT_TAG_TTL,
+            mirrors: Vec::new(),
+            mirror_only: false,
+            provider: None,
+            region: None,
+            insecure: false,
+        })
+    }
+}
+
+impl Config {
+    /// A configuration without a file: one route per registry, in order;
+    /// Docker Hub's (or else the first) is the default route.
+    pub fn for_registries(listen: SocketAddr, storage: PathBuf, registries: &[String]) -> Result<Config> {
+        let mut routes = registries
+            .iter()
+            .map(|r| RouteConfig::for_registry(r))
+            .collect::<Result<Vec<_>>>()?;
+        let default = routes.iter().position(|r| r.registry == DOCKER_HUB).unwrap_or(0);
+        if let Some(route) = routes.get_mut(default) {
+            route.default = true;
+        }
+        let config = Config {
+            listen,
+            storage,
+            vhost_suffix: None,
+            routes,
+        };
+        config.check().map_err(|(_, message)| Error::Invalid(message))?;
+        Ok(config)
+    }
+
+    /// Reads a TOML configuration file. Errors name the file, the line when
+    /// known, and the key.
+    pub fn load(path: &Path, default_storage: PathBuf) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            line: None,
+            key: None,
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text, default_storage)
+    }
+
+    fn parse(path: &Path, text: &str, default_storage: PathBuf) -> Result<Config> {
+        let error = |line, key: Option<String>, message: String| Error::Config {
+            path: path.to_owned(),
+            line,
+            key,
+            message,
+        };
+        let line_of = |span: Option<std::ops::Range<usize>>| {
+            span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| error(line_of(e.span()), None, e.message().trim_end().to_owned()))?;
+        let file: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            error(
+                line_of(inner.span()),
+                (key != ".").then_some(key),
+                inner.message().trim_end().to_owned(),
+            )
+        })?;
+        let config = file
+            .into_config(default_storage)
+            .map_err(|(key, message)| error(None, Some(key), message))?;
+        config
+            .check()
+            .map_err(|(key, message)| error(None, Some(key), message))?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: unique names and prefixes, one default.
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.routes.is_empty() {
+            return Err((
+                "route".into(),
+                "no route: give at least one registry to cache".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut prefixes = HashSet::new();
+        let mut hosts = HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("route[{i}].{field}");
+            check_name(&route.name).map_err(|m| (key("name"), m))?;
+            if !names.insert(&route.name) {
+                return Err((key("name"), format!("route name {:?} is used twice", route.name)));
+            }
+            if let Some(prefix) = &route.prefix {
+                check_prefix(prefix).map_err(|m| (key("prefix"), m))?;
+                if !prefixes.insert(prefix) {
+                    return Err((key("prefix"), format!("prefix {prefix:?} is used by two routes")));
+                }
+            }
+            for host in &route.hosts {
+                if !hosts.insert(host.to_ascii_lowercase()) {
+                    return Err((key("hosts"), format!("host {host:?} is used by two routes")));
+                }
+            }
+        }
+        if self.routes.iter().filter(|r| r.default).count() > 1 {
+            return Err((
+                "route.default".into(),
+                "more than one route is the default".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    vhost_suffix: Option<String>,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default, rename = "route")]
+    routes: Vec<FileRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    registry: String,
+    name: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    default: bool,
+    tag_ttl: Option<String>,
+    #[serde(default, rename = "mirror")]
+    mirrors: Vec<FileUpstream>,
+    #[serde(default)]
+    mirror_only: bool,
+    #[serde(flatten)]
+    login: FileLogin,
+    provider: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    url: String,
+    #[serde(flatten)]
+    login: FileLogin,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// A user and a password, inline or (better) from an environment variable.
+#[derive(Deserialize, Default)]
+struct FileLogin {
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+}
+
+impl FileConfig {
+    fn into_config(self, default_storage: PathBuf) -> Result<Config, (String, String)> {
+        let listen = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse().map_err(|e| {
+            (
+                "listen".to_owned(),
+                format!("{listen:?} is not an address:port: {e}"),
+            )
+        })?;
+        let routes = self
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, route)| route.into_config(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut config = Config {
+            listen,
+            storage: self.storage.path.unwrap_or(default_storage),
+            vhost_suffix: self
+                .vhost_suffix
+                .map(|s| s.trim_start_matches('.').to_ascii_lowercase()),
+            routes,
+        };
+        // Without an explicit default, Docker Hub's route is (docker's
+        // registry-mirrors send its images with no other hint).
+        if !config.routes.iter().any(|r| r.default)
+            && let Some(hub) = config.routes.iter_mut().find(|r| r.registry == DOCKER_HUB)
+        {
+            hub.default = true;
+        }
+        Ok(config)
+    }
+}
+
+impl FileRoute {
+    fn into_config(self, index: usize) -> Result<RouteConfig, (String, String)> {
+        let key = |field: &str| format!("route[{index}].{field}");
+        let mut route = RouteConfig::for_registry(&self.registry).map_err(|e| (key("registry"), plain(e)))?;
+        if let Some(name) = self.name {
+            route.credentials = credentials_from_env(&name).map_err(|e| (key("name"), plain(e)))?;
+            route.name = name;
+        }
+        if let Some(login) = self.login.credentials(&key).transpose() {
+            route.credentials = Some(login?);
+        }
+        if self.prefix.is_some() {
+            route.prefix = self.prefix.filter(|p| !p.is_empty());
+        }
+        route.hosts = self.hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        route.default = self.default;
+        if let Some(ttl) = self.tag_ttl {
+            route.tag_ttl = humantime::parse_duration(&ttl).map_err(|e| {
+                (
+                    key("tag_ttl"),
+                    format!("{ttl:?} is not a duration (e.g. 5m, 30s): {e}"),
+                )
+            })?;
+        }
+        route.mirrors = self
+            .mirrors
+            .into_iter()
+            .enumerate()
+            .map(|(m, mirror)| {
+                let key = |field: &str| format!("route[{index}].mirror[{m}].{field}");
+                Ok(UpstreamConfig {
+                    credentials: mirror.login.credentials(&key)?,
+                    url: mirror.url,
+                    insecure: mirror.insecure,
+                })
+            })
+            .collect::<Result<_, (String, String)>>()?;
+        route.mirror_only = self.mirror_only;
+        if route.mirror_only && route.mirrors.is_empty() {
+            return Err((
+                key("mirror_only"),
+                "a mirror-only route needs at least one [[route.mirror]]".into(),
+            ));
+        }
+        route.provider = self.provider;
+        route.region = self.region;
+        route.insecure = self.insecure;
+        Ok(route)
+    }
+}
+
+impl FileLogin {
+    fn credentials(&self, key: &dyn Fn(&str) -> String) -> Result<Option<Credentials>, (String, String)> {
+        let password = match (&self.password, &self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    key("password_env"),
+                    "give password or password_env, not both".into(),
+                ));
+            }
+            (Some(password), None) => Some(password.clone()),
+            (None, Some(variable)) => Some(std::env::var(variable).map_err(|_| {
+                (
+                    key("password_env"),
+                    format!("environment variable {variable} is not set"),
+                )
+            })?),
+            (None, None) => None,
+        };
+        match (&self.username, password) {
+            (Some(user), Some(password)) => Ok(Some(Credentials::basic(user.as_str(), password))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err((
+                key("username"),
+                "a username needs password or password_env".into(),
+            )),
+            (None, Some(_)) => Err((key("password"), "a password needs a username".into())),
+        }
+    }
+}
+
+/// `MCREG_UPSTREAM_<NAME>_USERNAME` and `_PASSWORD`, when both are set.
+fn credentials_from_env(name: &str) -> Result<Option<Credentials>> {
+    let variable = |part: &str| format!("MCREG_UPSTREAM_{}_{part}", env_name(name));
+    let get = |part: &str| std::env::var(variable(part)).ok().filter(|v| !v.is_empty());
+    match (get("USERNAME"), get("PASSWORD")) {
+        (Some(user), Some(password)) => Ok(Some(Credentials::basic(user, password))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::Invalid(format!(
+            "{} is set but {} is not",
+            variable("USERNAME"),
+            variable("PASSWORD")
+        ))),
+        (None, Some(_)) => Err(Error::Invalid(format!(
+            "{} is set but {} is not",
+            variable("PASSWORD"),
+            variable("USERNAME")
+        ))),
+    }
+}
+
+/// A route name as it appears in environment variables: `ghcr-io` → `GHCR_IO`.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn default_name(registry: &str) -> String {
+    if registry == DOCKER_HUB {
+        "dockerhub".to_owned()
+    } else {
+        registry.replace([':', '.'], "-").to_ascii_lowercase()
+    }
+}
+
+/// A registry as image references name it (`index.docker.io` is `docker.io`).
+fn normalize_registry(registry: &str) -> Result<String, String> {
+    let trimmed = registry.trim().trim_end_matches('/');
+    let host = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .unwrap_or(trimmed);
+    let reference = ImageReference::parse(&format!("{host}/probe"))
+        .map_err(|e| format!("{registry:?} is not a registry: {e}"))?;
+    let hub = reference.registry() == DOCKER_HUB && reference.repository() == "library/probe";
+    if reference.repository() != "probe" && !hub {
+        return Err(format!("{registry:?} is not a registry host (host[:port])"));
+    }
+    Ok(reference.registry().to_owned())
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "route name {name:?}: use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"
+        ))
+    }
+}
+
+/// A prefix is one repository path component (`ghcr`, `ghcr.io`).
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    match ImageReference::parse(&format!("example.com/{prefix}/x")) {
+        Ok(_) if !prefix.contains('/') => Ok(()),
+        _ => Err(format!(
+            "prefix {prefix:?}: one path component of lowercase letters, digits and separators"
+        )),
+    }
+}
+
+/// An error's text without the variant's prefix (for a key's message).
+fn plain(error: Error) -> String {
+    match error {
+        Error::Invalid(message) => message,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("proxy.toml"), text, PathBuf::from("/cache"))
+    }
+
+    fn message(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_from_the_registry() {
+        let config =
+            parse("[[route]]\nregistry = \"docker.io\"\n[[route]]\nregistry = \"localhost:5000\"\n").unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.storage, PathBuf::from("/cache"));
+        let hub = &config.routes[0];
+        assert_eq!(
+            (hub.name.as_str(), hub.prefix.as_deref(), hub.default),
+            ("dockerhub", Some("docker.io"), true)
+        );
+        assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
+        let local = &config.routes[1];
+        assert_eq!(
+            (local.name.as_str(), local.prefix.as_deref(), local.default),
+            ("localhost-5000", Some("localhost-5000"), false)
+        );
+    }
+
+    #[test]
+    fn a_full_route() {
+        let config = parse(
+            r#"
+listen = "0.0.0.0:5001"
+vhost_suffix = ".Cache.Example.com"
+[storage]
+path = "/srv/cache"
+[[route]]
+registry = "ghcr.io"
+name = "ghcr"
+prefix = "ghcr"
+hosts = ["GHCR.cache.example.com"]
+default = true
+tag_ttl = "90s"
+username = "bot"
+password = "s3cret"
+[[route.mirror]]
+url = "https://mirror.example.com/ghcr"
+insecure = true
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.vhost_suffix.as_deref(), Some("cache.example.com"));
+        let route = &config.routes[0];
+        assert_eq!(route.tag_ttl, Duration::from_secs(90));
+        assert_eq!(route.hosts, ["ghcr.cache.example.com"]);
+        assert!(route.credentials.is_some() && route.mirrors[0].insecure);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let m = message("[[route]]\nregistry = \"docker.io\"\ntag_ttl = 5\n");
+        assert!(m.starts_with("proxy.toml, line 3, route[0].tag_ttl:"), "{m}");
+        let m = message("[[route]]\nregistry = \"docker.io\"\ntag_ttl = \"soon\"\n");
+        assert!(m.starts_with("proxy.toml, route[0].tag_ttl:"), "{m}");
+        let m = message("[[route]]\nregistry = \"docker.io\"\nfrobnicate = true\n");
+        assert!(m.contains("frobnicate"), "{m}");
+        let m = message("listen = \"nowhere\"\n[[route]]\nregistry = \"docker.io\"\n");
+        assert!(m.starts_with("proxy.toml, listen:"), "{m}");
+        let m = message("[[route]]\nregistry = \"Not A Host\"\n");
+        assert!(m.starts_with("proxy.toml, route[0].registry:"), "{m}");
+        let m =
+            message("[[route]]\nregistry = \"a.io\"\n[[route]]\nregistry = \"b.io\"\nprefix = \"a.io\"\n");
+        assert!(m.contains("route[1].prefix") && m.contains("two routes"), "{m}");
+        let m = message("[[route]]\nregistry = \"a.io\"\nusername = \"u\"\n");
+        assert!(m.contains("route[0].username"), "{m}");
+        let m = message(
+            "[[route]]\nregistry = \"a.io\"\n[[route.mirror]]\nurl = \"m\"\nusername = \"u\"\npassword_env = \"MCREG_TEST_SURELY_UNSET\"\n",
+        );
+        assert!(
+            m.contains("route[0].mirror[0].password_env") && m.contains("MCREG_TEST_SURELY_UNSET"),
+            "{m}"
+        );
+        assert!(message("").contains("no route"));
+        let m = message("[[route]]\nregistry = \"a.io\"\nname = \"Bad Name\"\n");
+        assert!(m.contains("route[0].name"), "{m}");
+    }
+
+    #[test]
+    fn command_line_routes() {
+        let config = Config::for_registries(
+            DEFAULT_LISTEN.parse().unwrap(),
+            PathBuf::from("/c"),
+            &["ghcr.io".into(), "index.docker.io".into()],
+        )
+        .unwrap();
+        assert_eq!(config.routes[1].registry, "docker.io");
+        assert!(config.routes[1].default && !config.routes[0].default);
+        assert_eq!(env_name("ghcr-io"), "GHCR_IO");
+    }
+}

@@ -1,0 +1,83 @@
+#![doc = include_str!("../README.md")]
+
+mod api;
+mod cache;
+pub mod config;
+pub mod error;
+mod fill;
+mod log;
+mod routes;
+mod singleflight;
+pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use registry_client::RepositoryClientBuilder;
+
+pub use config::{Config, RouteConfig, UpstreamConfig};
+pub use error::{Error, Result};
+use routes::Routes;
+use storage::Storage;
+
+/// A pull-through cache: its routes and their upstream clients, its storage.
+pub struct Proxy {
+    routes: Routes,
+    cache: cache::Cache,
+}
+
+impl Proxy {
+    /// A proxy for `config`, storing on local disk at `config.storage`.
+    /// `customize` is applied to every route's upstream client (mirror
+    /// config files, a docker config to read, timeouts).
+    pub fn new(
+        config: &Config,
+        customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
+    ) -> Result<Proxy> {
+        let storage = Storage::local(&config.storage)?;
+        Self::with_storage(config, storage, customize)
+    }
+
+    /// A proxy on any storage.
+    pub fn with_storage(
+        config: &Config,
+        storage: Storage,
+        customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
+    ) -> Result<Proxy> {
+        Ok(Proxy {
+            routes: Routes::build(config, &customize)?,
+            cache: cache::Cache::new(storage),
+        })
+    }
+
+    /// The HTTP service: the `/v2/` API, `/health`, the access log.
+    pub fn router(self) -> Router {
+        api::router(Arc::new(self)).layer(axum::middleware::from_fn(log::layer))
+    }
+
+    /// The routes, by name and registry (for start-up messages).
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.routes
+            .all()
+            .iter()
+            .map(|r| (r.name.as_str(), r.registry.as_str()))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets the
+    /// answers under way finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let addr = listener.local_addr().ok();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| Error::Serve {
+                context: format!("serving on {addr:?} failed"),
+                source,
+            })
+    }
+}

@@ -1,0 +1,107 @@
+//! One log line per request, when its answer has been sent: method, path,
+//! status, route, upstream, cache result, bytes and time. Also the header
+//! every answer carries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt;
+
+use crate::cache::CacheResult;
+use crate::fill::Fill;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+/// What a handler tells the access log about its answer.
+#[derive(Clone, Default)]
+pub struct Served {
+    pub route: Option<String>,
+    pub cache: Option<CacheResult>,
+    pub upstream: Option<String>,
+    /// A blob's fill, which knows its upstream once it is done.
+    pub fill: Option<Arc<Fill>>,
+}
+
+impl Served {
+    pub fn new(cache: CacheResult, upstream: Option<String>) -> Served {
+        Served {
+            route: None,
+            cache: Some(cache),
+            upstream,
+            fill: None,
+        }
+    }
+}
+
+/// Adds `Docker-Distribution-API-Version: registry/2.0` and logs the
+/// request once its body is sent (or the client has gone).
+pub async fn layer(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), ToString::to_string);
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
+    let line = Line {
+        method: method.to_string(),
+        target,
+        status: response.status().as_u16(),
+        served,
+        started,
+        bytes: Arc::new(AtomicU64::new(0)),
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = line.bytes.clone();
+    // The line is written when the stream (and so `line`) is dropped: at its
+    // end, or when the client goes away.
+    let counted = body.into_data_stream().map(move |chunk| {
+        let _keep = &line;
+        if let Ok(data) = &chunk {
+            bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(counted))
+}
+
+struct Line {
+    method: String,
+    target: String,
+    status: u16,
+    served: Served,
+    started: Instant,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let upstream = self
+            .served
+            .upstream
+            .clone()
+            .or_else(|| self.served.fill.as_ref().and_then(|fill| fill.source()));
+        tracing::info!(
+            target: "mcreg::access",
+            method = %self.method,
+            path = %self.target,
+            status = self.status,
+            route = self.served.route.as_deref().unwrap_or("-"),
+            upstream = upstream.as_deref().unwrap_or("-"),
+            cache = self.served.cache.map_or("-", CacheResult::as_str),
+            bytes = self.bytes.load(Ordering::Relaxed),
+            ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}

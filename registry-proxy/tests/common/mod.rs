@@ -1,0 +1,106 @@
+//! A cache server for the tests, on its own thread and runtime (so that it
+//! keeps answering while a test blocks on podman or skopeo), and the
+//! configuration of a cache in front of test registries.
+#![allow(dead_code)] // each test binary uses a part
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use registry_client::RetryConfig;
+use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_proxy::{Config, Proxy, RouteConfig};
+use tokio::sync::oneshot;
+
+/// A running cache; stopped (gracefully) on drop.
+pub struct RunningProxy {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Serves `config` on `127.0.0.1:<free port>` (`config.listen` is ignored).
+    pub fn start(config: &Config) -> RunningProxy {
+        let proxy = Proxy::new(config, |builder| {
+            // Hermetic: never the developer's docker config. Fast retries.
+            builder
+                .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+                .retry(
+                    RetryConfig::default()
+                        .with_initial_backoff(Duration::from_millis(10))
+                        .with_max_backoff(Duration::from_millis(50)),
+                )
+        })
+        .expect("build the proxy");
+        Self::serve(proxy)
+    }
+
+    pub fn serve(proxy: Proxy) -> RunningProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("address");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("mcreg-proxy".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    proxy
+                        .serve(listener, async {
+                            let _ = stop.await;
+                        })
+                        .await
+                        .expect("serve");
+                });
+            })
+            .expect("spawn the proxy thread");
+        RunningProxy {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A cache in `dir` with one default route per upstream registry host (the
+/// first is the default route).
+pub fn config(dir: &Path, registries: &[String]) -> Config {
+    let mut config =
+        Config::for_registries("127.0.0.1:0".parse().unwrap(), dir.to_owned(), registries).expect("config");
+    for (i, route) in config.routes.iter_mut().enumerate() {
+        route.default = i == 0;
+    }
+    config
+}
+
+/// One route, as `RouteConfig::for_registry` makes it.
+pub fn route(registry: &str) -> RouteConfig {
+    RouteConfig::for_registry(registry).expect("route")
+}
