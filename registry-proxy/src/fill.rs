@@ -216,6 +216,7 @@ async fn run(
         pending: Vec::new(),
         pending_bytes: 0,
         written: 0,
+        published: 0,
         size: None,
         state,
     };
@@ -234,15 +235,19 @@ struct SpoolSink<'a> {
     hasher: Option<Hasher>,
     pending: Vec<Bytes>,
     pending_bytes: usize,
-    /// Bytes in the file, readable.
+    /// Bytes in the file.
     written: u64,
+    /// Bytes shown to readers.
+    published: u64,
     size: Option<u64>,
     state: &'a watch::Sender<FillState>,
 }
 
 impl SpoolSink<'_> {
-    /// Hashes and writes what is gathered, then shows it to readers.
-    async fn flush(&mut self) -> registry_client::Result<()> {
+    /// Hashes and writes what is gathered; shows it to readers if `publish`.
+    /// The last bytes are not shown until the blob is verified: a reader
+    /// must never reach the end of a blob that fails.
+    async fn flush(&mut self, publish: bool) -> registry_client::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -264,10 +269,13 @@ impl SpoolSink<'_> {
         .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))??;
         self.hasher = hasher;
         self.written = written;
-        self.state.send_replace(FillState::Running {
-            written,
-            size: self.size,
-        });
+        if publish {
+            self.published = written;
+            self.state.send_replace(FillState::Running {
+                written,
+                size: self.size,
+            });
+        }
         Ok(())
     }
 }
@@ -277,34 +285,36 @@ impl BlobSink for SpoolSink<'_> {
         self.pending_bytes += chunk.len();
         self.pending.push(chunk);
         if self.pending_bytes >= FLUSH_BYTES {
-            self.flush().await?;
+            self.flush(true).await?;
         }
         Ok(())
     }
 
     async fn restart(&mut self) -> registry_client::Result<()> {
         // Readers may have the bytes already: they cannot be taken back.
-        if self.written > 0 {
+        if self.published > 0 {
             return Err(registry_client::Error::Io(std::io::Error::other(
                 "its first bytes were already sent to clients",
             )));
         }
         self.pending.clear();
         self.pending_bytes = 0;
+        self.written = 0;
         self.hasher = self.hasher.take().map(|h| h.fresh());
         Ok(())
     }
 
     async fn digest(&mut self) -> registry_client::Result<String> {
-        self.flush().await?;
+        self.flush(false).await?;
         Ok(self.hasher.clone().map(Hasher::finish).unwrap_or_default())
     }
 
     fn expect_size(&mut self, size: u64) {
         self.size = Some(size);
-        self.state.send_replace(FillState::Running {
-            written: self.written,
-            size: Some(size),
+        self.state.send_modify(|state| {
+            if let FillState::Running { size: known, .. } = state {
+                *known = Some(size);
+            }
         });
     }
 }

@@ -96,9 +96,9 @@ impl Drop for Line {
             method = %self.method,
             path = %self.target,
             status = self.status,
-            route = self.served.route.as_deref().unwrap_or("-"),
-            upstream = upstream.as_deref().unwrap_or("-"),
-            cache = self.served.cache.map_or("-", CacheResult::as_str),
+            route = %self.served.route.as_deref().unwrap_or("-"),
+            upstream = %upstream.as_deref().unwrap_or("-"),
+            cache = %self.served.cache.map_or("-", CacheResult::as_str),
             bytes = self.bytes.load(Ordering::Relaxed),
             ms = self.started.elapsed().as_millis() as u64,
             "request"

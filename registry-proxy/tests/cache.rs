@@ -1,0 +1,338 @@
+//! What the cache promises, against real upstream registries behind a
+//! recording fault proxy: one upstream GET per blob however many clients
+//! pull at once; stale answers when the upstream is gone; nothing cached
+//! from a corrupted upstream; blob HEADs that download nothing; Range on a
+//! miss and on a hit; routes that never mix; fills that outlive their
+//! client; a cache that survives a restart and cleans up after a crash.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{RunningProxy, config};
+use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
+use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
+use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::pull::PullOptions;
+use registry_client::{ImageReference, RepositoryClient};
+use reqwest::StatusCode;
+use url::Url;
+
+/// An SDK client that talks to the cache as its registry.
+fn client() -> RepositoryClient {
+    RepositoryClient::builder("oci")
+        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .platform("linux/amd64")
+        .build()
+        .expect("client")
+}
+
+async fn recorded(registry: &TestRegistry) -> FaultProxy {
+    FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await
+}
+
+fn through(proxy: &RunningProxy, image: &ImageFixture) -> ImageReference {
+    image.reference(&proxy.host()).parse().expect("reference")
+}
+
+async fn pull(reference: &ImageReference) -> registry_client::Result<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = client()
+        .pull(reference)
+        .await?
+        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
+        .await?;
+    Ok(result.digest)
+}
+
+fn blob_gets(upstream: &FaultProxy) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for request in upstream.requests().iter().filter(|r| r.is_blob_get()) {
+        let digest = request.path.rsplit('/').next().unwrap_or_default().to_owned();
+        *counts.entry(digest).or_default() += 1;
+    }
+    counts
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_cold_pulls_fetch_each_blob_once() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry).await;
+    // Slow blobs: every pull arrives while the first fill is still running.
+    upstream.inject_when(
+        Matcher::blob_gets(),
+        Fault::Delay {
+            duration: Duration::from_millis(300),
+            times: usize::MAX,
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let image = &registry.fixtures().many_layers;
+    let reference = through(&proxy, image);
+
+    let pulls = (0..20).map(|_| {
+        let reference = reference.clone();
+        tokio::spawn(async move { pull(&reference).await })
+    });
+    for result in futures::future::join_all(pulls).await {
+        assert_eq!(result.expect("task").expect("pull"), image.digest);
+    }
+
+    let gets = blob_gets(&upstream);
+    let expected: Vec<&str> = image
+        .layers
+        .iter()
+        .map(|l| l.digest.as_str())
+        .chain([image.config_digest.as_str()])
+        .collect();
+    for digest in &expected {
+        assert_eq!(gets.get(*digest), Some(&1), "upstream GETs of {digest}: {gets:?}");
+    }
+    assert_eq!(gets.len(), expected.len(), "{gets:?}");
+}
+
+#[tokio::test]
+async fn a_stopped_upstream_still_serves_what_was_pulled_marked_stale() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    // Every tag request checks upstream.
+    config.routes[0].tag_ttl = Duration::ZERO;
+    let proxy = RunningProxy::start(&config);
+    let image = &registry.fixtures().single_oci;
+    let reference = through(&proxy, image);
+    assert_eq!(pull(&reference).await.expect("first pull"), image.digest);
+
+    drop(registry);
+    assert_eq!(
+        pull(&reference).await.expect("pull while the upstream is down"),
+        image.digest
+    );
+    let manifest = format!("{}/v2/{}/manifests/v1", proxy.url(), image.repository);
+    let response = http().get(&manifest).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-cache"), "STALE");
+    assert_eq!(header(&response, "docker-content-digest"), image.digest);
+
+    // An image never pulled: a clear error that names the upstream's failure.
+    let never = through(&proxy, &registry_fixture_named(image, "never/pulled"));
+    let error = pull(&never).await.expect_err("nothing to serve");
+    assert!(error.to_string().contains("503"), "{error}");
+    // (The upstream's breaker may have opened by now: that is said too.)
+    let response = http()
+        .get(format!("{}/v2/never/pulled/manifests/v1", proxy.url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = response.text().await.expect("body");
+    let says_why = body.contains("connection to") || body.contains("circuit breaker open");
+    assert!(body.contains("UNAVAILABLE") && says_why, "{body}");
+}
+
+fn registry_fixture_named(image: &ImageFixture, repository: &str) -> ImageFixture {
+    let mut image = image.clone();
+    image.repository = repository.to_owned();
+    image
+}
+
+#[tokio::test]
+async fn a_corrupted_upstream_blob_is_never_cached_and_cuts_the_client() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let image = &registry.fixtures().single_oci;
+    let layer = &image.layers[0];
+    upstream.inject_when(
+        Matcher::path_contains(layer.digest.clone()).method(reqwest::Method::GET),
+        Fault::CorruptByte { offset: 3, times: 1 },
+    );
+    let blob = format!("{}/v2/{}/blobs/{}", proxy.url(), image.repository, layer.digest);
+
+    // The client gets no clean end of body.
+    let response = http().get(&blob).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await;
+    assert!(body.is_err(), "a corrupted blob must not end cleanly: {body:?}");
+    // And nothing was stored: a HEAD is a miss, answered by the upstream.
+    let head = http().head(&blob).send().await.expect("HEAD");
+    assert_eq!(header(&head, "x-cache"), "MISS");
+
+    // With the fault gone, the next pull is whole and verified.
+    assert_eq!(pull(&through(&proxy, image)).await.expect("pull"), image.digest);
+    let cached = http().get(&blob).send().await.expect("GET");
+    assert_eq!(header(&cached, "x-cache"), "HIT");
+    assert_eq!(cached.bytes().await.expect("body"), layer.data);
+}
+
+#[tokio::test]
+async fn a_blob_head_on_a_miss_downloads_nothing_and_ranges_work_on_miss_and_hit() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let image = &registry.fixtures().many_layers;
+    let layer = image.layers.iter().max_by_key(|l| l.size).expect("a layer");
+    let blob = format!("{}/v2/{}/blobs/{}", proxy.url(), image.repository, layer.digest);
+
+    let head = http().head(&blob).send().await.expect("HEAD");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(&head, "content-length"), layer.size.to_string());
+    assert_eq!(header(&head, "docker-content-digest"), layer.digest);
+    assert_eq!(header(&head, "x-cache"), "MISS");
+    let sent: Vec<RecordedRequest> = upstream.requests().into_iter().filter(|r| r.is_blob()).collect();
+    assert!(sent.iter().all(|r| r.method == reqwest::Method::HEAD), "{sent:?}");
+
+    let (start, end) = (10_u64, 29_u64);
+    let expected = &layer.data[start as usize..=end as usize];
+    for cache in ["MISS", "HIT"] {
+        if cache == "HIT" {
+            wait_for_hit(&blob).await;
+        }
+        let response = http()
+            .get(&blob)
+            .header("range", format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{cache}");
+        assert_eq!(header(&response, "x-cache"), cache);
+        assert_eq!(
+            header(&response, "content-range"),
+            format!("bytes {start}-{end}/{}", layer.size)
+        );
+        assert_eq!(response.bytes().await.expect("body"), expected, "{cache}");
+    }
+    let beyond = http()
+        .get(&blob)
+        .header("range", format!("bytes={}-", layer.size))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        header(&beyond, "content-range"),
+        format!("bytes */{}", layer.size)
+    );
+    assert_eq!(blob_gets(&upstream).get(&layer.digest), Some(&1));
+}
+
+/// Waits until the cache has committed a blob (its fill may still be closing).
+async fn wait_for_hit(blob: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let head = http().head(blob).send().await.expect("HEAD");
+        if header(&head, "x-cache") == "HIT" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{blob} was never committed");
+}
+
+#[tokio::test]
+async fn two_routes_with_the_same_names_never_mix() {
+    let (a, b) = tokio::join!(
+        TestRegistry::start_empty(AuthMode::None),
+        TestRegistry::start_empty(AuthMode::None)
+    );
+    let app = |image: &ImageFixture| {
+        let mut image = image.clone();
+        image.repository = "team/app".into();
+        image.tag = Some("v1".into());
+        image
+    };
+    let (in_a, in_b) = (app(&fixtures().single_oci), app(&fixtures().many_layers));
+    Pusher::new(&a.url()).image(&in_a).await;
+    Pusher::new(&b.url()).image(&in_b).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[a.host(), b.host()]);
+    config.routes[0].prefix = Some("a".into());
+    config.routes[1].prefix = Some("b".into());
+    let proxy = RunningProxy::start(&config);
+    let via = |prefix: &str, reference: &str| -> ImageReference {
+        format!("{}/{prefix}/team/app{reference}", proxy.host())
+            .parse()
+            .expect("reference")
+    };
+    for _ in 0..2 {
+        assert_eq!(pull(&via("a", ":v1")).await.expect("a"), in_a.digest);
+        assert_eq!(pull(&via("b", ":v1")).await.expect("b"), in_b.digest);
+    }
+    // Content cached for one route is not there for the other.
+    let error = pull(&via("b", &format!("@{}", in_a.digest)))
+        .await
+        .expect_err("not in b");
+    assert!(error.is_not_found(), "{error}");
+}
+
+#[tokio::test]
+async fn a_fill_outlives_the_client_that_started_it() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let upstream = recorded(&registry).await;
+    // Big enough to be sent in many chunks.
+    let data: Vec<u8> = (0..8 * 1024 * 1024_u32).map(|i| (i % 251) as u8).collect();
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    upstream.inject_when(
+        Matcher::blob_gets(),
+        Fault::Delay {
+            duration: Duration::from_millis(200),
+            times: 1,
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let blob = format!("{}/v2/big/blob/blobs/{digest}", proxy.url());
+
+    let mut response = http().get(&blob).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = response.chunk().await.expect("a chunk");
+    assert!(first.is_some());
+    drop(response);
+
+    wait_for_hit(&blob).await;
+    let cached = http().get(&blob).send().await.expect("GET");
+    assert_eq!(cached.bytes().await.expect("body").as_ref(), data.as_slice());
+    assert_eq!(blob_gets(&upstream).get(&digest), Some(&1));
+}
+
+#[tokio::test]
+async fn the_cache_survives_a_restart_and_cleans_what_a_crash_left() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &[registry.host()]);
+    let image = &registry.fixtures().single_docker;
+    {
+        let proxy = RunningProxy::start(&config);
+        assert_eq!(pull(&through(&proxy, image)).await.expect("pull"), image.digest);
+    }
+    // What a crash leaves: a spool file, a half-written object.
+    let spool_leftover = dir.path().join("spool/fill-crashed");
+    std::fs::write(&spool_leftover, b"partial").expect("write");
+    let staging_leftover = dir.path().join("store/routes/leftover#7");
+    std::fs::write(&staging_leftover, b"partial").expect("write");
+    drop(registry);
+
+    let proxy = RunningProxy::start(&config);
+    assert!(!spool_leftover.exists() && !staging_leftover.exists());
+    // The upstream is gone, the tag is still fresh: all from disk.
+    assert_eq!(
+        pull(&through(&proxy, image)).await.expect("pull from disk"),
+        image.digest
+    );
+}

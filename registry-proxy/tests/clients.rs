@@ -1,0 +1,900 @@
+//! Real clients pull through the cache: podman through a `registries.conf`
+//! mirror (the default route, then a route chosen by a path prefix), skopeo
+//! into OCI layouts (one image, a whole index), containerd through a
+//! `hosts.toml` mirror (`?ns=` routing); and the `/v2/` protocol checked
+//! directly with reqwest (headers, cache states, refusals, bad names and
+//! digests, tag-list pages).
+//!
+//! Each upstream is a real Distribution registry with two recording proxies
+//! in front of it: `via_cache`, the only way the cache reaches it, and
+//! `direct`, the registry as the clients name it. A request that reaches
+//! `direct` went around the cache.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{RunningProxy, config, route};
+use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::{AuthMode, Containerd, ImageFixture, TestRegistry, fixtures};
+use registry_proxy::{Config, UpstreamConfig};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LINK};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use url::Url;
+
+/// A registry and two recording proxies in front of it.
+struct Upstream {
+    /// What the cache fetches from.
+    via_cache: FaultProxy,
+    /// The registry as the clients name it: nothing should arrive here.
+    direct: FaultProxy,
+    _registry: TestRegistry,
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let registry = TestRegistry::start(AuthMode::None).await;
+        let url = Url::parse(&registry.url()).expect("registry URL");
+        let (via_cache, direct) = tokio::join!(FaultProxy::start(url.clone()), FaultProxy::start(url));
+        Upstream {
+            via_cache,
+            direct,
+            _registry: registry,
+        }
+    }
+
+    /// The blob digests the cache fetched (GETs that reached the registry).
+    fn blob_gets(&self) -> Vec<String> {
+        let mut digests: Vec<String> = self
+            .via_cache
+            .requests()
+            .iter()
+            .filter(|r| r.is_blob_get() && r.forwarded)
+            .filter_map(|r| r.path.rsplit_once("/blobs/").map(|(_, d)| d.to_owned()))
+            .collect();
+        digests.sort();
+        digests
+    }
+
+    fn assert_not_contacted_directly(&self) {
+        let requests = self.direct.requests();
+        assert!(
+            requests.is_empty(),
+            "the registry was asked directly, around the cache: {requests:#?}"
+        );
+    }
+}
+
+/// An upstream and a cache whose one (default) route fetches from it.
+struct Cached {
+    up: Upstream,
+    cache: RunningProxy,
+    dir: tempfile::TempDir,
+}
+
+impl Cached {
+    async fn start() -> Cached {
+        let up = Upstream::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[up.via_cache.host()]));
+        Cached { up, cache, dir }
+    }
+
+    /// `http://<cache>/v2/<rest>`.
+    fn url(&self, rest: &str) -> String {
+        format!("{}/v2/{rest}", self.cache.url())
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("an ASCII header").to_owned())
+}
+
+/// The status and the first error code of a registry error answer.
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let text = response.text().await.expect("error body");
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not a JSON error ({e}): {text}"));
+    let code = body["errors"][0]["code"].as_str().unwrap_or_default().to_owned();
+    (status, code)
+}
+
+/// Runs a real tool and returns its stdout; fails the test with its output
+/// when it fails or is missing.
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} could not run ({e}): run scripts/install-test-tools.sh"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// podman with a storage of its own under `dir` and `registries_conf`.
+fn podman(dir: &Path, registries_conf: &Path, args: &[&str]) -> String {
+    run(Command::new("podman")
+        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
+        .args(["--root", utf8(&dir.join("root"))])
+        .args(["--runroot", utf8(&dir.join("run"))])
+        .args(["--storage-driver", "vfs"])
+        .args(args))
+}
+
+/// A `registries.conf` sending pulls from `registry` to the mirror `mirror`
+/// (`host[:port][/namespace]`).
+fn write_registries_conf(path: &Path, registry: &str, mirror: &str) {
+    let text = format!(
+        "[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n\n\
+         [[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n"
+    );
+    std::fs::write(path, text).expect("write registries.conf");
+}
+
+/// Pulls `image` with a fresh podman storage under `dir` and returns the
+/// digest podman gives the image.
+fn podman_pull(dir: &Path, registries_conf: &Path, image: &str) -> String {
+    std::fs::create_dir_all(dir).expect("podman dir");
+    podman(dir, registries_conf, &["pull", "--quiet", image]);
+    let digest = podman(
+        dir,
+        registries_conf,
+        &["image", "inspect", "--format", "{{.Digest}}", image],
+    );
+    digest.trim().to_owned()
+}
+
+/// The config and layer digests of `image`, sorted.
+fn blob_digests<'f>(images: impl IntoIterator<Item = &'f ImageFixture>) -> Vec<String> {
+    let mut digests: Vec<String> = images
+        .into_iter()
+        .flat_map(|image| {
+            std::iter::once(image.config_digest.clone()).chain(image.layers.iter().map(|l| l.digest.clone()))
+        })
+        .collect();
+    digests.sort();
+    digests
+}
+
+/// podman through a mirror in `registries.conf`, requests without a prefix:
+/// the cache's default route serves them, the registry is never asked, the
+/// digests are the registry's, and a second pull into a fresh storage is
+/// answered from the cache alone.
+#[tokio::test]
+async fn podman_pulls_through_a_registries_conf_mirror() {
+    let cached = Cached::start().await;
+    let up = &cached.up;
+    let conf = cached.dir.path().join("registries.conf");
+    write_registries_conf(&conf, &up.direct.host(), &cached.cache.host());
+    let single = &fixtures().single_oci;
+    let multi = &fixtures().multi_oci;
+
+    let digest = podman_pull(
+        &cached.dir.path().join("podman1"),
+        &conf,
+        &single.reference(&up.direct.host()),
+    );
+    assert_eq!(digest, single.digest, "podman's digest of single/oci");
+    assert_eq!(up.blob_gets(), blob_digests([single]), "each blob fetched once");
+
+    // An index: podman resolves the tag, then its platform's child by digest.
+    up.via_cache.clear_log();
+    let digest = podman_pull(
+        &cached.dir.path().join("podman1"),
+        &conf,
+        &multi.reference(&up.direct.host()),
+    );
+    assert_eq!(digest, multi.digest, "podman's digest of multi/oci");
+    assert_eq!(up.blob_gets(), blob_digests([multi.child("linux/amd64")]));
+
+    // Pulled again into an empty storage: the tag is fresh, every blob cached.
+    up.via_cache.clear_log();
+    let digest = podman_pull(
+        &cached.dir.path().join("podman2"),
+        &conf,
+        &single.reference(&up.direct.host()),
+    );
+    assert_eq!(digest, single.digest);
+    let requests = up.via_cache.requests();
+    assert!(requests.is_empty(), "a warm pull asked upstream: {requests:#?}");
+    up.assert_not_contacted_directly();
+}
+
+/// podman through a mirror with a namespace (`<cache>/up`): the route whose
+/// prefix is `up` serves it although another route is the default.
+#[tokio::test]
+async fn podman_pulls_through_a_mirror_with_a_prefix() {
+    let (up, other) = tokio::join!(Upstream::start(), Upstream::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut default = route(&other.via_cache.host());
+    default.default = true;
+    let mut prefixed = route(&up.via_cache.host());
+    prefixed.prefix = Some("up".into());
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        storage: dir.path().join("cache"),
+        vhost_suffix: None,
+        routes: vec![default, prefixed],
+    };
+    let cache = RunningProxy::start(&config);
+    let conf = dir.path().join("registries.conf");
+    write_registries_conf(&conf, &up.direct.host(), &format!("{}/up", cache.host()));
+
+    for (n, image) in [&fixtures().single_oci, &fixtures().nested]
+        .into_iter()
+        .enumerate()
+    {
+        up.via_cache.clear_log();
+        let digest = podman_pull(
+            &dir.path().join(format!("podman{n}")),
+            &conf,
+            &image.reference(&up.direct.host()),
+        );
+        assert_eq!(digest, image.digest, "podman's digest of {}", image.repository);
+        assert_eq!(up.blob_gets(), blob_digests([image]));
+    }
+    up.assert_not_contacted_directly();
+    let requests = other.via_cache.requests();
+    assert!(requests.is_empty(), "the default route was used: {requests:#?}");
+}
+
+/// skopeo with a policy and a `registries.conf` of its own (empty), so the
+/// machine's files play no part.
+fn skopeo(dir: &Path, args: &[&str]) -> String {
+    let policy = dir.join("policy.json");
+    let conf = dir.join("skopeo-registries.conf");
+    if !policy.exists() {
+        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("policy");
+        std::fs::write(&conf, "").expect("registries.conf");
+    }
+    run(Command::new("skopeo")
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .args(["--policy", utf8(&policy)])
+        .args(args))
+}
+
+/// The digest `index.json` of the OCI layout at `layout` gives `tag`.
+fn layout_digest(layout: &Path, tag: &str) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("JSON");
+    let entries = index["manifests"].as_array().expect("manifests");
+    let entry = entries
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in {index}"));
+    entry["digest"].as_str().expect("digest").to_owned()
+}
+
+fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256");
+    std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap_or_else(|e| panic!("blob {digest}: {e}"))
+}
+
+/// `skopeo copy` from the cache into OCI layouts: one image (the default
+/// route), a nested name (its route's prefix), and a whole index with
+/// `--all`. The layouts hold the registry's exact manifests; a second copy
+/// asks the registry nothing.
+#[tokio::test]
+async fn skopeo_copies_through_the_cache() {
+    let cached = Cached::start().await;
+    let up = &cached.up;
+    let dir = cached.dir.path();
+    let cache = cached.cache.host();
+    let prefix = up.via_cache.host().replace(':', "-");
+    let (single, nested, multi) = (&fixtures().single_oci, &fixtures().nested, &fixtures().multi_oci);
+
+    let copy = |source: &str, layout: &PathBuf, all: bool| {
+        let destination = format!("oci:{}:v1", utf8(layout));
+        let mut args = vec!["copy", "--src-tls-verify=false"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([source, destination.as_str()]);
+        skopeo(dir, &args);
+    };
+
+    let layout = dir.join("single");
+    copy(&format!("docker://{cache}/single/oci:v1"), &layout, false);
+    assert_eq!(layout_digest(&layout, "v1"), single.digest);
+    let raw = skopeo(dir, &["inspect", "--raw", &format!("oci:{}:v1", utf8(&layout))]);
+    assert_eq!(
+        raw.as_bytes(),
+        single.manifest.as_ref(),
+        "the manifest, byte for byte"
+    );
+    assert_eq!(up.blob_gets(), blob_digests([single]));
+
+    up.via_cache.clear_log();
+    let layout = dir.join("nested");
+    copy(&format!("docker://{cache}/{prefix}/a/b/c/d:v1"), &layout, false);
+    assert_eq!(layout_digest(&layout, "v1"), nested.digest);
+    assert_eq!(up.blob_gets(), blob_digests([nested]));
+
+    up.via_cache.clear_log();
+    let layout = dir.join("multi");
+    copy(&format!("docker://{cache}/multi/oci:v1"), &layout, true);
+    assert_eq!(layout_digest(&layout, "v1"), multi.digest);
+    assert_eq!(layout_blob(&layout, &multi.digest), multi.manifest.as_ref());
+    for child in &multi.children {
+        assert_eq!(
+            layout_blob(&layout, &child.digest),
+            child.manifest.as_ref(),
+            "{}",
+            child.platform
+        );
+    }
+    assert_eq!(up.blob_gets(), blob_digests(&multi.children));
+
+    // Again, into a fresh layout: everything from the cache.
+    up.via_cache.clear_log();
+    let layout = dir.join("multi-again");
+    copy(&format!("docker://{cache}/multi/oci:v1"), &layout, true);
+    assert_eq!(layout_digest(&layout, "v1"), multi.digest);
+    let requests = up.via_cache.requests();
+    assert!(requests.is_empty(), "a warm copy asked upstream: {requests:#?}");
+    up.assert_not_contacted_directly();
+}
+
+/// containerd through a `hosts.toml` mirror: it sends `?ns=<registry>`, and
+/// the cache finds the route for that registry (not the default route, no
+/// prefix in the path), which fetches from its mirror. A second fetch in a
+/// fresh namespace is answered from the cache alone.
+#[tokio::test]
+async fn containerd_pulls_through_a_hosts_toml_mirror() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = up.direct.host();
+    let mut default = route("default.invalid");
+    default.default = true;
+    // The route is for the registry containerd names; it fetches from the
+    // recording proxy first (and would fall back to the registry, which
+    // must then see nothing).
+    let mut by_ns = route(&registry);
+    by_ns.prefix = None;
+    by_ns.mirrors = vec![UpstreamConfig {
+        url: format!("http://{}", up.via_cache.host()),
+        credentials: None,
+        insecure: true,
+    }];
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        storage: dir.path().join("cache"),
+        vhost_suffix: None,
+        routes: vec![default, by_ns],
+    };
+    let cache = RunningProxy::start(&config);
+    // What containerd sends the cache, recorded.
+    let front = FaultProxy::start(Url::parse(&cache.url()).expect("URL")).await;
+
+    let containerd = Containerd::start();
+    let hosts = dir.path().join("hosts");
+    let hosts_toml = hosts.join(&registry).join("hosts.toml");
+    std::fs::create_dir_all(hosts_toml.parent().expect("parent")).expect("hosts dir");
+    std::fs::write(
+        &hosts_toml,
+        format!(
+            "server = \"http://{registry}\"\n\n\
+             [host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            front.host()
+        ),
+    )
+    .expect("write hosts.toml");
+    let fetch = |namespace: &str, image: &str, all_platforms: bool| {
+        let mut args = vec!["--namespace", namespace, "content", "fetch"];
+        if all_platforms {
+            args.push("--all-platforms");
+        }
+        args.extend(["--hosts-dir", utf8(&hosts), "--plain-http", image]);
+        containerd.ctr(&args);
+    };
+    let (single, multi) = (&fixtures().single_oci, &fixtures().multi_oci);
+
+    fetch("one", &single.reference(&registry), false);
+    assert_eq!(up.blob_gets(), blob_digests([single]));
+    let sent = front.requests();
+    assert!(!sent.is_empty(), "containerd did not ask the cache");
+    for request in &sent {
+        let ns = request
+            .query
+            .as_deref()
+            .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "ns"))
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(ns.as_deref(), Some(registry.as_str()), "{request:?}");
+        assert!(
+            matches!(request.status, Some(200)),
+            "containerd's request answered {:?}: {request:?}",
+            request.status
+        );
+    }
+
+    // A fresh namespace fetches every blob again, from the cache.
+    up.via_cache.clear_log();
+    fetch("two", &single.reference(&registry), false);
+    let requests = up.via_cache.requests();
+    assert!(requests.is_empty(), "a warm fetch asked upstream: {requests:#?}");
+
+    // An index and all its platforms.
+    up.via_cache.clear_log();
+    fetch("three", &multi.reference(&registry), true);
+    assert_eq!(up.blob_gets(), blob_digests(&multi.children));
+    up.assert_not_contacted_directly();
+
+    // The cache names the registry it answered for.
+    let response = http()
+        .get(format!(
+            "{}/v2/single/oci/manifests/v1?ns={registry}",
+            cache.url()
+        ))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(response.headers(), "oci-namespace"),
+        Some(registry.clone())
+    );
+    assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("HIT"));
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        single.manifest.as_ref()
+    );
+    // Without ns= this cache's default route (another registry) is asked.
+    let response = http()
+        .get(format!("{}/v2/single/oci/manifests/v1", cache.url()))
+        .send()
+        .await
+        .expect("GET");
+    assert!(
+        !response.status().is_success(),
+        "the default route served the ns= route's image"
+    );
+    up.assert_not_contacted_directly();
+}
+
+/// `GET /v2/` and `HEAD /v2/`: the API version check.
+#[tokio::test]
+async fn version_check() {
+    let cached = Cached::start().await;
+    for request in [http().get(cached.url("")), http().head(cached.url(""))] {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header(response.headers(), "docker-distribution-api-version").as_deref(),
+            Some("registry/2.0"),
+            "{:?}",
+            response.headers()
+        );
+    }
+}
+
+/// Manifests by tag and by digest: the registry's media type, digest,
+/// length and bytes; `X-Cache` MISS, then HIT; `HEAD` the same headers and
+/// no body; unknown query parameters ignored.
+#[tokio::test]
+async fn manifest_answers() {
+    let cached = Cached::start().await;
+    let client = http();
+    for image in [&fixtures().single_oci, &fixtures().single_docker] {
+        let tag = image.tag.as_deref().expect("a tag");
+        let by_tag = cached.url(&format!("{}/manifests/{tag}", image.repository));
+        let by_digest = cached.url(&format!("{}/manifests/{}", image.repository, image.digest));
+        let check = |headers: &HeaderMap, cache: &str, what: &str| {
+            assert_eq!(
+                header(headers, "content-type").as_deref(),
+                Some(image.media_type),
+                "{what}"
+            );
+            assert_eq!(
+                header(headers, "docker-content-digest").as_deref(),
+                Some(image.digest.as_str()),
+                "{what}"
+            );
+            assert_eq!(
+                header(headers, "content-length"),
+                Some(image.manifest.len().to_string()),
+                "{what}"
+            );
+            assert_eq!(header(headers, "x-cache").as_deref(), Some(cache), "{what}");
+        };
+        for (cache, url) in [("MISS", &by_tag), ("HIT", &by_tag), ("HIT", &by_digest)] {
+            let response = client.get(url).send().await.expect("GET");
+            assert_eq!(response.status(), StatusCode::OK, "GET {url}");
+            check(response.headers(), cache, &format!("GET {url}"));
+            let body = response.bytes().await.expect("body");
+            assert_eq!(body.as_ref(), image.manifest.as_ref(), "GET {url}");
+        }
+        for url in [&by_tag, &by_digest, &format!("{by_tag}?foo=bar&n=1&last=zz")] {
+            let response = client.head(url).send().await.expect("HEAD");
+            assert_eq!(response.status(), StatusCode::OK, "HEAD {url}");
+            check(response.headers(), "HIT", &format!("HEAD {url}"));
+            assert!(response.bytes().await.expect("body").is_empty());
+        }
+        let response = client
+            .get(format!("{by_tag}?foo=bar&digest=sha256:00&ns="))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "unknown parameters");
+        check(response.headers(), "HIT", "unknown parameters");
+    }
+
+    // A HEAD on a cold cache: the registry's answer, nothing fetched.
+    let child = fixtures().multi_oci.child("linux/arm64/v8");
+    for url in [
+        cached.url("multi/oci/manifests/v1"),
+        cached.url(&format!("multi/oci/manifests/{}", child.digest)),
+    ] {
+        let response = client.head(&url).send().await.expect("HEAD");
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {url}");
+        assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("MISS"));
+        assert!(header(response.headers(), "docker-content-digest").is_some());
+        assert!(header(response.headers(), "content-length").is_some_and(|l| l != "0"));
+    }
+    let child_get = cached.url(&format!("multi/oci/manifests/{}", child.digest));
+    let response = client.get(&child_get).send().await.expect("GET");
+    assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("MISS"));
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        child.manifest.as_ref()
+    );
+    let gets = cached
+        .up
+        .via_cache
+        .count(|r| r.method == reqwest::Method::GET && r.is_manifest());
+    assert_eq!(
+        gets, 3,
+        "one GET per manifest, for single/oci, single/docker and a child"
+    );
+
+    // Not there: the spec's error.
+    let response = client
+        .get(cached.url("single/oci/manifests/nope"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
+    );
+}
+
+/// Blobs: bytes, digest and length; MISS then HIT; `HEAD`; a `Range`.
+#[tokio::test]
+async fn blob_answers() {
+    let cached = Cached::start().await;
+    let client = http();
+    let layer = &fixtures().single_oci.layers[0];
+    let url = cached.url(&format!("single/oci/blobs/{}", layer.digest));
+
+    let response = client.head(&url).send().await.expect("HEAD");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("MISS"));
+    assert_eq!(
+        header(response.headers(), "content-length"),
+        Some(layer.size.to_string())
+    );
+    assert_eq!(
+        cached.up.blob_gets(),
+        Vec::<String>::new(),
+        "a HEAD downloads nothing"
+    );
+
+    for cache in ["MISS", "HIT"] {
+        let response = client.get(&url).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        assert_eq!(header(&headers, "x-cache").as_deref(), Some(cache));
+        assert_eq!(
+            header(&headers, "docker-content-digest").as_deref(),
+            Some(layer.digest.as_str())
+        );
+        assert_eq!(header(&headers, "content-length"), Some(layer.size.to_string()));
+        assert_eq!(response.bytes().await.expect("body"), layer.data);
+    }
+    assert_eq!(cached.up.blob_gets(), vec![layer.digest.clone()], "fetched once");
+
+    let response = client
+        .get(&url)
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(response.headers(), CONTENT_RANGE.as_str()),
+        Some(format!("bytes 10-19/{}", layer.size))
+    );
+    assert_eq!(
+        header(response.headers(), CONTENT_LENGTH.as_str()).as_deref(),
+        Some("10")
+    );
+    assert_eq!(response.bytes().await.expect("body"), layer.data.slice(10..20));
+
+    let response = client.head(&url).send().await.expect("HEAD");
+    assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("HIT"));
+
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let response = client
+        .get(cached.url(&format!("single/oci/blobs/{missing}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN".into())
+    );
+}
+
+/// Push and delete: `405 UNSUPPORTED`, and nothing reaches the registry.
+#[tokio::test]
+async fn writes_are_refused() {
+    let cached = Cached::start().await;
+    let client = http();
+    let digest = &fixtures().single_oci.digest;
+    let layer = &fixtures().single_oci.layers[0].digest;
+    let requests = [
+        client
+            .put(cached.url("single/oci/manifests/v2"))
+            .header(CONTENT_TYPE, fixtures().single_oci.media_type)
+            .body(fixtures().single_oci.manifest.clone()),
+        client.delete(cached.url(&format!("single/oci/manifests/{digest}"))),
+        client.delete(cached.url(&format!("single/oci/blobs/{layer}"))),
+        client.post(cached.url("single/oci/blobs/uploads/")),
+        client.post(cached.url(&format!(
+            "single/oci/blobs/uploads/?mount={layer}&from=single/docker"
+        ))),
+        client.patch(cached.url("single/oci/blobs/uploads/some-session")),
+        client.put(cached.url(&format!("single/oci/blobs/uploads/some-session?digest={layer}"))),
+        client.post(cached.url("single/oci/tags/list")),
+        client.delete(cached.url("")),
+    ];
+    for request in requests {
+        let request = request.build().expect("request");
+        let what = format!("{} {}", request.method(), request.url());
+        let response = client.execute(request).await.expect("send");
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED".into()),
+            "{what}"
+        );
+    }
+    let asked = cached.up.via_cache.requests();
+    assert!(asked.is_empty(), "a refused write reached upstream: {asked:#?}");
+}
+
+/// A raw HTTP/1.1 `GET` of `target`, exactly as written (HTTP clients
+/// resolve `..` and `%2e%2e` before sending): the status and body.
+async fn raw_get(host: &str, target: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Bad digests are `DIGEST_INVALID`; names that climb out of the
+/// repository (`..`, encoded or not) are refused and never sent upstream.
+#[tokio::test]
+async fn bad_digests_and_names() {
+    let cached = Cached::start().await;
+    let client = http();
+    for path in [
+        "single/oci/blobs/sha256:xyz",
+        "single/oci/blobs/sha256:ABCDEF",
+        "single/oci/blobs/md5:00",
+        "single/oci/blobs/sha256:..%2F..%2Fetc%2Fpasswd",
+        "single/oci/manifests/sha256:xyz",
+    ] {
+        let response = client.get(cached.url(path)).send().await.expect("GET");
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_REQUEST, "DIGEST_INVALID".into()),
+            "{path}"
+        );
+    }
+
+    let blob = &fixtures().single_oci.layers[0].digest;
+    let host = cached.cache.host();
+    for target in [
+        "/v2/../../etc/manifests/v1".to_owned(),
+        "/v2/a/%2e%2e/b/manifests/v1".to_owned(),
+        "/v2/a/../b/manifests/v1".to_owned(),
+        "/v2/single/oci/../../single/oci/manifests/v1".to_owned(),
+        "/v2/%2e%2e/%2e%2e/etc/passwd/manifests/v1".to_owned(),
+        "/v2/..%2f..%2fetc/manifests/v1".to_owned(),
+        format!("/v2/../single/oci/blobs/{blob}"),
+        format!("/v2/single/%2E%2E/oci/blobs/{blob}"),
+        "/v2/../tags/many/tags/list".to_owned(),
+        "/v2/single/oci/manifests/..%2f..%2fetc".to_owned(),
+        "/v2/single/oci/manifests/..".to_owned(),
+    ] {
+        let (status, body) = raw_get(&host, &target).await;
+        assert!(
+            status == 400 && (body.contains("NAME_INVALID") || body.contains("TAG_INVALID")) || status == 404,
+            "GET {target}: {status} {body}"
+        );
+    }
+    let asked: Vec<_> = cached
+        .up
+        .via_cache
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("..") || r.path.to_ascii_lowercase().contains("%2e"))
+        .collect();
+    assert!(asked.is_empty(), "a climbing name reached upstream: {asked:#?}");
+}
+
+/// `?ns=` naming a registry the cache has no route for: `404 NAME_UNKNOWN`,
+/// not the default route; the namespace is echoed in `OCI-Namespace`.
+#[tokio::test]
+async fn unknown_namespace() {
+    let cached = Cached::start().await;
+    let client = http();
+    let fixture = &fixtures().single_oci;
+    for path in [
+        "single/oci/manifests/v1".to_owned(),
+        format!("single/oci/blobs/{}", fixture.layers[0].digest),
+        "single/oci/tags/list".to_owned(),
+    ] {
+        let url = format!("{}?ns=registry.example.com", cached.url(&path));
+        let response = client.get(&url).send().await.expect("GET");
+        assert_eq!(
+            header(response.headers(), "oci-namespace").as_deref(),
+            Some("registry.example.com"),
+            "{url}"
+        );
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into()),
+            "{url}"
+        );
+    }
+    let asked = cached.up.via_cache.requests();
+    assert!(asked.is_empty(), "an unknown namespace went upstream: {asked:#?}");
+
+    // The cache's own registry by ns= works, and is echoed too.
+    let ns = cached.up.via_cache.host();
+    let response = client
+        .get(format!("{}?ns={ns}", cached.url("single/oci/manifests/v1")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(response.headers(), "oci-namespace"), Some(ns));
+}
+
+/// The next page's URL from a `Link: <…>; rel="next"` header, if any.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = header(headers, LINK.as_str())?;
+    assert!(link.contains("rel=\"next\""), "{link}");
+    let start = link.find('<').expect("<") + 1;
+    let end = link.find('>').expect(">");
+    Some(link[start..end].to_owned())
+}
+
+/// Follows a tag list's pages from `first` and returns each page's tags.
+async fn tag_pages(cache: &str, first: &str) -> (Vec<Vec<String>>, Vec<String>) {
+    let client = http();
+    let base = Url::parse(cache).expect("cache URL");
+    let (mut pages, mut links) = (Vec::new(), Vec::new());
+    let mut next = Some(first.to_owned());
+    while let Some(url) = next.take() {
+        assert!(pages.len() < 10, "too many pages");
+        let response = client
+            .get(base.join(&url).expect("URL"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        next = next_link(response.headers());
+        links.extend(next.clone());
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["name"], "tags/many", "{url}");
+        let tags = body["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .map(|t| t.as_str().expect("a tag").to_owned())
+            .collect();
+        pages.push(tags);
+    }
+    (pages, links)
+}
+
+/// Tag lists, paged by the cache (Distribution does not page them):
+/// `?n=10` gives t00..t09 and a `Link` to the next page, which keeps the
+/// route's prefix or `ns=`; `last` starts after a tag; a bad `n` is refused.
+#[tokio::test]
+async fn tag_list_pages() {
+    let cached = Cached::start().await;
+    let expected: Vec<Vec<String>> = fixtures().tags.tags.chunks(10).map(<[String]>::to_vec).collect();
+    let cache = cached.cache.url();
+    let ns = cached.up.via_cache.host();
+    let prefix = ns.replace(':', "-");
+
+    let (pages, links) = tag_pages(&cache, "/v2/tags/many/tags/list?n=10").await;
+    assert_eq!(pages, expected);
+    assert_eq!(
+        links,
+        [
+            "/v2/tags/many/tags/list?n=10&last=t09",
+            "/v2/tags/many/tags/list?n=10&last=t19"
+        ]
+    );
+
+    let (pages, links) = tag_pages(&cache, &format!("/v2/{prefix}/tags/many/tags/list?n=10")).await;
+    assert_eq!(pages, expected, "by prefix");
+    assert!(
+        links
+            .iter()
+            .all(|l| l.starts_with(&format!("/v2/{prefix}/tags/many/tags/list?"))),
+        "{links:?}"
+    );
+
+    let (pages, links) = tag_pages(&cache, &format!("/v2/tags/many/tags/list?n=10&ns={ns}")).await;
+    assert_eq!(pages, expected, "by ns=");
+    assert!(
+        links
+            .iter()
+            .all(|l| l.contains(&format!("ns={ns}")) || l.contains(&format!("ns={}", ns.replace(':', "%3A")))),
+        "{links:?}"
+    );
+
+    let (pages, _) = tag_pages(&cache, "/v2/tags/many/tags/list").await;
+    assert_eq!(pages, [fixtures().tags.tags.clone()], "no n: every tag, sorted");
+    let (pages, _) = tag_pages(&cache, "/v2/tags/many/tags/list?last=t22").await;
+    assert_eq!(pages, [vec!["t23".to_owned(), "t24".to_owned()]]);
+    let (pages, _) = tag_pages(&cache, "/v2/tags/many/tags/list?n=5&last=t22").await;
+    assert_eq!(pages, [vec!["t23".to_owned(), "t24".to_owned()]]);
+
+    let response = http()
+        .get(format!("{cache}/v2/tags/many/tags/list?n=ten"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID".into())
+    );
+    let response = http()
+        .get(format!("{cache}/v2/no/such/repository/tags/list"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+}
