@@ -39,7 +39,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "REGION", env = "MCREG_REGION")]
     pub region: Option<String>,
 
-    /// Allow plain HTTP and unverified TLS for this command's registry (and --endpoint, --mirror)
+    /// Allow plain HTTP and unverified TLS for this command's registry (and --endpoint, --mirror;
+    /// for serve, every upstream)
     #[arg(long, global = true)]
     pub insecure: bool,
 
@@ -231,7 +232,7 @@ pub struct ServeArgs {
     pub upstream: Vec<String>,
 
     /// The cache directory (default: $XDG_CACHE_HOME/mcreg/proxy, or the file's storage.path)
-    #[arg(long, value_name = "DIR", env = "MCREG_CACHE_DIR")]
+    #[arg(long, value_name = "DIR", env = "MCREG_SERVE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 

@@ -157,7 +157,7 @@ where
     F: FnOnce(Arc<Route>, String) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
-    let (route, name, _selector): (Arc<Route>, &str, Selector) =
+    let (route, name, selector): (Arc<Route>, &str, Selector) =
         match proxy.routes.resolve(namespace, host, name) {
             Ok(found) => found,
             Err(NoRoute::Namespace(ns)) => {
@@ -183,6 +183,7 @@ where
         .unwrap_or_else(IntoResponse::into_response);
     let served = response.extensions_mut().get_or_insert_with(Served::default);
     served.route = Some(route_name);
+    served.via = Some(selector);
     response
 }
 

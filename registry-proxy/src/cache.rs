@@ -268,6 +268,9 @@ impl Cache {
         reference: &ImageReference,
         digest: &str,
     ) -> Shared<BlobFound> {
+        if let Some(fill) = self.fills.running(&route.name, digest) {
+            return filling(fill).await;
+        }
         if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
             return Ok(BlobFound {
                 size,

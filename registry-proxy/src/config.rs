@@ -263,8 +263,7 @@ struct FileRoute {
     prefix: Option<String>,
     #[serde(default)]
     hosts: Vec<String>,
-    #[serde(default)]
-    default: bool,
+    default: Option<bool>,
     tag_ttl: Option<String>,
     #[serde(default, rename = "mirror")]
     mirrors: Vec<FileUpstream>,
@@ -305,28 +304,29 @@ impl FileConfig {
                 format!("{listen:?} is not an address:port: {e}"),
             )
         })?;
+        // Without an explicit default, Docker Hub's route is (docker's
+        // registry-mirrors send its images with no other hint), unless it
+        // says `default = false`.
+        let hub_default = !self.routes.iter().any(|r| r.default == Some(true));
         let routes = self
             .routes
             .into_iter()
             .enumerate()
-            .map(|(i, route)| route.into_config(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut config = Config {
+            .map(|(i, route)| {
+                let implicit = hub_default && route.default.is_none();
+                let mut route = route.into_config(i)?;
+                route.default |= implicit && route.registry == DOCKER_HUB;
+                Ok(route)
+            })
+            .collect::<Result<Vec<_>, (String, String)>>()?;
+        Ok(Config {
             listen,
             storage: self.storage.path.unwrap_or(default_storage),
             vhost_suffix: self
                 .vhost_suffix
                 .map(|s| s.trim_start_matches('.').to_ascii_lowercase()),
             routes,
-        };
-        // Without an explicit default, Docker Hub's route is (docker's
-        // registry-mirrors send its images with no other hint).
-        if !config.routes.iter().any(|r| r.default)
-            && let Some(hub) = config.routes.iter_mut().find(|r| r.registry == DOCKER_HUB)
-        {
-            hub.default = true;
-        }
-        Ok(config)
+        })
     }
 }
 
@@ -345,7 +345,7 @@ impl FileRoute {
             route.prefix = self.prefix.filter(|p| !p.is_empty());
         }
         route.hosts = self.hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-        route.default = self.default;
+        route.default = self.default.unwrap_or(false);
         if let Some(ttl) = self.tag_ttl {
             route.tag_ttl = humantime::parse_duration(&ttl).map_err(|e| {
                 (
@@ -590,6 +590,19 @@ insecure = true
         assert!(message("").contains("no route"));
         let m = message("[[route]]\nregistry = \"a.io\"\nname = \"Bad Name\"\n");
         assert!(m.contains("route[0].name"), "{m}");
+    }
+
+    #[test]
+    fn docker_hub_is_the_default_unless_it_says_no() {
+        let hub = "[[route]]\nregistry = \"docker.io\"\n";
+        assert!(parse(hub).unwrap().routes[0].default);
+        let config = parse(&format!("{hub}default = false\n")).unwrap();
+        assert!(!config.routes[0].default);
+        let config = parse(&format!(
+            "{hub}[[route]]\nregistry = \"ghcr.io\"\ndefault = true\n"
+        ))
+        .unwrap();
+        assert!(!config.routes[0].default && config.routes[1].default);
     }
 
     #[test]

@@ -184,7 +184,12 @@ impl Fills {
             state.send_replace(match outcome {
                 Ok((size, source)) => FillState::Done { size, source },
                 Err(error) => {
-                    tracing::warn!(route = %job.route, digest = %job.digest, "blob fill failed: {error}");
+                    tracing::warn!(
+                        route = %job.route,
+                        digest = %job.digest,
+                        "blob fill failed: {}",
+                        registry_client::error::display_chain(&error)
+                    );
                     FillState::Failed(Arc::new(error))
                 }
             });

@@ -72,7 +72,10 @@ impl Proxy {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let addr = listener.local_addr().ok();
-        axum::serve(listener, self.router())
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| Error::Serve {

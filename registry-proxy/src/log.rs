@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,6 +15,7 @@ use futures::StreamExt;
 
 use crate::cache::CacheResult;
 use crate::fill::Fill;
+use crate::routes::Selector;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -22,6 +23,8 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 #[derive(Clone, Default)]
 pub struct Served {
     pub route: Option<String>,
+    /// How the route was chosen.
+    pub via: Option<Selector>,
     pub cache: Option<CacheResult>,
     pub upstream: Option<String>,
     /// A blob's fill, which knows its upstream once it is done.
@@ -32,6 +35,7 @@ impl Served {
     pub fn new(cache: CacheResult, upstream: Option<String>) -> Served {
         Served {
             route: None,
+            via: None,
             cache: Some(cache),
             upstream,
             fill: None,
@@ -43,6 +47,10 @@ impl Served {
 /// request once its body is sent (or the client has gone).
 pub async fn layer(request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_string());
     let method = request.method().clone();
     let target = request
         .uri()
@@ -54,6 +62,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
     let line = Line {
+        client,
         method: method.to_string(),
         target,
         status: response.status().as_u16(),
@@ -76,6 +85,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
 }
 
 struct Line {
+    client: Option<String>,
     method: String,
     target: String,
     status: u16,
@@ -93,10 +103,12 @@ impl Drop for Line {
             .or_else(|| self.served.fill.as_ref().and_then(|fill| fill.source()));
         tracing::info!(
             target: "mcreg::access",
+            client = %self.client.as_deref().unwrap_or("-"),
             method = %self.method,
             path = %self.target,
             status = self.status,
             route = %self.served.route.as_deref().unwrap_or("-"),
+            via = %self.served.via.map_or("-", Selector::as_str),
             upstream = %upstream.as_deref().unwrap_or("-"),
             cache = %self.served.cache.map_or("-", CacheResult::as_str),
             bytes = self.bytes.load(Ordering::Relaxed),

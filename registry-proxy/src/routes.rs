@@ -21,13 +21,24 @@ pub struct Route {
     pub client: RepositoryClient,
 }
 
-/// How a request chose its route, for the answer (`OCI-Namespace`) and the log.
+/// How a request chose its route, for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selector {
     Namespace,
     Host,
     Prefix,
     Default,
+}
+
+impl Selector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Selector::Namespace => "ns",
+            Selector::Host => "host",
+            Selector::Prefix => "prefix",
+            Selector::Default => "default",
+        }
+    }
 }
 
 /// Every route of a server.
@@ -100,12 +111,18 @@ impl Routes {
     ) -> Result<(Arc<Route>, &'n str, Selector), NoRoute> {
         if let Some(ns) = namespace {
             let registry = registry_name(ns);
-            return self
+            let route = self
                 .routes
                 .iter()
                 .find(|r| r.registry == registry)
-                .map(|r| (r.clone(), name, Selector::Namespace))
-                .ok_or(NoRoute::Namespace(ns.to_owned()));
+                .ok_or(NoRoute::Namespace(ns.to_owned()))?;
+            // containerd adds `ns=` to a prefix URL too (`override_path`):
+            // the prefix is then the route's, not part of the name.
+            let name = match (&route.prefix, name.split_once('/')) {
+                (Some(prefix), Some((first, rest))) if first == prefix => rest,
+                _ => name,
+            };
+            return Ok((route.clone(), name, Selector::Namespace));
         }
         if let Some(route) = host.and_then(|h| self.by_host(h)) {
             return Ok((route, name, Selector::Host));
@@ -196,6 +213,61 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn routes() -> Routes {
+        let mut config = Config::for_registries(
+            "127.0.0.1:5000".parse().unwrap(),
+            "/unused".into(),
+            &["docker.io".into(), "ghcr.io".into()],
+        )
+        .unwrap();
+        config.routes[1].prefix = Some("ghcr".into());
+        config.routes[1].hosts = vec!["gh.cache.lan".into()];
+        config.vhost_suffix = Some("cache.example.com".into());
+        Routes::build(&config, &|b| b).unwrap()
+    }
+
+    #[test]
+    fn ns_then_host_then_prefix_then_default() {
+        let routes = routes();
+        let pick = |ns, host, name| {
+            let (route, name, via) = routes.resolve(ns, host, name).unwrap();
+            (route.registry.clone(), name.to_owned(), via)
+        };
+        let hub = |name: &str, via| ("docker.io".to_owned(), name.to_owned(), via);
+        let gh = |name: &str, via| ("ghcr.io".to_owned(), name.to_owned(), via);
+        assert_eq!(pick(Some("ghcr.io"), None, "o/i"), gh("o/i", Selector::Namespace));
+        // containerd keeps a prefix URL's path and adds ns= too.
+        assert_eq!(
+            pick(Some("ghcr.io"), None, "ghcr/o/i"),
+            gh("o/i", Selector::Namespace)
+        );
+        assert_eq!(
+            pick(Some("index.docker.io"), None, "ghcr/o"),
+            hub("ghcr/o", Selector::Namespace)
+        );
+        assert_eq!(
+            pick(None, Some("GH.cache.lan:5000"), "o/i"),
+            gh("o/i", Selector::Host)
+        );
+        assert_eq!(
+            pick(None, Some("ghcr.io.cache.example.com"), "o/i"),
+            gh("o/i", Selector::Host)
+        );
+        assert_eq!(
+            pick(None, Some("other.lan"), "ghcr/o/i"),
+            gh("o/i", Selector::Prefix)
+        );
+        assert_eq!(
+            pick(None, None, "docker.io/library/a"),
+            hub("library/a", Selector::Prefix)
+        );
+        assert_eq!(pick(None, None, "library/a"), hub("library/a", Selector::Default));
+        assert_eq!(
+            routes.resolve(Some("quay.io"), None, "o/i").err(),
+            Some(NoRoute::Namespace("quay.io".into()))
+        );
+    }
 
     #[test]
     fn ports_come_off_hosts() {

@@ -11,6 +11,18 @@ use crate::cli::ServeArgs;
 use crate::exit::Failure;
 
 pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
+    let global = &context.global;
+    let per_image = [
+        ("--provider", global.provider.is_some()),
+        ("--endpoint", global.endpoint.is_some()),
+        ("--region", global.region.is_some()),
+        ("--username", global.username.is_some()),
+    ];
+    if let Some((flag, _)) = per_image.iter().find(|(_, given)| *given) {
+        return Err(Failure::Usage(format!(
+            "serve: {flag} is set per route, in the configuration file (see docs/proxy.md)"
+        )));
+    }
     let default_storage = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut config = match &args.config {
         Some(file) => Config::load(file, default_storage).map_err(proxy_failure)?,
