@@ -50,7 +50,7 @@ async fn version_check(method: Method) -> Response {
             "{}",
         )
             .into_response(),
-        _ => unsupported(),
+        _ => unsupported(READ),
     }
 }
 
@@ -98,7 +98,7 @@ async fn v2(
     let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let mut response = match target(&path) {
-        Target::Upload => unsupported(),
+        Target::Upload => unsupported(""),
         Target::Unknown => ApiError::new(
             StatusCode::NOT_FOUND,
             "UNSUPPORTED",
@@ -113,7 +113,7 @@ async fn v2(
                 })
                 .await
             }
-            _ => unsupported(),
+            _ => unsupported(READ),
         },
         Target::Blob { name, digest } => match method {
             Method::GET | Method::HEAD => {
@@ -124,7 +124,7 @@ async fn v2(
                 })
                 .await
             }
-            _ => unsupported(),
+            _ => unsupported(READ),
         },
         Target::Tags { name } => match method {
             Method::GET => {
@@ -135,7 +135,7 @@ async fn v2(
                 })
                 .await
             }
-            _ => unsupported(),
+            _ => unsupported("GET"),
         },
     };
     if let Some(ns) = namespace.and_then(|ns| HeaderValue::from_str(ns).ok()) {
@@ -346,10 +346,14 @@ async fn tags(
 fn image_reference(route: &Route, name: &str) -> Result<ImageReference, ApiError> {
     ImageReference::parse(&format!("{}/{name}", route.registry)).map_err(|e| {
         let (code, message) = match &e {
-            registry_client::Error::InvalidReference { reason, .. } if reason.contains("tag") => {
+            // The parser's reasons begin with what is wrong (a name's
+            // reasons quote the name, which may say "tag" or "digest").
+            registry_client::Error::InvalidReference { reason, .. } if reason.starts_with("invalid tag") => {
                 ("TAG_INVALID", reason.clone())
             }
-            registry_client::Error::InvalidReference { reason, .. } if reason.contains("digest") => {
+            registry_client::Error::InvalidReference { reason, .. }
+                if reason.starts_with("invalid digest") =>
+            {
                 ("DIGEST_INVALID", reason.clone())
             }
             registry_client::Error::InvalidReference { reason, .. } => ("NAME_INVALID", reason.clone()),
@@ -420,7 +424,9 @@ fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
     })
 }
 
-fn unsupported() -> Response {
+/// `405 UNSUPPORTED`, with the methods this endpoint does allow (none for
+/// the upload endpoints).
+fn unsupported(allow: &'static str) -> Response {
     let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "UNSUPPORTED",
@@ -429,9 +435,12 @@ fn unsupported() -> Response {
     .into_response();
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
+
+/// What manifests, blobs and `/v2/` allow.
+const READ: &str = "GET, HEAD";
 
 /// An error answer: the spec's `{"errors":[{code, message, detail}]}`.
 #[derive(Debug)]

@@ -3,6 +3,11 @@
 //! with an upstream `HEAD`; when every upstream fails, a tag still resolves
 //! to its last known digest (stale); a blob `HEAD` on a miss is an upstream
 //! `HEAD`; a blob `GET` on a miss joins or starts a fill.
+//!
+//! Content is stored once per route, but served under a repository only
+//! once the upstream has shown it there (a link per repository): a digest
+//! cached for one repository is confirmed with an upstream `HEAD` before
+//! another repository serves it, as the registry itself would refuse it.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use crate::error::Error;
 use crate::fill::{Fill, FillJob, Fills};
 use crate::routes::Route;
 use crate::singleflight::SingleFlight;
-use crate::storage::{Storage, StoredManifest, TagRecord};
+use crate::storage::{Kind, Storage, StoredManifest, TagRecord};
 
 /// What errors the cache passes on: shared, because one upstream failure
 /// answers every request that waited for it.
@@ -126,6 +131,7 @@ impl Cache {
         head: bool,
     ) -> Shared<ManifestAnswer> {
         if let Some(manifest) = self.storage.manifest(&route.name, digest).await? {
+            self.confirm(route, reference, Kind::Manifest, digest).await?;
             return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
         }
         if head {
@@ -229,6 +235,14 @@ impl Cache {
                     bytes: raw.bytes,
                 };
                 self.storage.put_manifest(&route.name, &manifest).await?;
+                self.storage
+                    .link(
+                        &route.name,
+                        reference.repository(),
+                        Kind::Manifest,
+                        &manifest.digest,
+                    )
+                    .await?;
                 Ok((manifest, raw.descriptor.source.unwrap_or_default()))
             })
             .await
@@ -243,9 +257,13 @@ impl Cache {
     ) -> Shared<BlobFound> {
         // A fill under way first: it may commit while we look at storage.
         if let Some(fill) = self.fills.running(&route.name, digest) {
+            if fill.repository() != reference.repository() {
+                self.confirm(route, reference, Kind::Blob, digest).await?;
+            }
             return filling(fill).await;
         }
         if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+            self.confirm(route, reference, Kind::Blob, digest).await?;
             return Ok(BlobFound {
                 size,
                 location: BlobLocation::Stored,
@@ -269,9 +287,13 @@ impl Cache {
         digest: &str,
     ) -> Shared<BlobFound> {
         if let Some(fill) = self.fills.running(&route.name, digest) {
+            if fill.repository() != reference.repository() {
+                self.confirm(route, reference, Kind::Blob, digest).await?;
+            }
             return filling(fill).await;
         }
         if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+            self.confirm(route, reference, Kind::Blob, digest).await?;
             return Ok(BlobFound {
                 size,
                 location: BlobLocation::Stored,
@@ -286,6 +308,31 @@ impl Cache {
             size: head.size,
             location: BlobLocation::Upstream(head.source),
         })
+    }
+
+    /// Makes sure the upstream has `digest` in `reference`'s repository
+    /// before stored content is served under it: known from a link, or
+    /// confirmed with an upstream `HEAD` (then linked).
+    async fn confirm(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        kind: Kind,
+        digest: &str,
+    ) -> Shared<()> {
+        let repository = reference.repository();
+        if self.storage.linked(&route.name, repository, kind, digest).await? {
+            return Ok(());
+        }
+        match kind {
+            Kind::Blob => route.client.head_blob(reference, digest).await.map(drop),
+            Kind::Manifest => {
+                let by_digest = reference.with_digest(digest).map_err(upstream)?;
+                route.client.head_manifest(&by_digest).await.map(drop)
+            }
+        }
+        .map_err(upstream)?;
+        Ok(self.storage.link(&route.name, repository, kind, digest).await?)
     }
 
     /// `range` of a blob found by [`blob_for_get`](Self::blob_for_get).

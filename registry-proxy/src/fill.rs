@@ -20,7 +20,7 @@ use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::storage::{Kind, Storage};
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
@@ -41,9 +41,15 @@ pub struct Fill {
     /// commit renames it).
     file: Arc<std::fs::File>,
     state: watch::Receiver<FillState>,
+    /// The repository it is fetched for (linked to the blob when it is done).
+    repository: String,
 }
 
 impl Fill {
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
     /// The blob's size, once the upstream has said it; the fill's error if
     /// it failed first.
     pub async fn size(&self) -> Result<u64, Arc<Error>> {
@@ -175,6 +181,7 @@ impl Fills {
         let fill = Arc::new(Fill {
             file: file.clone(),
             state: receiver,
+            repository: job.reference.repository().to_owned(),
         });
         running.insert(key.clone(), fill.clone());
         drop(running);
@@ -230,6 +237,9 @@ async fn run(
         .fetch_blob(&job.reference, &job.digest, None, &mut sink)
         .await?;
     storage.commit_blob(&job.route, &job.digest, spool).await?;
+    storage
+        .link(&job.route, job.reference.repository(), Kind::Blob, &job.digest)
+        .await?;
     Ok((fetched.size, fetched.source))
 }
 

@@ -7,10 +7,13 @@
 //! routes/<route>/blobs/<algorithm>/<hex>
 //! routes/<route>/manifests/<algorithm>/<hex>          "<media type>\n" + the exact bytes
 //! routes/<route>/repositories/<repository>/_tags/<tag> JSON: digest, media type, size, when checked
+//! routes/<route>/repositories/<repository>/_links/<kind>/<algorithm>/<hex>
+//!                                                      empty: the upstream has this content in this repository
 //! ```
 //!
-//! (`_tags` cannot clash with a repository: path components start with a
-//! letter or digit.) A blob is filled into a spool file, synced, and only
+//! (`_tags` and `_links` cannot clash with a repository: path components
+//! start with a letter or digit.) Content is stored once per route; a link
+//! says which repositories may serve it, as a registry's own storage does. A blob is filled into a spool file, synced, and only
 //! then given its key: on local disk by a rename (the spool is on the same
 //! filesystem), elsewhere by a multipart upload. Nothing half-written is
 //! ever under a key.
@@ -182,6 +185,22 @@ impl Storage {
         self.delete(&tag_key(route, repository, tag)).await
     }
 
+    /// Whether `repository` is known to have the content `digest` (a
+    /// manifest or a blob, `kind`) upstream.
+    pub async fn linked(&self, route: &str, repository: &str, kind: Kind, digest: &str) -> Result<bool> {
+        match self.store.head(&link_key(route, repository, kind, digest)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage("cannot read the cache", e)),
+        }
+    }
+
+    /// Records that `repository` has the content `digest` upstream.
+    pub async fn link(&self, route: &str, repository: &str, kind: Kind, digest: &str) -> Result<()> {
+        self.put(&link_key(route, repository, kind, digest)?, Bytes::new())
+            .await
+    }
+
     /// The size of a cached blob, `None` when it is not cached.
     pub async fn blob_size(&self, route: &str, digest: &str) -> Result<Option<u64>> {
         match self.store.head(&content_key(route, "blobs", digest)?).await {
@@ -330,16 +349,46 @@ impl SpoolFile {
     }
 }
 
+/// What kind of content a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Manifest,
+    Blob,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Manifest => "manifests",
+            Kind::Blob => "blobs",
+        }
+    }
+}
+
+/// `routes/<route>/repositories/<repository>/_links/<kind>/<algorithm>/<hex>`.
+fn link_key(route: &str, repository: &str, kind: Kind, digest: &str) -> Result<Path> {
+    let (algorithm, hex) = split_digest(digest)?;
+    Ok(Path::from(format!(
+        "routes/{route}/repositories/{repository}/_links/{}/{algorithm}/{hex}",
+        kind.dir()
+    )))
+}
+
 /// `routes/<route>/<kind>/<algorithm>/<hex>`, for a digest safe as a path.
 fn content_key(route: &str, kind: &str, digest: &str) -> Result<Path> {
-    let (algorithm, hex) = digest
+    let (algorithm, hex) = split_digest(digest)?;
+    Ok(Path::from(format!("routes/{route}/{kind}/{algorithm}/{hex}")))
+}
+
+/// `(algorithm, hex)` of a digest that is safe as a path.
+fn split_digest(digest: &str) -> Result<(&str, &str)> {
+    digest
         .split_once(':')
         .filter(|(a, h)| {
             matches!((*a, h.len()), ("sha256", 64) | ("sha512", 128))
                 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         })
-        .ok_or_else(|| Error::DigestInvalid(digest.to_owned()))?;
-    Ok(Path::from(format!("routes/{route}/{kind}/{algorithm}/{hex}")))
+        .ok_or_else(|| Error::DigestInvalid(digest.to_owned()))
 }
 
 /// `routes/<route>/repositories/<repository>/_tags/<tag>` (names already checked).

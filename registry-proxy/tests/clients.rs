@@ -152,7 +152,7 @@ fn write_registries_conf(path: &Path, registry: &str, mirror: &str) {
     std::fs::write(path, text).expect("write registries.conf");
 }
 
-/// Pulls `image` with a fresh podman storage under `dir` and returns the
+/// Pulls `image` into the podman storage under `dir` and returns the
 /// digest podman gives the image.
 fn podman_pull(dir: &Path, registries_conf: &Path, image: &str) -> String {
     std::fs::create_dir_all(dir).expect("podman dir");
@@ -165,7 +165,7 @@ fn podman_pull(dir: &Path, registries_conf: &Path, image: &str) -> String {
     digest.trim().to_owned()
 }
 
-/// The config and layer digests of `image`, sorted.
+/// The config and layer digests of `images`, sorted.
 fn blob_digests<'f>(images: impl IntoIterator<Item = &'f ImageFixture>) -> Vec<String> {
     let mut digests: Vec<String> = images
         .into_iter()
@@ -175,6 +175,15 @@ fn blob_digests<'f>(images: impl IntoIterator<Item = &'f ImageFixture>) -> Vec<S
         .collect();
     digests.sort();
     digests
+}
+
+/// The platform podman picks from an index on this machine.
+fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "linux/arm64/v8",
+        "arm" => "linux/arm/v7",
+        _ => "linux/amd64",
+    }
 }
 
 /// podman through a mirror in `registries.conf`, requests without a prefix:
@@ -206,7 +215,7 @@ async fn podman_pulls_through_a_registries_conf_mirror() {
         &multi.reference(&up.direct.host()),
     );
     assert_eq!(digest, multi.digest, "podman's digest of multi/oci");
-    assert_eq!(up.blob_gets(), blob_digests([multi.child("linux/amd64")]));
+    assert_eq!(up.blob_gets(), blob_digests([multi.child(host_platform())]));
 
     // Pulled again into an empty storage: the tag is fresh, every blob cached.
     up.via_cache.clear_log();
@@ -231,13 +240,7 @@ async fn podman_pulls_through_a_mirror_with_a_prefix() {
     default.default = true;
     let mut prefixed = route(&up.via_cache.host());
     prefixed.prefix = Some("up".into());
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        storage: dir.path().join("cache"),
-        vhost_suffix: None,
-        routes: vec![default, prefixed],
-    };
-    let cache = RunningProxy::start(&config);
+    let cache = RunningProxy::start(&hand_made(dir.path(), vec![default, prefixed]));
     let conf = dir.path().join("registries.conf");
     write_registries_conf(&conf, &up.direct.host(), &format!("{}/up", cache.host()));
 
@@ -377,13 +380,7 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
         credentials: None,
         insecure: true,
     }];
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        storage: dir.path().join("cache"),
-        vhost_suffix: None,
-        routes: vec![default, by_ns],
-    };
-    let cache = RunningProxy::start(&config);
+    let cache = RunningProxy::start(&hand_made(dir.path(), vec![default, by_ns]));
     // What containerd sends the cache, recorded.
     let front = FaultProxy::start(Url::parse(&cache.url()).expect("URL")).await;
 
@@ -540,16 +537,42 @@ async fn manifest_answers() {
     }
 
     // A HEAD on a cold cache: the registry's answer, nothing fetched.
-    let child = fixtures().multi_oci.child("linux/arm64/v8");
-    for url in [
-        cached.url("multi/oci/manifests/v1"),
-        cached.url(&format!("multi/oci/manifests/{}", child.digest)),
+    let multi = &fixtures().multi_oci;
+    let child = multi.child("linux/arm64/v8");
+    for (url, media_type, digest, manifest) in [
+        (
+            cached.url("multi/oci/manifests/v1"),
+            multi.media_type,
+            &multi.digest,
+            &multi.manifest,
+        ),
+        (
+            cached.url(&format!("multi/oci/manifests/{}", child.digest)),
+            child.media_type,
+            &child.digest,
+            &child.manifest,
+        ),
     ] {
         let response = client.head(&url).send().await.expect("HEAD");
         assert_eq!(response.status(), StatusCode::OK, "HEAD {url}");
-        assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("MISS"));
-        assert!(header(response.headers(), "docker-content-digest").is_some());
-        assert!(header(response.headers(), "content-length").is_some_and(|l| l != "0"));
+        let headers = response.headers();
+        assert_eq!(header(headers, "x-cache").as_deref(), Some("MISS"), "HEAD {url}");
+        assert_eq!(
+            header(headers, "content-type").as_deref(),
+            Some(media_type),
+            "HEAD {url}"
+        );
+        assert_eq!(
+            header(headers, "docker-content-digest").as_ref(),
+            Some(digest),
+            "HEAD {url}"
+        );
+        assert_eq!(
+            header(headers, "content-length"),
+            Some(manifest.len().to_string()),
+            "HEAD {url}"
+        );
+        assert!(response.bytes().await.expect("body").is_empty());
     }
     let child_get = cached.url(&format!("multi/oci/manifests/{}", child.digest));
     let response = client.get(&child_get).send().await.expect("GET");
@@ -736,13 +759,19 @@ async fn bad_digests_and_names() {
         "/v2/..%2f..%2fetc/manifests/v1".to_owned(),
         format!("/v2/../single/oci/blobs/{blob}"),
         format!("/v2/single/%2E%2E/oci/blobs/{blob}"),
-        "/v2/../tags/many/tags/list".to_owned(),
+        "/v2/../single/oci/tags/list".to_owned(),
         "/v2/single/oci/manifests/..%2f..%2fetc".to_owned(),
         "/v2/single/oci/manifests/..".to_owned(),
     ] {
+        // A `..` reference is a bad tag; anything else here is a bad name.
+        let code = if target.contains("/manifests/..") {
+            "TAG_INVALID"
+        } else {
+            "NAME_INVALID"
+        };
         let (status, body) = raw_get(&host, &target).await;
         assert!(
-            status == 400 && (body.contains("NAME_INVALID") || body.contains("TAG_INVALID")) || status == 404,
+            (status == 400 && body.contains(code)) || status == 404,
             "GET {target}: {status} {body}"
         );
     }
@@ -896,5 +925,198 @@ async fn tag_list_pages() {
     assert_eq!(
         error_code(response).await,
         (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+}
+
+/// A Docker Hub route whose content comes from a mirror (`mirror_only`).
+fn hub_route(mirror: &FaultProxy) -> registry_proxy::RouteConfig {
+    let mut hub = route("docker.io");
+    hub.default = true;
+    hub.mirror_only = true;
+    hub.mirrors = vec![UpstreamConfig {
+        url: format!("http://{}", mirror.host()),
+        credentials: None,
+        insecure: true,
+    }];
+    hub
+}
+
+fn hand_made(dir: &Path, routes: Vec<registry_proxy::RouteConfig>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        storage: dir.join("cache"),
+        vhost_suffix: None,
+        routes,
+    }
+}
+
+/// podman pulling `docker.io/…` with the cache as Docker Hub's mirror (the
+/// usual set-up): the default route, Docker Hub's, answers from its mirror.
+#[tokio::test]
+async fn podman_pulls_docker_hub_names_through_the_cache() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = RunningProxy::start(&hand_made(dir.path(), vec![hub_route(&up.via_cache)]));
+    let conf = dir.path().join("registries.conf");
+    write_registries_conf(&conf, "docker.io", &cache.host());
+    let image = &fixtures().nested;
+    let digest = podman_pull(&dir.path().join("podman"), &conf, "docker.io/a/b/c/d:v1");
+    assert_eq!(digest, image.digest);
+    assert_eq!(up.blob_gets(), blob_digests([image]));
+}
+
+/// Names are normalised as docker references against the route's registry
+/// (`alpine` on Docker Hub is `library/alpine`); a route's `hosts` select it
+/// by the `Host` header, whatever its case and port.
+#[tokio::test]
+async fn docker_hub_names_and_virtual_hosts() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Docker Hub's route fetches through `via_cache`; the route chosen by
+    // `Host: mirror.test` is the registry behind `direct`.
+    let mut by_host = route(&up.direct.host());
+    by_host.hosts = vec!["mirror.test".into()];
+    let cache = RunningProxy::start(&hand_made(dir.path(), vec![hub_route(&up.via_cache), by_host]));
+    let client = http();
+    let get = |path: &str, host: Option<&str>| {
+        let mut request = client.get(format!("{}/v2/{path}", cache.url()));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        request.send()
+    };
+    let single = &fixtures().single_oci;
+
+    for path in ["single/oci/manifests/v1", "docker.io/single/oci/manifests/v1"] {
+        let response = get(path, None).await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.bytes().await.expect("body"), single.manifest, "{path}");
+    }
+    for path in ["alpine/manifests/latest", "library/alpine/manifests/latest"] {
+        let response = get(path, None).await.expect("GET");
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into()),
+            "{path}"
+        );
+    }
+    let asked: Vec<String> = up
+        .via_cache
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("alpine"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|p| p == "/v2/library/alpine/manifests/latest"),
+        "{asked:?}"
+    );
+    assert!(up.direct.requests().is_empty());
+
+    up.via_cache.clear_log();
+    for host in ["mirror.test", "MIRROR.test:5000"] {
+        let response = get("single/oci/manifests/v1", Some(host)).await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "Host: {host}");
+        assert_eq!(response.bytes().await.expect("body"), single.manifest);
+    }
+    assert!(
+        up.direct.count(|r| r.is_manifest()) > 0,
+        "the Host route's registry was asked"
+    );
+    assert!(up.via_cache.requests().is_empty(), "Docker Hub's route was asked");
+}
+
+/// A bad repository name is `NAME_INVALID`, whatever words it contains.
+#[tokio::test]
+async fn invalid_names_are_name_invalid() {
+    let cached = Cached::start().await;
+    let blob = &fixtures().single_oci.layers[0].digest;
+    let mut wrong = Vec::new();
+    for path in [
+        "Single/oci/manifests/v1".to_owned(),
+        "tags/Many/manifests/v1".to_owned(),
+        "vintage/Cars/manifests/v1".to_owned(),
+        "digest/Many/manifests/v1".to_owned(),
+        format!("tags/Many/blobs/{blob}"),
+        "tags/Many/tags/list".to_owned(),
+        "tags/many/_x/tags/list".to_owned(),
+    ] {
+        let response = http().get(cached.url(&path)).send().await.expect("GET");
+        let (status, code) = error_code(response).await;
+        if (status, code.as_str()) != (StatusCode::BAD_REQUEST, "NAME_INVALID") {
+            wrong.push(format!("GET /v2/{path}: {status} {code}"));
+        }
+    }
+    assert!(wrong.is_empty(), "not 400 NAME_INVALID: {wrong:#?}");
+}
+
+/// A `405` names the methods the resource does allow (RFC 9110 §15.5.6).
+#[tokio::test]
+async fn refusals_name_the_allowed_methods() {
+    let cached = Cached::start().await;
+    let client = http();
+    let mut wrong = Vec::new();
+    for request in [
+        client.head(cached.url("tags/many/tags/list")),
+        client.get(cached.url("single/oci/blobs/uploads/")),
+        client.get(cached.url("single/oci/blobs/uploads/some-session")),
+    ] {
+        let request = request.build().expect("request");
+        let what = format!("{} {}", request.method(), request.url());
+        let method = request.method().as_str().to_owned();
+        let response = client.execute(request).await.expect("send");
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            let allow = header(response.headers(), "allow").unwrap_or_default();
+            if allow.split(',').any(|m| m.trim() == method) {
+                wrong.push(format!("{what}: 405 with Allow: {allow}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "refused a method it says it allows: {wrong:#?}");
+}
+
+/// Content is served under the repositories that hold it: Distribution
+/// answers `404 MANIFEST_UNKNOWN` (`BLOB_UNKNOWN`) for a digest that the
+/// named repository does not have.
+#[tokio::test]
+async fn content_is_served_only_under_its_repository() {
+    let cached = Cached::start().await;
+    let client = http();
+    let image = &fixtures().single_oci;
+    let layer = &image.layers[0].digest;
+    // Cached under single/oci.
+    for path in [
+        "single/oci/manifests/v1".to_owned(),
+        format!("single/oci/blobs/{layer}"),
+    ] {
+        let response = client.get(cached.url(&path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.bytes().await.expect("body");
+    }
+    let mut wrong = Vec::new();
+    for (path, code) in [
+        (
+            format!("no/such/repo/manifests/{}", image.digest),
+            "MANIFEST_UNKNOWN",
+        ),
+        (format!("no/such/repo/blobs/{layer}"), "BLOB_UNKNOWN"),
+        (
+            format!("single/docker/manifests/{}", image.digest),
+            "MANIFEST_UNKNOWN",
+        ),
+    ] {
+        let response = client.get(cached.url(&path)).send().await.expect("GET");
+        let (status, x_cache) = (response.status(), header(response.headers(), "x-cache"));
+        if status != StatusCode::NOT_FOUND {
+            wrong.push(format!(
+                "GET /v2/{path}: {status}, X-Cache {x_cache:?}, not 404 {code}"
+            ));
+        } else {
+            assert_eq!(error_code(response).await.1, code, "GET /v2/{path}");
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "served under a repository that does not hold it: {wrong:#?}"
     );
 }
