@@ -336,3 +336,68 @@ async fn the_cache_survives_a_restart_and_cleans_what_a_crash_left() {
         image.digest
     );
 }
+
+#[tokio::test]
+async fn hostile_requests_get_an_error_and_leave_nothing_behind() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[registry.host()]));
+    let raw = |request: Vec<u8>| {
+        let host = proxy.host();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+            // The server may answer (and close) before it has read it all.
+            let _ = stream.write_all(&request).await;
+            // Enough to see the status line; the server may keep the connection.
+            let mut answer = vec![0; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+                .await
+                .unwrap_or(Ok(0))
+                .unwrap_or(0);
+            String::from_utf8_lossy(&answer[..read]).into_owned()
+        }
+    };
+    let huge_header = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let answer = raw(huge_header.into_bytes()).await;
+    assert!(
+        !answer.starts_with("HTTP/1.1 2"),
+        "a 2 MiB header was accepted: {answer:.80}"
+    );
+    let many_headers: String = (0..1000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes()).await;
+    assert!(
+        !answer.starts_with("HTTP/1.1 2"),
+        "1000 headers were accepted: {answer:.80}"
+    );
+    let answer =
+        raw(b"GET /v2/single/oci/blobs/sha256:..%2F..%2Fetc HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.200}");
+
+    // Still serving, and nothing was stored for any of it.
+    let ok = http()
+        .get(format!("{}/v2/", proxy.url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let stored: Vec<_> = walk(&dir.path().join("store"));
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
