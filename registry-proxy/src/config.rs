@@ -17,7 +17,7 @@
 //! url = "https://mirror.gcr.io"
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,12 @@ pub struct RouteConfig {
     /// The provider for the registry (`aws`, `gcp`, `ali`); default: by host.
     pub provider: Option<String>,
     pub region: Option<String>,
+    /// Provider settings by name (`endpoint_url` for `aws`, an instance id
+    /// for `ali`, …); values may be secrets and are never shown.
+    pub options: BTreeMap<String, String>,
+    /// Where the registry's API is, when not at its own name
+    /// (`https://registry.internal:5000`).
+    pub endpoint: Option<String>,
     pub insecure: bool,
 }
 
@@ -95,6 +101,8 @@ impl fmt::Debug for RouteConfig {
             .field("mirror_only", &self.mirror_only)
             .field("credentials", &self.credentials)
             .field("provider", &self.provider)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +137,8 @@ impl RouteConfig {
             mirror_only: false,
             provider: None,
             region: None,
+            options: BTreeMap::new(),
+            endpoint: None,
             insecure: false,
         })
     }
@@ -274,6 +284,9 @@ struct FileRoute {
     provider: Option<String>,
     region: Option<String>,
     #[serde(default)]
+    options: BTreeMap<String, String>,
+    endpoint: Option<String>,
+    #[serde(default)]
     insecure: bool,
 }
 
@@ -376,6 +389,8 @@ impl FileRoute {
         }
         route.provider = self.provider;
         route.region = self.region;
+        route.options = self.options;
+        route.endpoint = self.endpoint;
         route.insecure = self.insecure;
         Ok(route)
     }
@@ -548,6 +563,9 @@ default = true
 tag_ttl = "90s"
 username = "bot"
 password = "s3cret"
+endpoint = "https://ghcr.internal:5000"
+[route.options]
+access_key_secret = "k3y-s3cret"
 [[route.mirror]]
 url = "https://mirror.example.com/ghcr"
 insecure = true
@@ -559,8 +577,13 @@ insecure = true
         assert_eq!(route.tag_ttl, Duration::from_secs(90));
         assert_eq!(route.hosts, ["ghcr.cache.example.com"]);
         assert!(route.credentials.is_some() && route.mirrors[0].insecure);
+        assert_eq!(route.endpoint.as_deref(), Some("https://ghcr.internal:5000"));
         let shown = format!("{config:?}");
-        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("s3cret") && !shown.contains("k3y"), "{shown}");
+        assert!(
+            shown.contains("access_key_secret"),
+            "option names are shown: {shown}"
+        );
     }
 
     #[test]

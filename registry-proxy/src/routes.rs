@@ -171,6 +171,12 @@ fn client_builder(route: &RouteConfig) -> Result<RepositoryClientBuilder> {
     if let Some(region) = &route.region {
         builder = builder.region(region.as_str());
     }
+    for (name, value) in &route.options {
+        builder = builder.option(name.as_str(), value.as_str());
+    }
+    if let Some(endpoint) = &route.endpoint {
+        builder = builder.endpoint(endpoint.as_str());
+    }
     if route.insecure {
         builder = builder.insecure_registry(route.registry.as_str());
     }

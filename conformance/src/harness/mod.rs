@@ -22,6 +22,7 @@ pub mod containerd;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod logs;
+pub mod moto;
 pub mod registry;
 pub mod server;
 pub mod token_server;
@@ -31,6 +32,7 @@ pub use fixtures::{
     FileKind, FixtureFile, Fixtures, ImageFixture, IndexFixture, LayerFixture, Platform, Pusher, TagsFixture,
     fixtures,
 };
+pub use moto::moto_url;
 pub use registry::{AuthMode, TestRegistry};
 pub use server::BackgroundServer;
 pub use token_server::{Access, TokenRequest, TokenServer};
