@@ -38,11 +38,47 @@ pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// The cache's directory on local disk.
+    /// The cache's directory on local disk (with S3: where blobs are
+    /// spooled while they fill).
     pub storage: PathBuf,
+    /// Keep the cache in an S3-compatible bucket instead (shared by replicas).
+    pub s3: Option<S3Config>,
     /// `Host: <registry>.<suffix>` selects that registry's route.
     pub vhost_suffix: Option<String>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// An S3-compatible bucket for the cache. Credentials, region and endpoint
+/// not given here come from the usual AWS variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`).
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Keys start with this (`proxy/`), so a bucket can hold other things.
+    pub prefix: Option<String>,
+    /// An S3-compatible service (`http://127.0.0.1:9000`); plain HTTP only when given so.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// The secret key stays out of sight.
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// One registry the proxy caches, and where its content comes from.
@@ -159,6 +195,7 @@ impl Config {
         let config = Config {
             listen,
             storage,
+            s3: None,
             vhost_suffix: None,
             routes,
         };
@@ -263,6 +300,43 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileStorage {
     path: Option<PathBuf>,
+    s3: Option<FileS3>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileS3 {
+    bucket: String,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key_env: Option<String>,
+}
+
+impl FileS3 {
+    fn into_config(self) -> Result<S3Config, (String, String)> {
+        if self.bucket.is_empty() {
+            return Err(("storage.s3.bucket".into(), "the bucket name is empty".into()));
+        }
+        let secret_access_key = match &self.secret_access_key_env {
+            Some(variable) => Some(std::env::var(variable).map_err(|_| {
+                (
+                    "storage.s3.secret_access_key_env".to_owned(),
+                    format!("environment variable {variable} is not set"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(S3Config {
+            bucket: self.bucket,
+            prefix: self.prefix.filter(|p| !p.is_empty()),
+            endpoint: self.endpoint,
+            region: self.region,
+            access_key_id: self.access_key_id,
+            secret_access_key,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -332,8 +406,10 @@ impl FileConfig {
                 Ok(route)
             })
             .collect::<Result<Vec<_>, (String, String)>>()?;
+        let s3 = self.storage.s3.map(FileS3::into_config).transpose()?;
         Ok(Config {
             listen,
+            s3,
             storage: self.storage.path.unwrap_or(default_storage),
             vhost_suffix: self
                 .vhost_suffix

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use registry_client::RepositoryClientBuilder;
 
-pub use config::{Config, RouteConfig, UpstreamConfig};
+pub use config::{Config, RouteConfig, S3Config, UpstreamConfig};
 pub use error::{Error, Result};
 use routes::Routes;
 use storage::Storage;
@@ -28,14 +28,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy for `config`, storing on local disk at `config.storage`.
-    /// `customize` is applied to every route's upstream client (mirror
-    /// config files, a docker config to read, timeouts).
+    /// A proxy for `config`, storing on local disk at `config.storage`, or
+    /// in its S3 bucket. `customize` is applied to every route's upstream
+    /// client (mirror config files, a docker config to read, timeouts).
     pub fn new(
         config: &Config,
         customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
     ) -> Result<Proxy> {
-        let storage = Storage::local(&config.storage)?;
+        let storage = match &config.s3 {
+            Some(s3) => Storage::s3(s3, config.storage.join("spool"))?,
+            None => Storage::local(&config.storage)?,
+        };
         Self::with_storage(config, storage, customize)
     }
 

@@ -118,6 +118,38 @@ impl Storage {
         })
     }
 
+    /// An S3-compatible bucket, with blobs spooled in `spool` while they fill.
+    pub fn s3(config: &crate::config::S3Config, spool: PathBuf) -> Result<Storage> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                // S3-compatible services (MinIO, moto) address buckets by path.
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &config.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &config.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::storage(format!("cannot use bucket {:?}", config.bucket), e))?;
+        let store: Arc<dyn ObjectStore> = match &config.prefix {
+            Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(
+                store,
+                prefix.trim_matches('/'),
+            )),
+            None => Arc::new(store),
+        };
+        Self::new(store, spool)
+    }
+
     /// Any object store, with blobs spooled in `spool` (local) while they fill.
     pub fn new(store: Arc<dyn ObjectStore>, spool: PathBuf) -> Result<Storage> {
         std::fs::create_dir_all(&spool)

@@ -945,6 +945,7 @@ fn hand_made(dir: &Path, routes: Vec<registry_proxy::RouteConfig>) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         storage: dir.join("cache"),
+        s3: None,
         vhost_suffix: None,
         routes,
     }

@@ -37,6 +37,7 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         storage: dir.path().to_owned(),
+        s3: None,
         vhost_suffix: None,
         routes: vec![route],
     };
