@@ -33,6 +33,9 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .route("/v2/", any(version_check))
         .route("/v2/{*path}", any(v2))
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -58,6 +61,42 @@ async fn health() -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// Ready when the storage answers (a load balancer's check).
+async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
+    match proxy.cache.storage_ready().await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            json!({"status": "unavailable", "reason": display_chain(&e)}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        proxy.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn stats(State(proxy): State<Arc<Proxy>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        serde_json::to_string_pretty(&proxy.metrics.stats()).expect("stats serialize"),
     )
         .into_response()
 }
@@ -213,9 +252,11 @@ async fn manifest(
         _ => Body::empty(),
     };
     let mut response = (StatusCode::OK, headers, body).into_response();
-    response
-        .extensions_mut()
-        .insert(Served::new(answer.cache, answer.upstream));
+    let mut served = Served::new(answer.cache, answer.upstream);
+    if !head {
+        served.pulled = Some(image.repository().to_owned());
+    }
+    response.extensions_mut().insert(served);
     Ok(response)
 }
 

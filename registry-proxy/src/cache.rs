@@ -18,6 +18,7 @@ use registry_client::{ImageReference, ManifestDescriptor};
 
 use crate::error::Error;
 use crate::fill::{Fill, FillJob, Fills};
+use crate::metrics::Metrics;
 use crate::routes::Route;
 use crate::singleflight::SingleFlight;
 use crate::storage::{Kind, Storage, StoredManifest, TagRecord};
@@ -95,16 +96,18 @@ impl BlobFound {
 
 pub struct Cache {
     storage: Storage,
+    metrics: Arc<Metrics>,
     fills: Arc<Fills>,
     manifests: SingleFlight<String, Shared<(StoredManifest, String)>>,
     tags: SingleFlight<String, Shared<ManifestDescriptor>>,
 }
 
 impl Cache {
-    pub fn new(storage: Storage) -> Cache {
+    pub fn new(storage: Storage, metrics: Arc<Metrics>) -> Cache {
         Cache {
             storage,
-            fills: Arc::default(),
+            fills: Arc::new(Fills::new(metrics.clone())),
+            metrics,
             manifests: SingleFlight::default(),
             tags: SingleFlight::default(),
         }
@@ -117,9 +120,29 @@ impl Cache {
         reference: &ImageReference,
         head: bool,
     ) -> Shared<ManifestAnswer> {
-        match reference.digest() {
+        let answer = match reference.digest() {
             Some(digest) => self.manifest_by_digest(route, reference, digest, head).await,
             None => self.manifest_by_tag(route, reference, head).await,
+        };
+        answer.inspect_err(|e| self.count_failure(route, e))
+    }
+
+    /// Counts an upstream failure against each upstream that failed (a
+    /// "not found" is an answer, not a failure).
+    fn count_failure(&self, route: &Route, error: &Error) {
+        let Error::Upstream(error) = error else { return };
+        match error {
+            registry_client::Error::Sources { attempts, .. } => {
+                for attempt in attempts {
+                    if let registry_client::error::SourceOutcome::Failed(e) = &attempt.outcome
+                        && !e.is_not_found()
+                    {
+                        self.metrics.upstream_failed(&route.name, &attempt.source);
+                    }
+                }
+            }
+            e if !e.is_not_found() => self.metrics.upstream_failed(&route.name, &route.registry),
+            _ => {}
         }
     }
 
@@ -235,6 +258,7 @@ impl Cache {
                     bytes: raw.bytes,
                 };
                 self.storage.put_manifest(&route.name, &manifest).await?;
+                self.metrics.fetched(&route.name, manifest.bytes.len() as u64);
                 self.storage
                     .link(
                         &route.name,
@@ -255,6 +279,12 @@ impl Cache {
         reference: &ImageReference,
         digest: &str,
     ) -> Shared<BlobFound> {
+        self.find_blob(route, reference, digest)
+            .await
+            .inspect_err(|e| self.count_failure(route, e))
+    }
+
+    async fn find_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
         // A fill under way first: it may commit while we look at storage.
         if let Some(fill) = self.fills.running(&route.name, digest) {
             if fill.repository() != reference.repository() {
@@ -286,6 +316,12 @@ impl Cache {
         reference: &ImageReference,
         digest: &str,
     ) -> Shared<BlobFound> {
+        self.head_blob(route, reference, digest)
+            .await
+            .inspect_err(|e| self.count_failure(route, e))
+    }
+
+    async fn head_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
         if let Some(fill) = self.fills.running(&route.name, digest) {
             if fill.repository() != reference.repository() {
                 self.confirm(route, reference, Kind::Blob, digest).await?;
@@ -308,6 +344,11 @@ impl Cache {
             size: head.size,
             location: BlobLocation::Upstream(head.source),
         })
+    }
+
+    /// Whether the storage answers (for `/ready`).
+    pub async fn storage_ready(&self) -> Result<(), Error> {
+        self.storage.probe().await
     }
 
     /// Makes sure the upstream has `digest` in `reference`'s repository

@@ -20,6 +20,7 @@ use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::storage::{Kind, Storage};
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
@@ -140,9 +141,9 @@ impl Reader {
 }
 
 /// The fills under way, by storage key.
-#[derive(Default)]
 pub struct Fills {
     running: Mutex<HashMap<String, Arc<Fill>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// What a fill fetches.
@@ -154,6 +155,13 @@ pub struct FillJob {
 }
 
 impl Fills {
+    pub fn new(metrics: Arc<Metrics>) -> Fills {
+        Fills {
+            running: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
     /// The fill of a blob under way, if there is one.
     pub fn running(&self, route: &str, digest: &str) -> Option<Arc<Fill>> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,10 +194,15 @@ impl Fills {
         running.insert(key.clone(), fill.clone());
         drop(running);
         let (fills, storage) = (self.clone(), storage.clone());
+        self.metrics.fill_started();
         tokio::spawn(async move {
             let outcome = run(&storage, &job, file, spool, &state).await;
+            fills.metrics.fill_ended();
             state.send_replace(match outcome {
-                Ok((size, source)) => FillState::Done { size, source },
+                Ok((size, source)) => {
+                    fills.metrics.fetched(&job.route, size);
+                    FillState::Done { size, source }
+                }
                 Err(error) => {
                     tracing::warn!(
                         route = %job.route,

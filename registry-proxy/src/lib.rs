@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 mod fill;
 mod log;
+mod metrics;
 mod routes;
 mod singleflight;
 pub mod storage;
@@ -25,6 +26,7 @@ use storage::Storage;
 pub struct Proxy {
     routes: Routes,
     cache: cache::Cache,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Proxy {
@@ -48,15 +50,19 @@ impl Proxy {
         storage: Storage,
         customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
     ) -> Result<Proxy> {
+        let metrics = Arc::new(metrics::Metrics::default());
         Ok(Proxy {
             routes: Routes::build(config, &customize)?,
-            cache: cache::Cache::new(storage),
+            cache: cache::Cache::new(storage, metrics.clone()),
+            metrics,
         })
     }
 
-    /// The HTTP service: the `/v2/` API, `/health`, the access log.
+    /// The HTTP service: the `/v2/` API, `/health`, `/ready`, `/metrics`,
+    /// `/stats`, the access log.
     pub fn router(self) -> Router {
-        api::router(Arc::new(self)).layer(axum::middleware::from_fn(log::layer))
+        let metrics = self.metrics.clone();
+        api::router(Arc::new(self)).layer(axum::middleware::from_fn_with_state(metrics, log::layer))
     }
 
     /// The routes, by name and registry (for start-up messages).

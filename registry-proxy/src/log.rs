@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,6 +15,7 @@ use futures::StreamExt;
 
 use crate::cache::CacheResult;
 use crate::fill::Fill;
+use crate::metrics::{Answered, Metrics};
 use crate::routes::Selector;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -29,6 +30,8 @@ pub struct Served {
     pub upstream: Option<String>,
     /// A blob's fill, which knows its upstream once it is done.
     pub fill: Option<Arc<Fill>>,
+    /// The repository of a manifest `GET` (a pull, for the stats).
+    pub pulled: Option<String>,
 }
 
 impl Served {
@@ -39,13 +42,14 @@ impl Served {
             cache: Some(cache),
             upstream,
             fill: None,
+            pulled: None,
         }
     }
 }
 
 /// Adds `Docker-Distribution-API-Version: registry/2.0` and logs the
 /// request once its body is sent (or the client has gone).
-pub async fn layer(request: Request, next: Next) -> Response {
+pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let client = request
         .extensions()
@@ -62,6 +66,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
     let line = Line {
+        metrics,
         client,
         method: method.to_string(),
         target,
@@ -85,6 +90,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
 }
 
 struct Line {
+    metrics: Arc<Metrics>,
     client: Option<String>,
     method: String,
     target: String,
@@ -96,6 +102,15 @@ struct Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        self.metrics.answered(&Answered {
+            route: self.served.route.as_deref(),
+            method: &self.method,
+            status: self.status,
+            cache: self.served.cache,
+            bytes,
+            pulled: self.served.pulled.as_deref(),
+        });
         let upstream = self
             .served
             .upstream
@@ -111,7 +126,7 @@ impl Drop for Line {
             via = %self.served.via.map_or("-", Selector::as_str),
             upstream = %upstream.as_deref().unwrap_or("-"),
             cache = %self.served.cache.map_or("-", CacheResult::as_str),
-            bytes = self.bytes.load(Ordering::Relaxed),
+            bytes,
             ms = self.started.elapsed().as_millis() as u64,
             "request"
         );

@@ -162,6 +162,15 @@ impl Storage {
         })
     }
 
+    /// Whether the store answers: a listing of the cache's top level.
+    pub async fn probe(&self) -> Result<()> {
+        self.store
+            .list_with_delimiter(Some(&Path::from("routes")))
+            .await
+            .map(drop)
+            .map_err(|e| Error::storage("the cache's storage does not answer", e))
+    }
+
     pub async fn manifest(&self, route: &str, digest: &str) -> Result<Option<StoredManifest>> {
         let key = content_key(route, "manifests", digest)?;
         let Some(bytes) = self.get(&key).await? else {
