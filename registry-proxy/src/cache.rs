@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 use registry_client::{ImageReference, ManifestDescriptor};
 
 use crate::error::Error;
@@ -21,7 +21,8 @@ use crate::fill::{Fill, FillJob, Fills};
 use crate::metrics::Metrics;
 use crate::routes::Route;
 use crate::singleflight::SingleFlight;
-use crate::storage::{Kind, Storage, StoredManifest, TagRecord};
+use crate::storage::{self, Kind, Storage, StoredManifest, TagRecord};
+use crate::usage::Usage;
 
 /// What errors the cache passes on: shared, because one upstream failure
 /// answers every request that waited for it.
@@ -98,15 +99,17 @@ pub struct Cache {
     storage: Storage,
     metrics: Arc<Metrics>,
     fills: Arc<Fills>,
+    usage: Arc<Usage>,
     manifests: SingleFlight<String, Shared<(StoredManifest, String)>>,
     tags: SingleFlight<String, Shared<ManifestDescriptor>>,
 }
 
 impl Cache {
-    pub fn new(storage: Storage, metrics: Arc<Metrics>) -> Cache {
+    pub fn new(storage: Storage, metrics: Arc<Metrics>, usage: Arc<Usage>) -> Cache {
         Cache {
             storage,
-            fills: Arc::new(Fills::new(metrics.clone())),
+            fills: Arc::new(Fills::new(metrics.clone(), usage.clone())),
+            usage,
             metrics,
             manifests: SingleFlight::default(),
             tags: SingleFlight::default(),
@@ -124,6 +127,12 @@ impl Cache {
             Some(digest) => self.manifest_by_digest(route, reference, digest, head).await,
             None => self.manifest_by_tag(route, reference, head).await,
         };
+        if let Ok(answer) = &answer
+            && answer.bytes.is_some()
+            && let Ok(key) = storage::manifest_key(&route.name, &answer.digest)
+        {
+            self.usage.used(&key);
+        }
         answer.inspect_err(|e| self.count_failure(route, e))
     }
 
@@ -220,9 +229,15 @@ impl Cache {
             descriptor.media_type.clone(),
             descriptor.size,
         );
-        self.storage
+        let size = self
+            .storage
             .put_tag(&route.name, repository, tag, &record)
             .await?;
+        self.usage.added(
+            storage::tag_record_key(&route.name, repository, tag),
+            size,
+            &self.metrics,
+        );
         let source = descriptor.source.clone();
         if let Some(manifest) = self.storage.manifest(&route.name, &descriptor.digest).await? {
             return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, source));
@@ -257,7 +272,12 @@ impl Cache {
                     media_type: raw.descriptor.media_type,
                     bytes: raw.bytes,
                 };
-                self.storage.put_manifest(&route.name, &manifest).await?;
+                let size = self.storage.put_manifest(&route.name, &manifest).await?;
+                self.usage.added(
+                    storage::manifest_key(&route.name, &manifest.digest)?,
+                    size,
+                    &self.metrics,
+                );
                 self.metrics.fetched(&route.name, manifest.bytes.len() as u64);
                 self.storage
                     .link(
@@ -279,9 +299,9 @@ impl Cache {
         reference: &ImageReference,
         digest: &str,
     ) -> Shared<BlobFound> {
-        self.find_blob(route, reference, digest)
-            .await
-            .inspect_err(|e| self.count_failure(route, e))
+        let found = self.find_blob(route, reference, digest).await;
+        self.note_use(route, digest, &found);
+        found.inspect_err(|e| self.count_failure(route, e))
     }
 
     async fn find_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
@@ -316,9 +336,9 @@ impl Cache {
         reference: &ImageReference,
         digest: &str,
     ) -> Shared<BlobFound> {
-        self.head_blob(route, reference, digest)
-            .await
-            .inspect_err(|e| self.count_failure(route, e))
+        let found = self.head_blob(route, reference, digest).await;
+        self.note_use(route, digest, &found);
+        found.inspect_err(|e| self.count_failure(route, e))
     }
 
     async fn head_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
@@ -376,6 +396,18 @@ impl Cache {
         Ok(self.storage.link(&route.name, repository, kind, digest).await?)
     }
 
+    /// A stored blob was asked for: it is recently used.
+    fn note_use(&self, route: &Route, digest: &str, found: &Shared<BlobFound>) {
+        if let Ok(BlobFound {
+            location: BlobLocation::Stored,
+            ..
+        }) = found
+            && let Ok(key) = storage::blob_key(&route.name, digest)
+        {
+            self.usage.used(&key);
+        }
+    }
+
     /// `range` of a blob found by [`blob_for_get`](Self::blob_for_get).
     pub async fn read_blob(
         &self,
@@ -387,7 +419,17 @@ impl Cache {
         match &found.location {
             BlobLocation::Filling(fill) => Ok(fill.read(range)),
             BlobLocation::Stored => match self.storage.read_blob(&route.name, digest, Some(range)).await? {
-                Some(read) => Ok(read.body),
+                Some(read) => {
+                    // Not evicted while it is being sent.
+                    let pin = self.usage.pin(&storage::blob_key(&route.name, digest)?);
+                    Ok(read
+                        .body
+                        .map(move |chunk| {
+                            let _pinned = &pin;
+                            chunk
+                        })
+                        .boxed())
+                }
                 None => Err(Arc::new(Error::storage(
                     "a cached blob went away while it was being read",
                     std::io::Error::from(std::io::ErrorKind::NotFound),

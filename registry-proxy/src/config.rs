@@ -43,6 +43,12 @@ pub struct Config {
     pub storage: PathBuf,
     /// Keep the cache in an S3-compatible bucket instead (shared by replicas).
     pub s3: Option<S3Config>,
+    /// The cache's size and age limits (none by default).
+    pub max_size: Option<u64>,
+    pub max_age: Option<Duration>,
+    /// Names this server's record of object uses in the storage (replicas
+    /// on one bucket need different names); default: the host name.
+    pub replica: Option<String>,
     /// `Host: <registry>.<suffix>` selects that registry's route.
     pub vhost_suffix: Option<String>,
     pub routes: Vec<RouteConfig>,
@@ -181,6 +187,21 @@ impl RouteConfig {
 }
 
 impl Config {
+    /// `routes` with every other setting at its default (local storage in
+    /// `storage`, no limits).
+    pub fn with_routes(listen: SocketAddr, storage: PathBuf, routes: Vec<RouteConfig>) -> Config {
+        Config {
+            listen,
+            storage,
+            s3: None,
+            max_size: None,
+            max_age: None,
+            replica: None,
+            vhost_suffix: None,
+            routes,
+        }
+    }
+
     /// A configuration without a file: one route per registry, in order;
     /// Docker Hub's (or else the first) is the default route.
     pub fn for_registries(listen: SocketAddr, storage: PathBuf, registries: &[String]) -> Result<Config> {
@@ -192,13 +213,7 @@ impl Config {
         if let Some(route) = routes.get_mut(default) {
             route.default = true;
         }
-        let config = Config {
-            listen,
-            storage,
-            s3: None,
-            vhost_suffix: None,
-            routes,
-        };
+        let config = Config::with_routes(listen, storage, routes);
         config.check().map_err(|(_, message)| Error::Invalid(message))?;
         Ok(config)
     }
@@ -301,6 +316,9 @@ struct FileConfig {
 struct FileStorage {
     path: Option<PathBuf>,
     s3: Option<FileS3>,
+    max_size: Option<String>,
+    max_age: Option<String>,
+    replica: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -406,10 +424,38 @@ impl FileConfig {
                 Ok(route)
             })
             .collect::<Result<Vec<_>, (String, String)>>()?;
+        let max_size = match &self.storage.max_size {
+            Some(text) => Some(
+                text.parse::<bytesize::ByteSize>()
+                    .map_err(|e| {
+                        (
+                            "storage.max_size".to_owned(),
+                            format!("{text:?} is not a size (e.g. 50GiB, 500MB): {e}"),
+                        )
+                    })?
+                    .as_u64(),
+            ),
+            None => None,
+        };
+        let max_age = match &self.storage.max_age {
+            Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+                (
+                    "storage.max_age".to_owned(),
+                    format!("{text:?} is not a duration (e.g. 30d, 12h): {e}"),
+                )
+            })?),
+            None => None,
+        };
+        if let Some(replica) = &self.storage.replica {
+            check_name(replica).map_err(|m| ("storage.replica".to_owned(), m))?;
+        }
         let s3 = self.storage.s3.map(FileS3::into_config).transpose()?;
         Ok(Config {
             listen,
             s3,
+            max_size,
+            max_age,
+            replica: self.storage.replica,
             storage: self.storage.path.unwrap_or(default_storage),
             vhost_suffix: self
                 .vhost_suffix

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::storage::{Kind, Storage};
+use crate::usage::Usage;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
@@ -144,6 +145,7 @@ impl Reader {
 pub struct Fills {
     running: Mutex<HashMap<String, Arc<Fill>>>,
     metrics: Arc<Metrics>,
+    usage: Arc<Usage>,
 }
 
 /// What a fill fetches.
@@ -155,10 +157,11 @@ pub struct FillJob {
 }
 
 impl Fills {
-    pub fn new(metrics: Arc<Metrics>) -> Fills {
+    pub fn new(metrics: Arc<Metrics>, usage: Arc<Usage>) -> Fills {
         Fills {
             running: Mutex::new(HashMap::new()),
             metrics,
+            usage,
         }
     }
 
@@ -201,6 +204,9 @@ impl Fills {
             state.send_replace(match outcome {
                 Ok((size, source)) => {
                     fills.metrics.fetched(&job.route, size);
+                    if let Ok(key) = crate::storage::blob_key(&job.route, &job.digest) {
+                        fills.usage.added(key, size, &fills.metrics);
+                    }
                     FillState::Done { size, source }
                 }
                 Err(error) => {

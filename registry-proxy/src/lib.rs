@@ -6,10 +6,12 @@ pub mod config;
 pub mod error;
 mod fill;
 mod log;
+mod maintenance;
 mod metrics;
 mod routes;
 mod singleflight;
 pub mod storage;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub struct Proxy {
     routes: Routes,
     cache: cache::Cache,
     metrics: Arc<metrics::Metrics>,
+    maintenance: maintenance::Maintenance,
 }
 
 impl Proxy {
@@ -51,15 +54,27 @@ impl Proxy {
         customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
     ) -> Result<Proxy> {
         let metrics = Arc::new(metrics::Metrics::default());
+        let limits = usage::Limits {
+            max_size: config.max_size,
+            max_age: config.max_age,
+        };
+        let replica = config.replica.clone().unwrap_or_else(host_name);
+        let usage = Arc::new(usage::Usage::new(limits, replica));
         Ok(Proxy {
             routes: Routes::build(config, &customize)?,
-            cache: cache::Cache::new(storage, metrics.clone()),
+            cache: cache::Cache::new(storage.clone(), metrics.clone(), usage.clone()),
+            maintenance: maintenance::Maintenance {
+                storage,
+                usage,
+                metrics: metrics.clone(),
+            },
             metrics,
         })
     }
 
     /// The HTTP service: the `/v2/` API, `/health`, `/ready`, `/metrics`,
-    /// `/stats`, the access log.
+    /// `/stats`, the access log. (Without [`serve`](Self::serve), nothing
+    /// keeps the cache within its limits.)
     pub fn router(self) -> Router {
         let metrics = self.metrics.clone();
         api::router(Arc::new(self)).layer(axum::middleware::from_fn_with_state(metrics, log::layer))
@@ -74,22 +89,49 @@ impl Proxy {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets the
-    /// answers under way finish.
+    /// answers under way finish. The housekeeping (use records, eviction)
+    /// runs alongside.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let addr = listener.local_addr().ok();
+        let maintenance = self.maintenance.clone();
+        let housekeeping = tokio::spawn(maintenance.clone().run());
         let service = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| Error::Serve {
                 context: format!("serving on {addr:?} failed"),
                 source,
-            })
+            });
+        housekeeping.abort();
+        maintenance.flush().await;
+        served
     }
+}
+
+/// This machine's name, for its record of uses in shared storage.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() { "local".to_owned() } else { name }
 }

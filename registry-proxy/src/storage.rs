@@ -171,6 +171,64 @@ impl Storage {
             .map_err(|e| Error::storage("the cache's storage does not answer", e))
     }
 
+    /// Every object of the cache: key, size, last modified (seconds since
+    /// the epoch).
+    pub async fn list_objects(&self) -> Result<Vec<(String, u64, u64)>> {
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&Path::from("routes")))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage("cannot list the cache", e))?;
+        Ok(objects
+            .into_iter()
+            .map(|meta| {
+                let modified = meta.last_modified.timestamp().max(0) as u64;
+                (meta.location.to_string(), meta.size, modified)
+            })
+            .collect())
+    }
+
+    /// Every replica's batch of recorded uses (`access/<replica>.json`).
+    pub async fn read_uses(&self) -> Result<crate::usage::Uses> {
+        let batches: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&Path::from("access")))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage("cannot list the cache's use records", e))?;
+        let mut uses = crate::usage::Uses::default();
+        for batch in batches {
+            let Some(replica) = batch.location.filename().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            let replica = replica.to_owned();
+            if let Some(bytes) = self.get(&batch.location).await? {
+                // A damaged batch only loses some recency.
+                if let Ok(map) = serde_json::from_slice(&bytes) {
+                    uses.add(replica, map);
+                }
+            }
+        }
+        Ok(uses)
+    }
+
+    /// Replaces this replica's batch of recorded uses.
+    pub async fn write_uses(
+        &self,
+        replica: &str,
+        uses: &std::collections::HashMap<String, u64>,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(uses).expect("uses serialize");
+        self.put(&Path::from(format!("access/{replica}.json")), json.into())
+            .await
+    }
+
+    /// Removes an object by key (eviction); one already gone is fine.
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        self.delete(&Path::from(key)).await
+    }
+
     pub async fn manifest(&self, route: &str, digest: &str) -> Result<Option<StoredManifest>> {
         let key = content_key(route, "manifests", digest)?;
         let Some(bytes) = self.get(&key).await? else {
@@ -199,13 +257,15 @@ impl Storage {
         }
     }
 
-    pub async fn put_manifest(&self, route: &str, manifest: &StoredManifest) -> Result<()> {
+    /// Stores a manifest; returns the stored size.
+    pub async fn put_manifest(&self, route: &str, manifest: &StoredManifest) -> Result<u64> {
         let key = content_key(route, "manifests", &manifest.digest)?;
         let mut envelope = Vec::with_capacity(manifest.media_type.len() + 1 + manifest.bytes.len());
         envelope.extend_from_slice(manifest.media_type.as_bytes());
         envelope.push(b'\n');
         envelope.extend_from_slice(&manifest.bytes);
-        self.put(&key, envelope.into()).await
+        let size = envelope.len() as u64;
+        self.put(&key, envelope.into()).await.map(|()| size)
     }
 
     pub async fn tag(&self, route: &str, repository: &str, tag: &str) -> Result<Option<TagRecord>> {
@@ -217,9 +277,13 @@ impl Storage {
         Ok(serde_json::from_slice(&bytes).ok())
     }
 
-    pub async fn put_tag(&self, route: &str, repository: &str, tag: &str, record: &TagRecord) -> Result<()> {
+    /// Stores a tag record; returns the stored size.
+    pub async fn put_tag(&self, route: &str, repository: &str, tag: &str, record: &TagRecord) -> Result<u64> {
         let json = serde_json::to_vec(record).expect("a tag record serializes");
-        self.put(&tag_key(route, repository, tag), json.into()).await
+        let size = json.len() as u64;
+        self.put(&tag_key(route, repository, tag), json.into())
+            .await
+            .map(|()| size)
     }
 
     pub async fn delete_tag(&self, route: &str, repository: &str, tag: &str) -> Result<()> {
@@ -413,6 +477,21 @@ fn link_key(route: &str, repository: &str, kind: Kind, digest: &str) -> Result<P
         "routes/{route}/repositories/{repository}/_links/{}/{algorithm}/{hex}",
         kind.dir()
     )))
+}
+
+/// The key of a stored blob, as [`list_objects`](Storage::list_objects) names it.
+pub fn blob_key(route: &str, digest: &str) -> Result<String> {
+    content_key(route, "blobs", digest).map(|p| p.to_string())
+}
+
+/// The key of a stored manifest.
+pub fn manifest_key(route: &str, digest: &str) -> Result<String> {
+    content_key(route, "manifests", digest).map(|p| p.to_string())
+}
+
+/// The key of a tag record.
+pub fn tag_record_key(route: &str, repository: &str, tag: &str) -> String {
+    tag_key(route, repository, tag).to_string()
 }
 
 /// `routes/<route>/<kind>/<algorithm>/<hex>`, for a digest safe as a path.

@@ -942,13 +942,7 @@ fn hub_route(mirror: &FaultProxy) -> registry_proxy::RouteConfig {
 }
 
 fn hand_made(dir: &Path, routes: Vec<registry_proxy::RouteConfig>) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        storage: dir.join("cache"),
-        s3: None,
-        vhost_suffix: None,
-        routes,
-    }
+    Config::with_routes("127.0.0.1:0".parse().expect("address"), dir.join("cache"), routes)
 }
 
 /// podman pulling `docker.io/…` with the cache as Docker Hub's mirror (the

@@ -34,13 +34,7 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     ] {
         route.options.insert(name.into(), value.into());
     }
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        storage: dir.path().to_owned(),
-        s3: None,
-        vhost_suffix: None,
-        routes: vec![route],
-    };
+    let config = Config::with_routes("127.0.0.1:0".parse().unwrap(), dir.path().to_owned(), vec![route]);
     let proxy = RunningProxy::start(&config);
 
     let image = &registry.fixtures().single_oci;
