@@ -350,7 +350,8 @@ async fn tags(
         })?),
     };
     let mut all = route
-        .client
+        .upstream()
+        .await
         .list_tags(&image)
         .await
         .map_err(|e| ApiError::from_error(&Error::Upstream(e), Resource::Repository))?;

@@ -168,7 +168,12 @@ impl Cache {
         }
         if head {
             // An upstream HEAD: nothing to fetch, nothing counted as a pull.
-            let descriptor = route.client.head_manifest(reference).await.map_err(upstream)?;
+            let descriptor = route
+                .upstream()
+                .await
+                .head_manifest(reference)
+                .await
+                .map_err(upstream)?;
             return Ok(ManifestAnswer {
                 digest: descriptor.digest,
                 media_type: descriptor.media_type,
@@ -202,7 +207,12 @@ impl Cache {
         let checked = self
             .tags
             .run(key, || async {
-                route.client.head_manifest(reference).await.map_err(upstream)
+                route
+                    .upstream()
+                    .await
+                    .head_manifest(reference)
+                    .await
+                    .map_err(upstream)
             })
             .await;
         let descriptor = match checked {
@@ -266,7 +276,12 @@ impl Cache {
         let key = format!("{} {}", route.name, reference.reference());
         self.manifests
             .run(key, || async {
-                let raw = route.client.get_raw_manifest(reference).await.map_err(upstream)?;
+                let raw = route
+                    .upstream()
+                    .await
+                    .get_raw_manifest(reference)
+                    .await
+                    .map_err(upstream)?;
                 let manifest = StoredManifest {
                     digest: raw.descriptor.digest,
                     media_type: raw.descriptor.media_type,
@@ -320,7 +335,8 @@ impl Cache {
             });
         }
         let job = FillJob {
-            client: route.client.clone(),
+            client: route.client().clone(),
+            fetches: route.fetches.clone(),
             reference: reference.clone(),
             route: route.name.clone(),
             digest: digest.to_owned(),
@@ -356,7 +372,8 @@ impl Cache {
             });
         }
         let head = route
-            .client
+            .upstream()
+            .await
             .head_blob(reference, digest)
             .await
             .map_err(upstream)?;
@@ -386,10 +403,15 @@ impl Cache {
             return Ok(());
         }
         match kind {
-            Kind::Blob => route.client.head_blob(reference, digest).await.map(drop),
+            Kind::Blob => route
+                .upstream()
+                .await
+                .head_blob(reference, digest)
+                .await
+                .map(drop),
             Kind::Manifest => {
                 let by_digest = reference.with_digest(digest).map_err(upstream)?;
-                route.client.head_manifest(&by_digest).await.map(drop)
+                route.upstream().await.head_manifest(&by_digest).await.map(drop)
             }
         }
         .map_err(upstream)?;

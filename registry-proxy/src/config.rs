@@ -49,9 +49,39 @@ pub struct Config {
     /// Names this server's record of object uses in the storage (replicas
     /// on one bucket need different names); default: the host name.
     pub replica: Option<String>,
+    /// How the server itself behaves: TLS, timeouts, sizes, shutdown.
+    pub server: ServerConfig,
     /// `Host: <registry>.<suffix>` selects that registry's route.
     pub vhost_suffix: Option<String>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The server's own settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Serve HTTPS (and HTTP/2) with this certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Time a client has to send a request's headers (also: how long an
+    /// idle connection is kept).
+    pub header_timeout: Duration,
+    /// The most a request's headers may take.
+    pub max_header_bytes: usize,
+    /// On SIGTERM, how long answers under way may take before they are cut.
+    pub shutdown_grace: Duration,
+    /// Upstream fetches at once per route; more wait their turn.
+    pub upstream_fetches: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tls: None,
+            header_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            upstream_fetches: 16,
+        }
+    }
 }
 
 /// An S3-compatible bucket for the cache. Credentials, region and endpoint
@@ -197,6 +227,7 @@ impl Config {
             max_size: None,
             max_age: None,
             replica: None,
+            server: ServerConfig::default(),
             vhost_suffix: None,
             routes,
         }
@@ -306,9 +337,65 @@ struct FileConfig {
     listen: Option<String>,
     vhost_suffix: Option<String>,
     #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
     storage: FileStorage,
     #[serde(default, rename = "route")]
     routes: Vec<FileRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    header_timeout: Option<String>,
+    max_header_size: Option<String>,
+    shutdown_grace: Option<String>,
+    upstream_fetches: Option<usize>,
+}
+
+impl FileServer {
+    fn into_config(self) -> Result<ServerConfig, (String, String)> {
+        let defaults = ServerConfig::default();
+        let duration = |key: &str, text: Option<String>, default: Duration| match text {
+            Some(text) => humantime::parse_duration(&text).map_err(|e| {
+                (
+                    format!("server.{key}"),
+                    format!("{text:?} is not a duration (e.g. 30s): {e}"),
+                )
+            }),
+            None => Ok(default),
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(("server.tls_key".into(), "tls_cert needs tls_key".into())),
+            (None, Some(_)) => return Err(("server.tls_cert".into(), "tls_key needs tls_cert".into())),
+        };
+        let max_header_bytes = match self.max_header_size {
+            Some(text) => text
+                .parse::<bytesize::ByteSize>()
+                .map_err(|e| {
+                    (
+                        "server.max_header_size".to_owned(),
+                        format!("{text:?} is not a size (e.g. 64KiB): {e}"),
+                    )
+                })?
+                .as_u64() as usize,
+            None => defaults.max_header_bytes,
+        };
+        if self.upstream_fetches == Some(0) {
+            return Err(("server.upstream_fetches".into(), "must be at least 1".into()));
+        }
+        Ok(ServerConfig {
+            tls,
+            header_timeout: duration("header_timeout", self.header_timeout, defaults.header_timeout)?,
+            max_header_bytes,
+            shutdown_grace: duration("shutdown_grace", self.shutdown_grace, defaults.shutdown_grace)?,
+            upstream_fetches: self.upstream_fetches.unwrap_or(defaults.upstream_fetches),
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -453,6 +540,7 @@ impl FileConfig {
         Ok(Config {
             listen,
             s3,
+            server: self.server.into_config()?,
             max_size,
             max_age,
             replica: self.storage.replica,

@@ -151,6 +151,8 @@ pub struct Fills {
 /// What a fill fetches.
 pub struct FillJob {
     pub client: RepositoryClient,
+    /// The route's upstream fetch limit.
+    pub fetches: Arc<tokio::sync::Semaphore>,
     pub reference: ImageReference,
     pub route: String,
     pub digest: String,
@@ -251,10 +253,16 @@ async fn run(
         size: None,
         state,
     };
+    let permit = job
+        .fetches
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     let fetched = job
         .client
         .fetch_blob(&job.reference, &job.digest, None, &mut sink)
         .await?;
+    drop(permit);
     storage.commit_blob(&job.route, &job.digest, spool).await?;
     storage
         .link(&job.route, job.reference.repository(), Kind::Blob, &job.digest)

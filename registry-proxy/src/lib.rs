@@ -11,6 +11,7 @@ mod metrics;
 mod routes;
 mod singleflight;
 pub mod storage;
+mod tls;
 mod usage;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ pub struct Proxy {
     cache: cache::Cache,
     metrics: Arc<metrics::Metrics>,
     maintenance: maintenance::Maintenance,
+    server: config::ServerConfig,
 }
 
 impl Proxy {
@@ -69,6 +71,7 @@ impl Proxy {
                 metrics: metrics.clone(),
             },
             metrics,
+            server: config.server.clone(),
         })
     }
 
@@ -88,31 +91,79 @@ impl Proxy {
             .map(|r| (r.name.as_str(), r.registry.as_str()))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then lets the
-    /// answers under way finish. The housekeeping (use records, eviction)
-    /// runs alongside.
+    /// Serves on `listener` (HTTPS and HTTP/2 when the configuration has a
+    /// certificate) until `shutdown` completes, then lets the answers under
+    /// way finish for the grace period and cuts what is left. The
+    /// housekeeping (use records, eviction) runs alongside.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let addr = listener.local_addr().ok();
+        let failed = |context: &str, source: std::io::Error| Error::Serve {
+            context: format!("{context} ({addr:?})"),
+            source,
+        };
+        let listener = listener
+            .into_std()
+            .map_err(|e| failed("cannot use the listening socket", e))?;
+        let settings = self.server.clone();
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(tls::config(cert, key)?),
+            None => None,
+        };
         let maintenance = self.maintenance.clone();
         let housekeeping = tokio::spawn(maintenance.clone().run());
         let service = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| Error::Serve {
-                context: format!("serving on {addr:?} failed"),
-                source,
-            });
+        let handle = axum_server::Handle::new();
+        let grace = settings.shutdown_grace;
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let served = match tls {
+            Some(tls) => {
+                let mut server = axum_server::from_tcp_rustls(listener, tls)
+                    .map_err(|e| failed("cannot serve", e))?
+                    .handle(handle);
+                limit(server.http_builder(), &settings);
+                server.serve(service).await
+            }
+            None => {
+                let mut server = axum_server::from_tcp(listener)
+                    .map_err(|e| failed("cannot serve", e))?
+                    .handle(handle);
+                limit(server.http_builder(), &settings);
+                server.serve(service).await
+            }
+        };
         housekeeping.abort();
         maintenance.flush().await;
-        served
+        served.map_err(|e| failed("serving failed", e))
     }
+}
+
+/// Bounds what a client may make the server hold: time and bytes for a
+/// request's headers, on HTTP/1 and HTTP/2.
+fn limit(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    settings: &config::ServerConfig,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8 * 1024));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(settings.max_header_bytes as u32)
+        .keep_alive_interval(Some(settings.header_timeout))
+        .keep_alive_timeout(settings.header_timeout);
 }
 
 /// This machine's name, for its record of uses in shared storage.

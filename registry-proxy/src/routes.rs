@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Semaphore, SemaphorePermit};
+
 use registry_client::sources::{Mirror, RegistrySources};
 use registry_client::{ImageReference, RepositoryClient, RepositoryClientBuilder};
 
@@ -18,7 +20,44 @@ pub struct Route {
     pub prefix: Option<String>,
     pub hosts: Vec<String>,
     pub tag_ttl: Duration,
-    pub client: RepositoryClient,
+    client: RepositoryClient,
+    /// Upstream fetches at once; more wait their turn (a queue, not errors).
+    pub fetches: Arc<Semaphore>,
+}
+
+impl Route {
+    /// The route's upstream client, once a fetch may start; the fetch
+    /// counts against the limit while the returned value lives.
+    pub async fn upstream(&self) -> Upstream<'_> {
+        let permit = self
+            .fetches
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        Upstream {
+            _permit: permit,
+            client: &self.client,
+        }
+    }
+
+    /// The client itself, for a fill that takes its own permit.
+    pub fn client(&self) -> &RepositoryClient {
+        &self.client
+    }
+}
+
+/// A route's upstream client with a fetch permit.
+pub struct Upstream<'r> {
+    _permit: SemaphorePermit<'r>,
+    client: &'r RepositoryClient,
+}
+
+impl std::ops::Deref for Upstream<'_> {
+    type Target = RepositoryClient;
+
+    fn deref(&self) -> &RepositoryClient {
+        self.client
+    }
 }
 
 /// How a request chose its route, for the access log.
@@ -82,6 +121,7 @@ impl Routes {
                     hosts: route.hosts.clone(),
                     tag_ttl: route.tag_ttl,
                     client,
+                    fetches: Arc::new(Semaphore::new(config.server.upstream_fetches)),
                 }))
             })
             .collect::<Result<_>>()?;

@@ -33,7 +33,7 @@ pub use fixtures::{
     fixtures,
 };
 pub use moto::moto_url;
-pub use registry::{AuthMode, TestRegistry};
+pub use registry::{AuthMode, TestRegistry, TlsFiles, write_tls_files};
 pub use server::BackgroundServer;
 pub use token_server::{Access, TokenRequest, TokenServer};
 

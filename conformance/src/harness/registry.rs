@@ -282,16 +282,17 @@ enum Transport {
     Https,
 }
 
-/// The certificate and key files of a TLS registry.
-struct TlsFiles {
-    cert_pem: String,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+/// The certificate and key files of a TLS server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 /// Generates a self-signed certificate for `127.0.0.1`, `::1` and `localhost` and writes
 /// `tls-cert.pem` and `tls-key.pem` (PKCS#8) into `dir`.
-fn write_tls_files(dir: &Path) -> TlsFiles {
+pub fn write_tls_files(dir: &Path) -> TlsFiles {
     let key = rcgen::KeyPair::generate().expect("generate TLS key");
     let names = ["127.0.0.1", "::1", "localhost"].map(String::from).to_vec();
     let mut params = rcgen::CertificateParams::new(names).expect("certificate params");

@@ -76,6 +76,18 @@ impl RunningProxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Stops the server (as SIGTERM does) and returns how long it took.
+    pub fn stop(mut self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        started.elapsed()
+    }
 }
 
 impl Drop for RunningProxy {
