@@ -1,12 +1,10 @@
 //! Our outputs, checked by the real tools people load them with:
 //! `podman load`, `skopeo inspect`, `umoci unpack`.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use conformance::harness::{AuthMode, ImageFixture, run_tool};
-use conformance::suite::{SuiteEnv, Target, tar_entries};
+use conformance::suite::{SuiteEnv, Target, tree_from_dir, tree_from_tar};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
@@ -157,51 +155,6 @@ async fn skopeo_reads_the_oci_layout() {
         );
         assert_eq!(inspected["Architecture"], child.platform.architecture.as_str());
     }
-}
-
-/// What a file tree holds: type, permission bits, and content or link target.
-type Tree = BTreeMap<String, (char, u32, Vec<u8>)>;
-
-fn tree_from_dir(root: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, tree: &mut Tree) {
-        for entry in std::fs::read_dir(dir).expect("read_dir") {
-            let entry = entry.expect("entry");
-            let path = entry.path();
-            let name = path
-                .strip_prefix(root)
-                .expect("prefix")
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            let mode = meta.permissions().mode() & 0o7777;
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).expect("link");
-                tree.insert(name, ('l', 0, target.to_string_lossy().as_bytes().to_vec()));
-            } else if meta.is_dir() {
-                tree.insert(name, ('d', mode, Vec::new()));
-                walk(root, &path, tree);
-            } else {
-                tree.insert(name, ('f', mode, std::fs::read(&path).expect("read")));
-            }
-        }
-    }
-    let mut tree = Tree::new();
-    walk(root, root, &mut tree);
-    tree
-}
-
-fn tree_from_tar(bytes: &[u8]) -> Tree {
-    tar_entries(bytes)
-        .into_iter()
-        .map(|(path, (kind, mode, data))| {
-            let entry = match kind {
-                tar::EntryType::Directory => ('d', mode & 0o7777, Vec::new()),
-                tar::EntryType::Symlink => ('l', 0, data),
-                _ => ('f', mode & 0o7777, data),
-            };
-            (path, entry)
-        })
-        .collect()
 }
 
 #[tokio::test]

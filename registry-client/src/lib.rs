@@ -13,6 +13,7 @@ pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod sources;
+mod tar_reader;
 mod transport;
 
 pub use auth::{Challenge, Credentials};

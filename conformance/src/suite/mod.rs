@@ -9,11 +9,13 @@ mod auth;
 mod metadata;
 mod pull;
 mod resilience;
+mod trees;
 
 pub use auth::*;
 pub use metadata::*;
 pub use pull::*;
 pub use resilience::*;
+pub use trees::*;
 
 use std::time::Duration;
 

@@ -41,10 +41,21 @@
 //!
 //! # Other choices
 //!
-//! - Paths are normalised lexically: `./a/b`, `a/b/`, `/a/b` and `a/x/../b` are all `a/b`.
-//!   An entry (or hard link target) whose `..` would climb above the root is skipped with a
-//!   warning, never written. Symlink targets are kept verbatim (they are data, not paths we
-//!   write to).
+//! - Layer tars are read as Go's `archive/tar` reads them (see `tar_reader`): a stream
+//!   that stops right after the last entry's data is a whole archive.
+//! - Paths are normalised lexically: `./a/b`, `a/b/`, `/a/b` and `a/x/../b` are all `a/b`,
+//!   and `..` stops at the root (`../../etc/passwd` is `etc/passwd`), as containerd's
+//!   applier and `umoci unpack` have it. A non-directory at the root itself is skipped.
+//! - No entry is written below a symlink, so extracting the output never follows a link out
+//!   of the root. An entry below a symlink of its own layer is written where the link leads,
+//!   resolved inside the root (an absolute target starts at the root, `..` stops there), as
+//!   containerd's `fs.RootPath` and umoci's `securejoin` resolve it; more than 255 links on
+//!   one path skip the entry. A symlink (or any non-directory) at a path that entries already
+//!   written lie below is skipped: those entries make it a directory. An entry below a
+//!   symlink of a *higher* layer is hidden by it, as below any file. Symlink targets are
+//!   kept verbatim (they are data, not paths we write to).
+//! - A hard link's target is resolved the same way; a link whose target is not a regular
+//!   file of the image is dropped with a warning.
 //! - Output entries keep the input header (type, mode, uid/gid, uname/gname, mtime, device
 //!   numbers) and the input's PAX records (xattrs `SCHILY.xattr.*`, sub-second times, ...)
 //!   except `path`, `linkpath` and `size`, which are rewritten. Names or link names longer
@@ -60,7 +71,7 @@
 //!
 //! - A layer that is not valid gzip/zstd, or not a valid tar (bad checksum, truncated data,
 //!   bad trailer), is [`Error::InvalidResponse`] with `host: "layer"` and a message naming the
-//!   layer (1-based, bottom first). The decompressed stream is read to its end after the tar's
+//!   layer (1-based, bottom first); for an entry whose data stops short, the entry too. The decompressed stream is read to its end after the tar's
 //!   end marker, so a damaged gzip/zstd trailer is caught too.
 //! - An error returned by a layer *reader* itself is passed on: as the [`Error`] it wraps if the
 //!   reader put one in an `io::Error` (`io::Error::other(err)`), else as [`Error::Io`].
@@ -74,16 +85,19 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
-use tar::{Archive, Builder, EntryType, Header};
+use tar::{Builder, EntryType, Header};
 
 use super::Compression;
 use crate::error::{Error, Result};
+use crate::tar_reader::TarReader;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// Largest size an octal `size` header field holds; larger ones also get a PAX `size` record.
 const MAX_OCTAL_SIZE: u64 = 0o777_7777_7777;
+/// Symlinks followed in one path before giving up on it, as containerd's `fs.RootPath` does.
+const MAX_SYMLINKS: usize = 255;
 
 /// Applies `layers` (bottom first, each a reader of the blob as stored plus its compression)
 /// in order with OCI/AUFS whiteouts, writing one tar of the resulting filesystem to `out`.
@@ -128,6 +142,12 @@ struct Flattener {
     whiteouts: HashMap<Vec<u8>, usize>,
     /// Opaque directory → topmost layer that marked it opaque.
     opaque: HashMap<Vec<u8>, usize>,
+    /// Every proper ancestor of a written path → the topmost layer that wrote below it:
+    /// a directory there, whether or not a layer has an entry for it.
+    parents: HashMap<Vec<u8>, usize>,
+    /// The symlinks of the layer being read (path → target), the first at a path winning:
+    /// later entries of that layer below them are written where they lead.
+    layer_symlinks: HashMap<Vec<u8>, Vec<u8>>,
     deferred: Vec<DeferredLink>,
 }
 
@@ -181,13 +201,12 @@ impl Flattener {
         reader: R,
         out: &mut Builder<W>,
     ) -> io::Result<()> {
-        let mut archive = Archive::new(reader);
-        for entry in archive.entries()? {
-            self.apply_entry(layer, &mut entry?, out)?;
-        }
+        self.layer_symlinks.clear();
+        let mut tar = TarReader::new(reader);
+        tar.for_each_entry(|entry| self.apply_entry(layer, entry, out))?;
         // Read past the end-of-archive marker to the end of the stream, so that the
         // decompressor checks its trailer (gzip CRC and length, zstd frame end).
-        io::copy(&mut archive.into_inner(), &mut io::sink())?;
+        io::copy(&mut tar.into_inner(), &mut io::sink())?;
         Ok(())
     }
 
@@ -220,10 +239,14 @@ impl Flattener {
                 return Ok(());
             }
         }
-        let Some(path) = normalize(&raw_path) else {
-            tracing::warn!(path = %String::from_utf8_lossy(&raw_path), "skipping tar entry outside the root");
+        let Some(path) = self.resolve(&normalize(&raw_path)) else {
+            tracing::warn!(path = %String::from_utf8_lossy(&raw_path), "skipping tar entry: too many symlinks on its path");
             return Ok(());
         };
+        if path.is_empty() && !entry_type.is_dir() {
+            tracing::warn!(path = %String::from_utf8_lossy(&raw_path), kind = ?entry_type, "skipping tar entry at the root that is not a directory");
+            return Ok(());
+        }
         let (parent, name) = split_parent(&path);
 
         if name == OPAQUE_MARKER {
@@ -246,11 +269,19 @@ impl Flattener {
         if self.hidden(&path, layer, true) {
             return Ok(());
         }
+        if !entry_type.is_dir() && self.parents.get(&path).is_some_and(|&l| l >= layer) {
+            // Entries read before this one (from above, or earlier in this layer) lie below
+            // this path: it stays their directory. A symlink here would lead them elsewhere.
+            tracing::debug!(path = %String::from_utf8_lossy(&path), "skipping entry where a directory's contents already are");
+            return Ok(());
+        }
 
         if entry_type.is_hard_link() {
-            let target = entry.link_name_bytes().and_then(|target| normalize(&target));
+            let target = entry
+                .link_name_bytes()
+                .and_then(|target| self.resolve(&normalize(&target)));
             let Some(target) = target.filter(|target| !target.is_empty()) else {
-                tracing::warn!(path = %String::from_utf8_lossy(&path), "skipping hard link with a target outside the root");
+                tracing::warn!(path = %String::from_utf8_lossy(&path), "skipping hard link without a file for a target");
                 return Ok(());
             };
             let pax = forwarded_pax(entry)?;
@@ -267,7 +298,7 @@ impl Flattener {
                 Some(node) if node.written && node.layer == layer => {
                     if !node.dir {
                         write_entry(out, header, &path, false, Some(&target), &pax, 0, io::empty())?;
-                        self.mark_written(&path);
+                        self.mark_written(&path, layer);
                     }
                 }
                 _ if self.hidden(&target, layer, false) => {
@@ -285,12 +316,14 @@ impl Flattener {
 
         let dir = entry_type.is_dir();
         let link = if entry_type.is_symlink() {
-            Some(
-                entry
-                    .link_name_bytes()
-                    .map(|l| l.into_owned())
-                    .unwrap_or_default(),
-            )
+            let target = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            self.layer_symlinks
+                .entry(path.clone())
+                .or_insert_with(|| target.clone());
+            Some(target)
         } else {
             None
         };
@@ -309,14 +342,54 @@ impl Flattener {
         };
         write_entry(out, header, &path, dir, link.as_deref(), &pax, size, data)?;
         self.nodes.insert(
-            path,
+            path.clone(),
             Node {
                 layer,
                 dir,
-                written: true,
+                written: false,
             },
         );
+        self.mark_written(&path, layer);
         Ok(())
+    }
+
+    /// `path` (normalised) with its parent resolved through the symlinks of the layer being
+    /// read, inside the root, as containerd's applier (`fs.RootPath`) resolves it: an
+    /// absolute target starts again at the root and `..` stops at the root. The last
+    /// component is not followed (an entry there replaces it). `None` after too many links.
+    fn resolve(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let through_symlink = ancestors(path).any(|a| self.layer_symlinks.contains_key(a));
+        if !through_symlink {
+            return Some(path.to_vec());
+        }
+        let (parent, name) = split_parent(path);
+        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        let mut pending: Vec<Vec<u8>> = parent.split(|&b| b == b'/').rev().map(<[u8]>::to_vec).collect();
+        let mut followed = 0;
+        while let Some(part) = pending.pop() {
+            match part.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => resolved.push(part),
+            }
+            let Some(target) = self.layer_symlinks.get(&resolved.join(&b'/')) else {
+                continue;
+            };
+            followed += 1;
+            if followed > MAX_SYMLINKS {
+                return None;
+            }
+            resolved.pop();
+            if target.starts_with(b"/") {
+                resolved.clear();
+            }
+            pending.extend(target.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
+        }
+        resolved.push(name.to_vec());
+        Some(normalize(&resolved.join(&b'/')))
     }
 
     /// Whether an entry at `path` in `layer` is hidden by what the layers above recorded
@@ -338,9 +411,13 @@ impl Flattener {
         })
     }
 
-    fn mark_written(&mut self, path: &[u8]) {
+    /// Records that `path` went out, from `layer`: its node, and the directories above it.
+    fn mark_written(&mut self, path: &[u8], layer: usize) {
         if let Some(node) = self.nodes.get_mut(path) {
             node.written = true;
+        }
+        for ancestor in ancestors(path) {
+            self.parents.entry(ancestor.to_vec()).or_insert(layer);
         }
     }
 
@@ -360,8 +437,9 @@ impl Flattener {
                         header,
                         pax,
                     } = link;
+                    let layer = self.nodes.get(&path).map_or(0, |node| node.layer);
                     write_entry(out, header, &path, false, Some(&target), &pax, 0, io::empty())?;
-                    self.mark_written(&path);
+                    self.mark_written(&path, layer);
                 } else {
                     waiting.push(link);
                 }
@@ -372,7 +450,11 @@ impl Flattener {
             }
         }
         for link in pending {
-            tracing::debug!(path = %String::from_utf8_lossy(&link.path), "dropping hard link whose target was removed");
+            tracing::warn!(
+                path = %String::from_utf8_lossy(&link.path),
+                target = %String::from_utf8_lossy(&link.target),
+                "dropping hard link: its target is not a file of the image"
+            );
         }
         Ok(())
     }
@@ -458,19 +540,20 @@ fn forwarded_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(Stri
 }
 
 /// Lexical normalisation: no leading `/` or `./`, no trailing `/`, no `.` or empty
-/// components, `..` resolved. `None` when `..` would leave the root. The root is empty.
-fn normalize(raw: &[u8]) -> Option<Vec<u8>> {
+/// components, `..` resolved and stopping at the root (`/../etc` is `etc`), as a chroot,
+/// containerd and umoci have it. The root is empty.
+fn normalize(raw: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|&b| b == b'/') {
         match part {
             b"" | b"." => {}
             b".." => {
-                parts.pop()?;
+                parts.pop();
             }
             _ => parts.push(part),
         }
     }
-    Some(parts.join(&b'/'))
+    parts.join(&b'/')
 }
 
 /// `(parent, name)` of a normalised path; the root's parent is the root.
@@ -592,6 +675,8 @@ mod tests {
     use std::io::Cursor;
     use std::path::Path;
     use std::process::Command;
+
+    use tar::Archive;
 
     use super::*;
 
@@ -1199,7 +1284,7 @@ mod tests {
     }
 
     #[test]
-    fn rootfs_parent_dir_escapes_are_not_written() {
+    fn rootfs_paths_climbing_above_the_root_stop_at_it() {
         let l0 = layer()
             .file("../evil", 0o644, "evil")
             .file("a/../../evil2", 0o644, "evil")
@@ -1209,7 +1294,8 @@ mod tests {
             .file("/abs/file", 0o644, "abs")
             .hardlink("escaping-hard", "../../etc/passwd")
             .symlink("sym", "../../etc/passwd")
-            .file("keep", 0o644, "k");
+            .file("keep", 0o644, "k")
+            .file("..", 0o644, "a file at the root");
         let l1 = layer()
             .file("x/../../.wh.keep", 0o644, "")
             .file("../../../x", 0o644, "");
@@ -1217,12 +1303,193 @@ mod tests {
         assert_items(
             &got,
             expect(vec![
+                (".", dir(0o755)),
+                ("evil", file(0o644, "evil")),
+                ("evil2", file(0o644, "evil")),
                 ("fine", file(0o644, "fine")),
                 ("abs/file", file(0o644, "abs")),
+                // Symlink targets are data: kept as they are.
                 ("sym", symlink("../../etc/passwd")),
-                ("keep", file(0o644, "k")),
+                ("x", file(0o644, "")),
             ]),
         );
+    }
+
+    #[test]
+    fn rootfs_entries_below_a_symlink_go_where_it_leads_inside_the_root() {
+        let l0 = layer()
+            .dir("etc", 0o755)
+            .file("etc/passwd", 0o644, "base")
+            .dir("usr/bin", 0o755);
+        let l1 = layer()
+            .symlink("abs", "/etc")
+            .symlink("up", "../../..")
+            .symlink("bin", "usr/bin")
+            .symlink("loop1", "loop2")
+            .symlink("loop2", "loop1")
+            .file("abs/passwd", 0o644, "through abs")
+            .file("up/etc/shadow", 0o600, "through up")
+            .file("bin/tool", 0o755, "tool")
+            .file("loop1/x", 0o644, "never: too many links")
+            .hardlink("hard", "abs/passwd")
+            .hardlink("hard-outside", "up/../../passwd");
+        let got = run(vec![l0.plain(), l1.plain()]);
+        assert_items(
+            &got,
+            expect(vec![
+                ("etc", dir(0o755)),
+                ("etc/passwd", file(0o644, "through abs")),
+                ("etc/shadow", file(0o600, "through up")),
+                ("usr/bin", dir(0o755)),
+                ("usr/bin/tool", file(0o755, "tool")),
+                ("abs", symlink("/etc")),
+                ("up", symlink("../../..")),
+                ("bin", symlink("usr/bin")),
+                ("loop1", symlink("loop2")),
+                ("loop2", symlink("loop1")),
+                ("hard", hardlink("etc/passwd")),
+            ]),
+        );
+        // No written path lies below a written symlink: extracting it cannot leave the root.
+        for path in got.items.keys() {
+            for (link, item) in &got.items {
+                if matches!(item.kind, Kind::Symlink(_)) {
+                    assert!(
+                        !path.starts_with(&format!("{link}/")),
+                        "{path} below symlink {link}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rootfs_a_symlink_where_other_entries_already_are_is_not_written() {
+        // From a layer above: `data/x` makes `data` a directory, whatever was below.
+        let l0 = layer().symlink("data", "/etc").file("was-a-file", 0o644, "f");
+        let l1 = layer()
+            .file("data/x", 0o644, "x")
+            .file("was-a-file/y", 0o644, "y");
+        // In one layer: the first entry at a path wins, here the directory's contents.
+        let l2 = layer().file("same/inner", 0o644, "i").symlink("same", "/etc");
+        let got = run(vec![l0.plain(), l1.plain(), l2.plain()]);
+        assert_items(
+            &got,
+            expect(vec![
+                ("data/x", file(0o644, "x")),
+                ("was-a-file/y", file(0o644, "y")),
+                ("same/inner", file(0o644, "i")),
+            ]),
+        );
+    }
+
+    /// `tar` without its end-of-archive blocks and without the padding of its last entry's
+    /// data (whose last byte must not be zero): what `umoci insert` 0.4.7 writes.
+    fn unpadded(tar: &[u8]) -> Vec<u8> {
+        let end = tar.iter().rposition(|&b| b != 0).expect("data") + 1;
+        tar[..end].to_vec()
+    }
+
+    fn gzip_members(parts: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for part in parts {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(part).unwrap();
+            bytes.extend(encoder.finish().unwrap());
+        }
+        bytes
+    }
+
+    #[test]
+    fn rootfs_reads_layer_tars_as_go_tools_do() {
+        let two_files = || layer().file("a", 0o644, "first").file("b", 0o644, "second!");
+        let tar = two_files().tar();
+        let want = || expect(vec![("a", file(0o644, "first")), ("b", file(0o644, "second!"))]);
+        let with = |extra: &[u8]| [&tar[..], extra].concat();
+        let cases: Vec<(&str, Vec<u8>, Compression)> = vec![
+            ("no padding, no end blocks", unpadded(&tar), Compression::None),
+            (
+                "no padding, no end blocks, gzip",
+                gzip_members(&[&unpadded(&tar)]),
+                Compression::Gzip,
+            ),
+            (
+                "no end blocks",
+                tar[..tar.len() - 1024].to_vec(),
+                Compression::None,
+            ),
+            (
+                "one zero block",
+                tar[..tar.len() - 512].to_vec(),
+                Compression::None,
+            ),
+            ("trailing zeros", with(&[0; 4096]), Compression::None),
+            (
+                "garbage after the end",
+                with(b"garbage, not a header"),
+                Compression::None,
+            ),
+            (
+                "two gzip members, split mid-header",
+                gzip_members(&[&tar[..700], &tar[700..]]),
+                Compression::Gzip,
+            ),
+            (
+                "three gzip members, the last unpadded",
+                gzip_members(&[&tar[..512], &tar[512..1030], &unpadded(&tar)[1030..]]),
+                Compression::Gzip,
+            ),
+            (
+                "two zstd frames",
+                [
+                    zstd::encode_all(&tar[..600], 3).unwrap(),
+                    zstd::encode_all(&tar[600..], 3).unwrap(),
+                ]
+                .concat(),
+                Compression::Zstd,
+            ),
+        ];
+        for (what, bytes, compression) in cases {
+            let mut out = Vec::new();
+            flatten(vec![(Box::new(Cursor::new(bytes)), compression)], &mut out)
+                .unwrap_or_else(|err| panic!("{what}: {err}"));
+            let got = read_output(&out);
+            assert_eq!(got.items, want(), "{what}");
+        }
+    }
+
+    #[test]
+    fn rootfs_a_truncated_entry_names_its_layer_and_itself() {
+        let data = "x".repeat(2000);
+        let tar = layer()
+            .file("fine", 0o644, "ok")
+            .file("etc/big", 0o644, &data)
+            .tar();
+        // Cut 1000 bytes into etc/big's data: two headers and `fine`'s padded data before it.
+        let cut = tar[..512 * 3 + 1000].to_vec();
+        for (bytes, compression) in [
+            (cut.clone(), Compression::None),
+            (gzip_members(&[&cut]), Compression::Gzip),
+        ] {
+            let top = layer().file("top", 0o644, "t").plain();
+            let err = flatten(vec![(Box::new(Cursor::new(bytes)), compression), top], Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("layer 1 of 2"), "{err}");
+            assert!(
+                err.contains("entry `etc/big` ends after 1000 of its 2000 bytes"),
+                "{err}"
+            );
+        }
+        // Hidden by the layer above, so skipped rather than read: the same error.
+        let top = layer().file("etc/big", 0o644, "replaced").plain();
+        let err = flatten(
+            vec![(Box::new(Cursor::new(cut)), Compression::None), top],
+            Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("entry `etc/big` ends after 1000"), "{err}");
     }
 
     #[test]
