@@ -511,6 +511,44 @@ async fn reset_after_is_exact_for_a_stalled_reader_of_a_large_body() {
 }
 
 #[tokio::test]
+async fn throttle_slows_the_body_and_keeps_it_whole() {
+    let (_up, proxy) = setup().await;
+    let c = client();
+    // 64 KiB at 128 KiB/s: about half a second, its first bytes long before its last.
+    proxy.inject(Rule::new(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second: 128 * 1024,
+            times: 1,
+        },
+    ));
+
+    let started = Instant::now();
+    let resp = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    assert_eq!(resp.headers()["content-length"], "65536");
+    let mut stream = resp.bytes_stream();
+    let mut got = stream.next().await.unwrap().unwrap().to_vec();
+    let first = started.elapsed();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    let whole = started.elapsed();
+    assert_eq!(got, blob());
+    assert!(whole >= Duration::from_millis(400), "{whole:?}");
+    assert!(
+        whole - first >= Duration::from_millis(300),
+        "{first:?} then {whole:?}"
+    );
+
+    // Used up: the next GET is not slowed.
+    let started = Instant::now();
+    let again = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    assert_eq!(again.bytes().await.unwrap().as_ref(), blob().as_slice());
+    assert!(started.elapsed() < Duration::from_millis(300));
+    assert_eq!(proxy.fired(FaultKind::Throttle), 1);
+}
+
+#[tokio::test]
 async fn corrupt_byte_flips_exactly_one_byte() {
     const OFFSET: usize = 40_000;
     let (_up, proxy) = setup().await;

@@ -231,6 +231,9 @@ pub enum Fault {
     ResetAfter { bytes: u64, times: usize },
     /// Wait `duration` before forwarding.
     Delay { duration: Duration, times: usize },
+    /// Forward, but send the body at about `bytes_per_second` (a slow upstream: a download
+    /// still under way seconds after its first bytes arrived).
+    Throttle { bytes_per_second: u64, times: usize },
     /// Forward, but flip (XOR `0xFF`) the body byte at `offset`; length unchanged. Nothing
     /// changes if the body is shorter.
     CorruptByte { offset: u64, times: usize },
@@ -251,6 +254,7 @@ pub enum FaultKind {
     Status,
     ResetAfter,
     Delay,
+    Throttle,
     CorruptByte,
     DropAuthorization,
     IgnoreRange,
@@ -298,6 +302,7 @@ impl Fault {
             Fault::Status { .. } => FaultKind::Status,
             Fault::ResetAfter { .. } => FaultKind::ResetAfter,
             Fault::Delay { .. } => FaultKind::Delay,
+            Fault::Throttle { .. } => FaultKind::Throttle,
             Fault::CorruptByte { .. } => FaultKind::CorruptByte,
             Fault::DropAuthorization { .. } => FaultKind::DropAuthorization,
             Fault::IgnoreRange { .. } => FaultKind::IgnoreRange,
@@ -311,6 +316,7 @@ impl Fault {
             Fault::Status { times, .. }
             | Fault::ResetAfter { times, .. }
             | Fault::Delay { times, .. }
+            | Fault::Throttle { times, .. }
             | Fault::CorruptByte { times, .. }
             | Fault::DropAuthorization { times }
             | Fault::IgnoreRange { times }
@@ -1065,7 +1071,9 @@ async fn proxy_handler(
         Some(Fault::Delay { duration, .. }) => tokio::time::sleep(duration).await,
         Some(Fault::DropAuthorization { .. }) => drop_authorization = true,
         Some(Fault::IgnoreRange { .. }) => ignore_range = true,
-        Some(f @ (Fault::ResetAfter { .. } | Fault::CorruptByte { .. })) => body_fault = Some(f),
+        Some(f @ (Fault::ResetAfter { .. } | Fault::CorruptByte { .. } | Fault::Throttle { .. })) => {
+            body_fault = Some(f)
+        }
         None => {}
     }
 
@@ -1132,6 +1140,7 @@ async fn proxy_handler(
         let stream = match body_fault {
             Some(Fault::ResetAfter { bytes, .. }) => reset_after(stream, bytes, conn.0),
             Some(Fault::CorruptByte { offset, .. }) => corrupt_byte(stream, offset),
+            Some(Fault::Throttle { bytes_per_second, .. }) => throttle(stream, bytes_per_second),
             _ => stream,
         };
         Body::from_stream(stream)
@@ -1251,6 +1260,28 @@ fn reset_after(inner: ByteStream, limit: u64, flushes: watch::Receiver<u64>) -> 
                 None => return None,
             }
         }
+    }))
+}
+
+/// Pass `inner` on at about `rate` bytes a second: in slices of a tenth of a second's worth,
+/// each sent after the time it takes at that rate.
+fn throttle(inner: ByteStream, rate: u64) -> ByteStream {
+    let rate = rate.max(1);
+    let slice = (rate / 10).max(1) as usize;
+    let slices = inner
+        .map_ok(move |chunk| {
+            let pieces: Vec<Result<Bytes, BoxError>> = (0..chunk.len())
+                .step_by(slice)
+                .map(|at| Ok(chunk.slice(at..(at + slice).min(chunk.len()))))
+                .collect();
+            futures::stream::iter(pieces)
+        })
+        .try_flatten();
+    Box::pin(slices.then(move |piece| async move {
+        if let Ok(bytes) = &piece {
+            tokio::time::sleep(Duration::from_secs_f64(bytes.len() as f64 / rate as f64)).await;
+        }
+        piece
     }))
 }
 

@@ -33,7 +33,9 @@ pub use fixtures::{
     fixtures,
 };
 pub use moto::moto_url;
-pub use registry::{AuthMode, TestRegistry, TlsFiles, write_tls_files};
+pub use registry::{
+    AuthMode, CaSignedTlsFiles, TestRegistry, TlsFiles, write_ca_signed_tls_files, write_tls_files,
+};
 pub use server::BackgroundServer;
 pub use token_server::{Access, TokenRequest, TokenServer};
 

@@ -290,16 +290,69 @@ pub struct TlsFiles {
     pub key_path: PathBuf,
 }
 
+/// A server's certificate and key files, and the test certificate authority that signed the
+/// certificate: what a client is given to trust is [`ca_pem`](Self::ca_pem) alone.
+#[derive(Debug, Clone)]
+pub struct CaSignedTlsFiles {
+    pub tls: TlsFiles,
+    pub ca_pem: String,
+    pub ca_path: PathBuf,
+}
+
 /// Generates a self-signed certificate for `127.0.0.1`, `::1` and `localhost` and writes
 /// `tls-cert.pem` and `tls-key.pem` (PKCS#8) into `dir`.
 pub fn write_tls_files(dir: &Path) -> TlsFiles {
+    let (params, key) = server_certificate_params();
+    let cert = params.self_signed(&key).expect("self-sign certificate");
+    write_server_files(dir, &cert, &key)
+}
+
+/// Generates a test certificate authority and a certificate for `127.0.0.1`, `::1` and
+/// `localhost` signed by it, and writes `tls-ca.pem`, `tls-cert.pem` and `tls-key.pem`
+/// (PKCS#8) into `dir`. Unlike [`write_tls_files`], the server's certificate is not a root:
+/// a client verifies it only if it trusts the CA.
+pub fn write_ca_signed_tls_files(dir: &Path) -> CaSignedTlsFiles {
+    let ca_key = rcgen::KeyPair::generate().expect("generate CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mcreg test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let (mut params, key) = server_certificate_params();
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).expect("sign the certificate");
+    let files = CaSignedTlsFiles {
+        tls: write_server_files(dir, &cert, &key),
+        ca_pem: ca_cert.pem(),
+        ca_path: dir.join("tls-ca.pem"),
+    };
+    std::fs::write(&files.ca_path, &files.ca_pem).expect("write the CA certificate");
+    files
+}
+
+/// The parameters of a server certificate for `127.0.0.1`, `::1` and `localhost`, and its key.
+fn server_certificate_params() -> (rcgen::CertificateParams, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().expect("generate TLS key");
     let names = ["127.0.0.1", "::1", "localhost"].map(String::from).to_vec();
     let mut params = rcgen::CertificateParams::new(names).expect("certificate params");
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "mcreg test registry");
-    let cert = params.self_signed(&key).expect("self-sign certificate");
+    (params, key)
+}
+
+/// Writes `tls-cert.pem` and `tls-key.pem` into `dir`.
+fn write_server_files(dir: &Path, cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TlsFiles {
     let files = TlsFiles {
         cert_pem: cert.pem(),
         cert_path: dir.join("tls-cert.pem"),
