@@ -231,6 +231,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "REGISTRY", conflicts_with = "config")]
     pub upstream: Vec<String>,
 
+    /// Users (htpasswd -B) who may pull; anonymous clients are refused
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "public"])]
+    pub htpasswd: Option<PathBuf>,
+
+    /// Serve anyone, even content fetched with upstream credentials
+    #[arg(long, conflicts_with = "config")]
+    pub public: bool,
+
     /// The cache directory (default: $XDG_CACHE_HOME/mcreg/proxy, or the file's storage.path)
     #[arg(long, value_name = "DIR", env = "MCREG_SERVE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -91,9 +91,20 @@ async fn serve_caches_a_registry_logs_each_request_and_stops_on_sigterm() {
     // The route for 127.0.0.1:PORT is named 127-0-0-1-PORT.
     let env_name = format!("MCREG_UPSTREAM_127_0_0_1_{}", registry.port());
     let (user_var, password_var) = (format!("{env_name}_USERNAME"), format!("{env_name}_PASSWORD"));
+    // Content fetched with credentials is not served to anyone unless asked.
+    let refused = Command::new(MCREG)
+        .args(["serve", "--upstream", &registry.host()])
+        .args(["--cache-dir", &path_str(&sandbox.path("cache"))])
+        .env("HOME", sandbox.path("home"))
+        .envs([(&user_var, &user), (&password_var, &password)])
+        .output()
+        .expect("run mcreg serve");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("--public") && said.contains("--htpasswd"), "{said}");
     let server = Server::start(
         &sandbox,
-        &["--upstream", &registry.host(), "-vv"],
+        &["--upstream", &registry.host(), "--public", "-vv"],
         &[(&user_var, &user), (&password_var, &password)],
     );
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use registry_client::ImageReference;
@@ -17,6 +17,7 @@ use registry_client::error::{Resource, display_chain};
 use serde_json::json;
 
 use crate::Proxy;
+use crate::auth::{Client, TOKEN_PATH};
 use crate::cache::{BlobFound, CacheResult, ManifestAnswer};
 use crate::error::Error;
 use crate::log::Served;
@@ -32,6 +33,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .route("/v2", any(version_check))
         .route("/v2/", any(version_check))
         .route("/v2/{*path}", any(v2))
+        .route(TOKEN_PATH, any(token))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -46,15 +48,121 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .with_state(proxy)
 }
 
-async fn version_check(method: Method) -> Response {
-    match method {
-        Method::GET | Method::HEAD => (
+/// `/v2/`: a client's first request, where docker and podman learn how
+/// to authenticate. Anonymous clients are challenged unless the route the
+/// request is for (by `ns=` or `Host`) is public, or every route is.
+async fn version_check(
+    State(proxy): State<Arc<Proxy>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return unsupported(READ);
+    }
+    let host = request_host(&headers, &uri);
+    let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
+    let public = match proxy.routes.resolve(namespace, host, "") {
+        Ok((route, _, Selector::Namespace | Selector::Host)) => route.public,
+        _ => proxy.routes.all().iter().all(|route| route.public),
+    };
+    let ok = || {
+        (
             [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             "{}",
         )
-            .into_response(),
-        _ => unsupported(READ),
+            .into_response()
+    };
+    if public {
+        return ok();
     }
+    match authenticate(&proxy, &headers, host, None).await {
+        Ok(user) => {
+            let mut response = ok();
+            response.extensions_mut().insert(Served {
+                user: Some(user),
+                ..Served::default()
+            });
+            response
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The user a request for a non-public resource comes from, or the
+/// `401` with the challenge that tells the client where to get a token.
+async fn authenticate(
+    proxy: &Proxy,
+    headers: &HeaderMap,
+    host: Option<&str>,
+    scope: Option<&str>,
+) -> Result<String, ApiError> {
+    let Some(access) = &proxy.access else {
+        // Without [auth] every route is public (the configuration says so).
+        return Ok(String::new());
+    };
+    let (message, error) = match access.identify(headers).await {
+        Ok(Client::User(user)) => return Ok(user),
+        Ok(Client::Anonymous) => ("authentication required".to_owned(), None),
+        Err(refused) => (refused.0, Some("invalid_token")),
+    };
+    Err(ApiError {
+        challenge: Some(access.challenge(host, scope, error)),
+        ..ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    })
+}
+
+/// `GET /token?service=&scope=`: a bearer token for the user of the
+/// request's Basic credentials, or an anonymous one (good for the public
+/// routes) without them.
+async fn token(State(proxy): State<Arc<Proxy>>, method: Method, headers: HeaderMap) -> Response {
+    let Some(access) = &proxy.access else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "this cache has no users: every route is public",
+        )
+        .into_response();
+    };
+    if method != Method::GET {
+        // containerd tries an OAuth2 POST first and falls back to GET.
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the token endpoint takes GET",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    match access.issue(&headers).await {
+        Ok((client, answer)) => {
+            let mut response = (
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                serde_json::to_string(&answer).expect("a token serializes"),
+            )
+                .into_response();
+            if let Client::User(user) = client {
+                response.extensions_mut().insert(Served {
+                    user: Some(user),
+                    ..Served::default()
+                });
+            }
+            response
+        }
+        Err(refused) => ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", refused.0).into_response(),
+    }
+}
+
+/// The host a client addressed: `Host`, or HTTP/2's `:authority`.
+fn request_host<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Option<&'r str> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
 async fn health() -> Response {
@@ -93,7 +201,14 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
         .into_response()
 }
 
-async fn stats(State(proxy): State<Arc<Proxy>>) -> Response {
+/// The most pulled repositories: names of private routes' images are
+/// for users only.
+async fn stats(State(proxy): State<Arc<Proxy>>, uri: Uri, headers: HeaderMap) -> Response {
+    if !proxy.routes.all().iter().all(|route| route.public)
+        && let Err(refusal) = authenticate(&proxy, &headers, request_host(&headers, &uri), None).await
+    {
+        return refusal.into_response();
+    }
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         serde_json::to_string_pretty(&proxy.metrics.stats()).expect("stats serialize"),
@@ -131,11 +246,17 @@ async fn v2(
     State(proxy): State<Arc<Proxy>>,
     method: Method,
     Path(path): Path<String>,
+    uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = request_host(&headers, &uri);
+    let asked = Asked {
+        namespace,
+        host,
+        headers: &headers,
+    };
     let mut response = match target(&path) {
         Target::Upload => unsupported(""),
         Target::Unknown => ApiError::new(
@@ -147,7 +268,7 @@ async fn v2(
         Target::Manifest { name, reference } => match method {
             Method::GET | Method::HEAD => {
                 let head = method == Method::HEAD;
-                routed(&proxy, namespace, host, name, |route, name| {
+                routed(&proxy, &asked, name, |route, name| {
                     manifest(proxy.clone(), route, name, reference, head)
                 })
                 .await
@@ -158,7 +279,7 @@ async fn v2(
             Method::GET | Method::HEAD => {
                 let head = method == Method::HEAD;
                 let range = headers.get(header::RANGE).cloned();
-                routed(&proxy, namespace, host, name, |route, name| {
+                routed(&proxy, &asked, name, |route, name| {
                     blob(proxy.clone(), route, name, digest, head, range)
                 })
                 .await
@@ -169,7 +290,7 @@ async fn v2(
             Method::GET => {
                 let (n, last) = (query.get("n").cloned(), query.get("last").cloned());
                 let shown = path.strip_suffix("/tags/list").unwrap_or_default().to_owned();
-                routed(&proxy, namespace, host, name, |route, name| {
+                routed(&proxy, &asked, name, |route, name| {
                     tags(route, name, shown, n, last, namespace.map(str::to_owned))
                 })
                 .await
@@ -183,21 +304,24 @@ async fn v2(
     response
 }
 
-/// Finds the request's route, then runs `handle` with it and the name
-/// without the route's prefix; notes the route for the access log.
-async fn routed<F, Fut>(
-    proxy: &Proxy,
-    namespace: Option<&str>,
-    host: Option<&str>,
-    name: &str,
-    handle: F,
-) -> Response
+/// What selects a request's route and says who sent it.
+struct Asked<'r> {
+    namespace: Option<&'r str>,
+    host: Option<&'r str>,
+    headers: &'r HeaderMap,
+}
+
+/// Finds the request's route, checks the client may use it, then runs
+/// `handle` with it and the name without the route's prefix; notes the
+/// route and the user for the access log.
+async fn routed<F, Fut>(proxy: &Proxy, asked: &Asked<'_>, name: &str, handle: F) -> Response
 where
     F: FnOnce(Arc<Route>, String) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
+    let shown = name;
     let (route, name, selector): (Arc<Route>, &str, Selector) =
-        match proxy.routes.resolve(namespace, host, name) {
+        match proxy.routes.resolve(asked.namespace, asked.host, name) {
             Ok(found) => found,
             Err(NoRoute::Namespace(ns)) => {
                 return ApiError::new(
@@ -217,13 +341,26 @@ where
             }
         };
     let route_name = route.name.clone();
-    let mut response = handle(route, name.to_owned())
+    let note = |mut response: Response, user: Option<String>| {
+        let served = response.extensions_mut().get_or_insert_with(Served::default);
+        served.route = Some(route_name);
+        served.via = Some(selector);
+        served.user = user;
+        response
+    };
+    let user = if route.public {
+        None
+    } else {
+        let scope = format!("repository:{shown}:pull");
+        match authenticate(proxy, asked.headers, asked.host, Some(&scope)).await {
+            Ok(user) => Some(user),
+            Err(refusal) => return note(refusal.into_response(), None),
+        }
+    };
+    let response = handle(route, name.to_owned())
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    let served = response.extensions_mut().get_or_insert_with(Served::default);
-    served.route = Some(route_name);
-    served.via = Some(selector);
-    response
+    note(response, user)
 }
 
 /// `GET`/`HEAD /v2/<name>/manifests/<tag or digest>`.
@@ -491,6 +628,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// `WWW-Authenticate`, on a `401`.
+    challenge: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -500,6 +639,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -550,6 +690,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -51,6 +51,8 @@ pub struct Config {
     pub replica: Option<String>,
     /// How the server itself behaves: TLS, timeouts, sizes, shutdown.
     pub server: ServerConfig,
+    /// Who may pull from the routes that are not public.
+    pub auth: Option<AuthConfig>,
     /// `Host: <registry>.<suffix>` selects that registry's route.
     pub vhost_suffix: Option<String>,
     pub routes: Vec<RouteConfig>,
@@ -83,6 +85,37 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Client access control: the users of non-public routes and the tokens
+/// the proxy issues them.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// `user:bcrypt-hash` lines (`htpasswd -B`); re-read when it changes.
+    pub htpasswd: PathBuf,
+    /// How long a bearer token from the proxy's token endpoint is valid.
+    pub token_ttl: Duration,
+    /// The token endpoint's URL as clients must reach it (behind a load
+    /// balancer); default: `<scheme>://<Host header>/token`.
+    pub realm: Option<String>,
+    /// Signs the tokens; replicas behind one load balancer need the same.
+    /// `None`: a random key, so tokens are good on this server only.
+    pub token_secret: Option<String>,
+}
+
+/// The secret stays out of sight.
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("htpasswd", &self.htpasswd)
+            .field("token_ttl", &self.token_ttl)
+            .field("realm", &self.realm)
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// How long the proxy's tokens are valid unless configured.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
 
 /// An S3-compatible bucket for the cache. Credentials, region and endpoint
 /// not given here come from the usual AWS variables (`AWS_ACCESS_KEY_ID`,
@@ -148,6 +181,9 @@ pub struct RouteConfig {
     /// (`https://registry.internal:5000`).
     pub endpoint: Option<String>,
     pub insecure: bool,
+    /// Served to anonymous clients. `None`: public unless the proxy has
+    /// `[auth]`; a route whose upstream needs credentials must say.
+    pub public: Option<bool>,
 }
 
 /// A mirror a route fetches from before its registry.
@@ -175,6 +211,7 @@ impl fmt::Debug for RouteConfig {
             .field("provider", &self.provider)
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("endpoint", &self.endpoint)
+            .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +249,7 @@ impl RouteConfig {
             options: BTreeMap::new(),
             endpoint: None,
             insecure: false,
+            public: None,
         })
     }
 }
@@ -228,13 +266,15 @@ impl Config {
             max_age: None,
             replica: None,
             server: ServerConfig::default(),
+            auth: None,
             vhost_suffix: None,
             routes,
         }
     }
 
     /// A configuration without a file: one route per registry, in order;
-    /// Docker Hub's (or else the first) is the default route.
+    /// Docker Hub's (or else the first) is the default route. Check it with
+    /// [`validate`](Self::validate) once it is complete.
     pub fn for_registries(listen: SocketAddr, storage: PathBuf, registries: &[String]) -> Result<Config> {
         let mut routes = registries
             .iter()
@@ -244,9 +284,18 @@ impl Config {
         if let Some(route) = routes.get_mut(default) {
             route.default = true;
         }
-        let config = Config::with_routes(listen, storage, routes);
-        config.check().map_err(|(_, message)| Error::Invalid(message))?;
-        Ok(config)
+        Ok(Config::with_routes(listen, storage, routes))
+    }
+
+    /// Checks a configuration built in code (a file's is checked as it is read).
+    pub fn validate(&self) -> Result<()> {
+        self.check()
+            .map_err(|(key, message)| Error::Invalid(format!("{key}: {message}")))
+    }
+
+    /// Whether anonymous clients may pull from `route`.
+    pub fn is_public(&self, route: &RouteConfig) -> bool {
+        route.public.unwrap_or(self.auth.is_none())
     }
 
     /// Reads a TOML configuration file. Errors name the file, the line when
@@ -319,6 +368,7 @@ impl Config {
                     return Err((key("hosts"), format!("host {host:?} is used by two routes")));
                 }
             }
+            self.check_access(route).map_err(|m| (key("public"), m))?;
         }
         if self.routes.iter().filter(|r| r.default).count() > 1 {
             return Err((
@@ -330,6 +380,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A private route needs users; content fetched with the cache's own
+    /// credentials is served to anyone only when the route says so (the
+    /// complaint about Distribution's proxy: private content made public).
+    fn check_access(&self, route: &RouteConfig) -> Result<(), String> {
+        match (route.public, &self.auth) {
+            (Some(false), None) => Err(format!(
+                "route {:?} is not public: give [auth] htpasswd with its users",
+                route.name
+            )),
+            (None, None) if private_upstream(route) => Err(format!(
+                "route {:?} fetches with credentials, so without [auth] its content would be \
+                 served to anyone: give [auth] htpasswd, or say public = true",
+                route.name
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An upstream reached with credentials: given in the configuration, or
+/// the cloud's own (a cloud provider's registry).
+fn private_upstream(route: &RouteConfig) -> bool {
+    let cloud = match &route.provider {
+        Some(id) => id != registry_client::oci::ID,
+        None => registry_client::driver::provider_for_host(&route.registry)
+            .is_ok_and(|id| id != registry_client::oci::ID),
+    };
+    cloud || route.credentials.is_some() || route.mirrors.iter().any(|m| m.credentials.is_some())
+}
+
 /// The file as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,6 +419,7 @@ struct FileConfig {
     vhost_suffix: Option<String>,
     #[serde(default)]
     server: FileServer,
+    auth: Option<FileAuth>,
     #[serde(default)]
     storage: FileStorage,
     #[serde(default, rename = "route")]
@@ -394,6 +476,61 @@ impl FileServer {
             max_header_bytes,
             shutdown_grace: duration("shutdown_grace", self.shutdown_grace, defaults.shutdown_grace)?,
             upstream_fetches: self.upstream_fetches.unwrap_or(defaults.upstream_fetches),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    htpasswd: PathBuf,
+    token_ttl: Option<String>,
+    realm: Option<String>,
+    token_secret_env: Option<String>,
+}
+
+impl FileAuth {
+    fn into_config(self) -> Result<AuthConfig, (String, String)> {
+        let token_ttl = match self.token_ttl {
+            Some(text) => humantime::parse_duration(&text).map_err(|e| {
+                (
+                    "auth.token_ttl".to_owned(),
+                    format!("{text:?} is not a duration (e.g. 10m): {e}"),
+                )
+            })?,
+            None => DEFAULT_TOKEN_TTL,
+        };
+        if token_ttl.is_zero() {
+            return Err(("auth.token_ttl".into(), "must be longer than 0s".into()));
+        }
+        if let Some(realm) = &self.realm
+            && !(realm.starts_with("https://") || realm.starts_with("http://"))
+        {
+            return Err(("auth.realm".into(), format!("{realm:?} is not an http(s) URL")));
+        }
+        let token_secret = match &self.token_secret_env {
+            Some(variable) => {
+                let secret = std::env::var(variable).map_err(|_| {
+                    (
+                        "auth.token_secret_env".to_owned(),
+                        format!("environment variable {variable} is not set"),
+                    )
+                })?;
+                if secret.len() < 32 {
+                    return Err((
+                        "auth.token_secret_env".into(),
+                        format!("the secret in {variable} is shorter than 32 bytes"),
+                    ));
+                }
+                Some(secret)
+            }
+            None => None,
+        };
+        Ok(AuthConfig {
+            htpasswd: self.htpasswd,
+            token_ttl,
+            realm: self.realm,
+            token_secret,
         })
     }
 }
@@ -467,6 +604,7 @@ struct FileRoute {
     endpoint: Option<String>,
     #[serde(default)]
     insecure: bool,
+    public: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +679,7 @@ impl FileConfig {
             listen,
             s3,
             server: self.server.into_config()?,
+            auth: self.auth.map(FileAuth::into_config).transpose()?,
             max_size,
             max_age,
             replica: self.storage.replica,
@@ -602,6 +741,7 @@ impl FileRoute {
         route.options = self.options;
         route.endpoint = self.endpoint;
         route.insecure = self.insecure;
+        route.public = self.public;
         Ok(route)
     }
 }
@@ -774,6 +914,7 @@ tag_ttl = "90s"
 username = "bot"
 password = "s3cret"
 endpoint = "https://ghcr.internal:5000"
+public = true
 [route.options]
 access_key_secret = "k3y-s3cret"
 [[route.mirror]]
@@ -836,6 +977,35 @@ insecure = true
         ))
         .unwrap();
         assert!(!config.routes[0].default && config.routes[1].default);
+    }
+
+    #[test]
+    fn private_upstreams_are_public_only_when_the_route_says_so() {
+        let login = "[[route]]\nregistry = \"a.io\"\nusername = \"u\"\npassword = \"p\"\n";
+        let m = message(login);
+        assert!(
+            m.starts_with("proxy.toml, route[0].public:") && m.contains("[auth]"),
+            "{m}"
+        );
+        let config = parse(&format!("{login}public = true\n")).unwrap();
+        assert!(config.is_public(&config.routes[0]));
+        let m = message("[[route]]\nregistry = \"a.io\"\npublic = false\n");
+        assert!(m.contains("route[0].public") && m.contains("htpasswd"), "{m}");
+        let mirror = "[[route]]\nregistry = \"a.io\"\n[[route.mirror]]\nurl = \"m.io\"\nusername = \"u\"\npassword = \"p\"\n";
+        assert!(message(mirror).contains("route[0].public"));
+
+        // With [auth], routes are private unless they say public.
+        let config = parse(&format!(
+            "[auth]\nhtpasswd = \"/etc/htpasswd\"\n{login}[[route]]\nregistry = \"b.io\"\npublic = true\n"
+        ))
+        .unwrap();
+        assert!(!config.is_public(&config.routes[0]) && config.is_public(&config.routes[1]));
+        let auth = config.auth.expect("auth");
+        assert_eq!(auth.token_ttl, DEFAULT_TOKEN_TTL);
+        let m = message("[auth]\nhtpasswd = \"h\"\ntoken_ttl = \"0s\"\n[[route]]\nregistry = \"a.io\"\n");
+        assert!(m.starts_with("proxy.toml, auth.token_ttl:"), "{m}");
+        let m = message("[auth]\nhtpasswd = \"h\"\nrealm = \"token\"\n[[route]]\nregistry = \"a.io\"\n");
+        assert!(m.starts_with("proxy.toml, auth.realm:"), "{m}");
     }
 
     #[test]

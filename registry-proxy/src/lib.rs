@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod api;
+mod auth;
 mod cache;
 pub mod config;
 pub mod error;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use registry_client::RepositoryClientBuilder;
 
-pub use config::{Config, RouteConfig, S3Config, UpstreamConfig};
+pub use config::{AuthConfig, Config, RouteConfig, S3Config, UpstreamConfig};
 pub use error::{Error, Result};
 use routes::Routes;
 use storage::Storage;
@@ -32,6 +33,8 @@ pub struct Proxy {
     metrics: Arc<metrics::Metrics>,
     maintenance: maintenance::Maintenance,
     server: config::ServerConfig,
+    /// Users and tokens, when some route is not public.
+    access: Option<auth::Access>,
 }
 
 impl Proxy {
@@ -55,6 +58,11 @@ impl Proxy {
         storage: Storage,
         customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
     ) -> Result<Proxy> {
+        config.validate()?;
+        let access = match &config.auth {
+            Some(auth) => Some(auth::Access::new(auth, config.server.tls.is_some())?),
+            None => None,
+        };
         let metrics = Arc::new(metrics::Metrics::default());
         let limits = usage::Limits {
             max_size: config.max_size,
@@ -72,6 +80,7 @@ impl Proxy {
             },
             metrics,
             server: config.server.clone(),
+            access,
         })
     }
 
@@ -83,12 +92,13 @@ impl Proxy {
         api::router(Arc::new(self)).layer(axum::middleware::from_fn_with_state(metrics, log::layer))
     }
 
-    /// The routes, by name and registry (for start-up messages).
-    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The routes: name, registry, and whether anonymous clients may use
+    /// it (for start-up messages).
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str, bool)> {
         self.routes
             .all()
             .iter()
-            .map(|r| (r.name.as_str(), r.registry.as_str()))
+            .map(|r| (r.name.as_str(), r.registry.as_str(), r.public))
     }
 
     /// Serves on `listener` (HTTPS and HTTP/2 when the configuration has a

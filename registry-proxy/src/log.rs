@@ -32,6 +32,8 @@ pub struct Served {
     pub fill: Option<Arc<Fill>>,
     /// The repository of a manifest `GET` (a pull, for the stats).
     pub pulled: Option<String>,
+    /// Who sent the request, when a route or endpoint asked.
+    pub user: Option<String>,
 }
 
 impl Served {
@@ -43,6 +45,7 @@ impl Served {
             upstream,
             fill: None,
             pulled: None,
+            user: None,
         }
     }
 }
@@ -119,6 +122,7 @@ impl Drop for Line {
         tracing::info!(
             target: "mcreg::access",
             client = %self.client.as_deref().unwrap_or("-"),
+            user = %self.served.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("-"),
             method = %self.method,
             path = %self.target,
             status = self.status,

@@ -20,6 +20,8 @@ pub struct Route {
     pub prefix: Option<String>,
     pub hosts: Vec<String>,
     pub tag_ttl: Duration,
+    /// Served to anonymous clients.
+    pub public: bool,
     client: RepositoryClient,
     /// Upstream fetches at once; more wait their turn (a queue, not errors).
     pub fetches: Arc<Semaphore>,
@@ -120,6 +122,7 @@ impl Routes {
                     prefix: route.prefix.clone(),
                     hosts: route.hosts.clone(),
                     tag_ttl: route.tag_ttl,
+                    public: config.is_public(route),
                     client,
                     fetches: Arc::new(Semaphore::new(config.server.upstream_fetches)),
                 }))

@@ -24,6 +24,8 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut route = RouteConfig::for_registry(ECR).expect("route");
     route.default = true;
+    // ECR content: served to anyone only because the route says so.
+    route.public = Some(true);
     route.region = Some("us-east-1".into());
     // The registry is on loopback; the ECR API is moto.
     route.endpoint = Some(registry.url());

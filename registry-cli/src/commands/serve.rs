@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use registry_client::RepositoryClientBuilder;
-use registry_proxy::config::DEFAULT_LISTEN;
-use registry_proxy::{Config, Proxy};
+use registry_proxy::config::{DEFAULT_LISTEN, DEFAULT_TOKEN_TTL};
+use registry_proxy::{AuthConfig, Config, Proxy};
 
 use super::Context;
 use crate::cli::ServeArgs;
@@ -33,7 +33,28 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
             } else {
                 args.upstream.clone()
             };
-            Config::for_registries(listen, default_storage, &upstreams).map_err(proxy_failure)?
+            let mut config =
+                Config::for_registries(listen, default_storage, &upstreams).map_err(proxy_failure)?;
+            if let Some(htpasswd) = &args.htpasswd {
+                config.auth = Some(AuthConfig {
+                    htpasswd: htpasswd.clone(),
+                    token_ttl: DEFAULT_TOKEN_TTL,
+                    realm: None,
+                    token_secret: None,
+                });
+            }
+            if args.public {
+                for route in &mut config.routes {
+                    route.public = Some(true);
+                }
+            }
+            config.validate().map_err(|e| {
+                Failure::Usage(format!(
+                    "serve: {} (on the command line: --htpasswd FILE, or --public)",
+                    registry_client::error::display_chain(&e)
+                ))
+            })?;
+            config
         }
     };
     if let Some(listen) = args.listen {
@@ -47,13 +68,19 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::io(format!("cannot listen on {}", config.listen), e))?;
     let address = listener.local_addr().unwrap_or(config.listen);
-    for (name, registry) in proxy.routes() {
-        tracing::info!(route = name, registry, "route");
+    for (name, registry, public) in proxy.routes() {
+        tracing::info!(route = name, registry, public, "route");
+    }
+    if config.auth.is_some() && config.server.tls.is_none() {
+        tracing::warn!(
+            "passwords and tokens travel in clear text: serve TLS ([server] tls_cert) or put TLS in front"
+        );
     }
     tracing::info!(
         address = %address,
         cache = %config.storage.display(),
-        "serving a pull-through cache on http://{address}"
+        "serving a pull-through cache on {}://{address}",
+        if config.server.tls.is_some() { "https" } else { "http" }
     );
     proxy
         .serve(listener, shutdown_signal())
