@@ -1,5 +1,6 @@
 //! Real clients pull through the cache: podman through a `registries.conf`
-//! mirror (the default route, then a route chosen by a path prefix), skopeo
+//! mirror (the default route, then a route chosen by a path prefix) and
+//! over HTTPS with the cache's CA trusted through `certs.d`, skopeo
 //! into OCI layouts (one image, a whole index), containerd through a
 //! `hosts.toml` mirror (`?ns=` routing); and the `/v2/` protocol checked
 //! directly with reqwest (headers, cache states, refusals, bad names and
@@ -17,7 +18,9 @@ use std::process::Command;
 
 use common::{RunningProxy, config, route};
 use conformance::harness::fault_proxy::FaultProxy;
-use conformance::harness::{AuthMode, Containerd, ImageFixture, TestRegistry, fixtures};
+use conformance::harness::{
+    AuthMode, Containerd, ImageFixture, TestRegistry, fixtures, write_ca_signed_tls_files,
+};
 use registry_proxy::{Config, UpstreamConfig};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LINK};
@@ -31,7 +34,8 @@ struct Upstream {
     via_cache: FaultProxy,
     /// The registry as the clients name it: nothing should arrive here.
     direct: FaultProxy,
-    _registry: TestRegistry,
+    /// The registry itself, asked only to learn what it holds.
+    registry: TestRegistry,
 }
 
 impl Upstream {
@@ -42,7 +46,7 @@ impl Upstream {
         Upstream {
             via_cache,
             direct,
-            _registry: registry,
+            registry,
         }
     }
 
@@ -134,12 +138,19 @@ fn utf8(path: &Path) -> &str {
 
 /// podman with a storage of its own under `dir` and `registries_conf`.
 fn podman(dir: &Path, registries_conf: &Path, args: &[&str]) -> String {
-    run(Command::new("podman")
+    run(&mut podman_command(dir, registries_conf, args))
+}
+
+/// The command [`podman`] runs, for a test that expects it to fail.
+fn podman_command(dir: &Path, registries_conf: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("podman");
+    command
         .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
         .args(["--root", utf8(&dir.join("root"))])
         .args(["--runroot", utf8(&dir.join("run"))])
         .args(["--storage-driver", "vfs"])
-        .args(args))
+        .args(args);
+    command
 }
 
 /// A `registries.conf` sending pulls from `registry` to the mirror `mirror`
@@ -260,6 +271,175 @@ async fn podman_pulls_through_a_mirror_with_a_prefix() {
     up.assert_not_contacted_directly();
     let requests = other.via_cache.requests();
     assert!(requests.is_empty(), "the default route was used: {requests:#?}");
+}
+
+/// The digest of `repository:tag` and of its image's config, as the registry
+/// itself answers them (not the fixture's idea of them).
+async fn upstream_digests(registry: &TestRegistry, repository: &str, tag: &str) -> (String, String) {
+    let response = http()
+        .get(format!("{}/v2/{repository}/manifests/{tag}", registry.url()))
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .expect("GET the manifest from the registry");
+    assert_eq!(response.status(), StatusCode::OK);
+    let digest = header(response.headers(), "docker-content-digest").expect("Docker-Content-Digest");
+    let manifest: Value = response.json().await.expect("a JSON manifest");
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_owned();
+    (digest, config)
+}
+
+/// podman pulls from a cache that serves HTTPS (`[server] tls_cert`, a
+/// certificate for 127.0.0.1 signed by a test CA), verifying it: no
+/// `--tls-verify=false`, no `insecure = true` for the cache. podman trusts
+/// the CA as containers-certs.d(5) says, a `ca.crt` in a directory named
+/// `certs.d/<host:port>`, given with `--cert-dir` (the test leaves
+/// `/etc/containers/certs.d` alone). Without it the pull fails on the
+/// certificate; with it the pull by the cache's name, and then through a
+/// `registries.conf` mirror, gives the image the registry holds, fetched once
+/// by the cache over its TLS-only port (its metrics and `X-Cache` agree).
+// Multi-threaded: the HTTPS client's idle connection must be able to close
+// while the cache stops at the end (else the stop waits out its grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pulls_over_tls_trusting_the_cache_ca() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = write_ca_signed_tls_files(dir.path());
+    let mut config = config(&dir.path().join("cache"), &[up.via_cache.host()]);
+    config.server.tls = Some((tls.tls.cert_path.clone(), tls.tls.key_path.clone()));
+    let route = config.routes[0].name.clone();
+    let cache = RunningProxy::start(&config);
+    let host = cache.host();
+    let https = format!("https://{host}");
+
+    // What the user does: the CA (not the server's certificate) as ca.crt.
+    let cert_dir = dir.path().join("certs.d").join(&host);
+    std::fs::create_dir_all(&cert_dir).expect("certs.d/<host:port>");
+    std::fs::copy(&tls.ca_path, cert_dir.join("ca.crt")).expect("ca.crt");
+    let cert_dir = utf8(&cert_dir);
+    let no_mirrors = dir.path().join("no-mirrors.conf");
+    std::fs::write(&no_mirrors, "").expect("registries.conf");
+
+    let single = &fixtures().single_oci;
+    let (manifest_digest, config_digest) = upstream_digests(&up.registry, &single.repository, "v1").await;
+    let image_id = config_digest.strip_prefix("sha256:").expect("sha256");
+    let by_cache_name = single.reference(&host);
+
+    // The CA not trusted: podman refuses the certificate, nothing is fetched.
+    let output = podman_command(
+        &dir.path().join("untrusted"),
+        &no_mirrors,
+        &["pull", "--quiet", &by_cache_name],
+    )
+    .output()
+    .expect("podman runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "pulled without trusting the CA: {stderr}"
+    );
+    assert!(
+        stderr.contains("x509: certificate signed by unknown authority"),
+        "not a certificate error: {stderr}"
+    );
+    let asked = up.via_cache.requests();
+    assert!(asked.is_empty(), "an untrusted pull reached upstream: {asked:#?}");
+
+    // Trusted: by the cache's name, every blob fetched once upstream.
+    let pull = |storage: &str, conf: &Path, image: &str| {
+        let storage = dir.path().join(storage);
+        std::fs::create_dir_all(&storage).expect("podman dir");
+        podman(
+            &storage,
+            conf,
+            &["pull", "--quiet", "--cert-dir", cert_dir, image],
+        );
+        let inspect = podman(
+            &storage,
+            conf,
+            &["image", "inspect", "--format", "{{.Digest}} {{.Id}}", image],
+        );
+        let (digest, id) = inspect.trim().split_once(' ').expect("digest and ID");
+        (digest.to_owned(), id.to_owned())
+    };
+    let (digest, id) = pull("by-name", &no_mirrors, &by_cache_name);
+    assert_eq!(digest, manifest_digest, "the registry's manifest digest");
+    assert_eq!(id, image_id, "the image ID is the registry's config digest");
+    assert_eq!(up.blob_gets(), blob_digests([single]), "each blob fetched once");
+
+    // Trusted: through a verified mirror (no `insecure` on it), the registry
+    // named as usual; everything from the cache, the registry never asked.
+    up.via_cache.clear_log();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\n\
+             [[registry.mirror]]\nlocation = \"{host}\"\n",
+            up.direct.host()
+        ),
+    )
+    .expect("write registries.conf");
+    let (digest, id) = pull("by-mirror", &conf, &single.reference(&up.direct.host()));
+    assert_eq!(
+        (digest.as_str(), id.as_str()),
+        (manifest_digest.as_str(), image_id)
+    );
+    let asked = up.via_cache.requests();
+    assert!(asked.is_empty(), "a warm pull asked upstream: {asked:#?}");
+    up.assert_not_contacted_directly();
+
+    // The cache's side, over TLS verified against the same CA: the manifest
+    // and both blobs were a miss once and a hit once, and are cached.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).expect("CA"))
+        .build()
+        .expect("HTTPS client");
+    let metrics = client
+        .get(format!("{https}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics over TLS")
+        .text()
+        .await
+        .expect("metrics");
+    for (result, count) in [("miss", 3.0), ("hit", 3.0)] {
+        let series = format!("mcreg_cache_results_total{{route=\"{route}\",result=\"{result}\"}}");
+        assert_eq!(metric(&metrics, &series), count, "{series}\n{metrics}");
+    }
+    let response = client
+        .get(format!("{https}/v2/{}/manifests/v1", single.repository))
+        .send()
+        .await
+        .expect("GET the manifest over TLS");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(header(response.headers(), "x-cache").as_deref(), Some("HIT"));
+    assert_eq!(
+        header(response.headers(), "docker-content-digest"),
+        Some(manifest_digest)
+    );
+    // The port speaks TLS only: what podman got came over TLS.
+    assert!(http().get(format!("{}/v2/", cache.url())).send().await.is_err());
+}
+
+/// The value of the series whose line starts with `series` (its name and
+/// labels) in Prometheus text.
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
 
 /// skopeo with a policy and a `registries.conf` of its own (empty), so the

@@ -1,12 +1,20 @@
 //! A size limit: above `max_size` the least recently used blobs go, but
 //! never one being served; what is evicted is fetched again on demand.
+//! Images pulled in turn keep the cache under its limit, the latest whole.
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config};
+use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
+use registry_client::digest::sha256;
+use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::pull::PullOptions;
+use registry_client::{ImageReference, RepositoryClient};
+use serde_json::json;
 
 /// Three distinct blobs of `size` bytes in one repository.
 async fn blobs(registry: &TestRegistry, size: usize) -> Vec<(String, Vec<u8>)> {
@@ -132,4 +140,249 @@ async fn a_blob_being_served_is_not_evicted() {
         received.extend_from_slice(&chunk);
     }
     assert_eq!(&received, first_data, "the slow client got the whole blob");
+}
+
+/// Layers in each image, and their size. Five: half of three images is
+/// seven and a half layers, so the cache's size after a pull is never within
+/// a few bytes of the limit (the use records on disk fit beside it).
+const LAYERS: u64 = 5;
+const LAYER: usize = 1024 * 1024;
+
+/// An image pushed upstream as `<repository>:v1`.
+struct Image {
+    repository: String,
+    digest: String,
+    manifest_size: u64,
+    /// The config, then the layers.
+    blobs: Vec<(String, Vec<u8>)>,
+}
+
+impl Image {
+    /// What it takes upstream: its manifest and its blobs.
+    fn size(&self) -> u64 {
+        self.manifest_size + self.blobs.iter().map(|(_, data)| data.len() as u64).sum::<u64>()
+    }
+}
+
+/// An image whose layers no other image shares (`seed` makes them).
+async fn push_image(pusher: &Pusher, repository: &str, seed: u64) -> Image {
+    let mut layers = Vec::new();
+    for n in 0..LAYERS {
+        let data = noise(seed * 100 + n, LAYER);
+        layers.push((pusher.blob(repository, &data).await, data));
+    }
+    let diff_ids: Vec<&String> = layers.iter().map(|(digest, _)| digest).collect();
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string()
+    .into_bytes();
+    let config_digest = pusher.blob(repository, &config).await;
+    let descriptor = |media_type: &str, digest: &str, size: usize| json!({"mediaType": media_type, "digest": digest, "size": size});
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config_digest, config.len()),
+        "layers": layers
+            .iter()
+            .map(|(digest, data)| descriptor("application/vnd.oci.image.layer.v1.tar", digest, data.len()))
+            .collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let digest = pusher.manifest(repository, "v1", OCI_MANIFEST, &manifest).await;
+    let mut blobs = vec![(config_digest, config)];
+    blobs.extend(layers);
+    Image {
+        repository: repository.to_owned(),
+        digest,
+        manifest_size: manifest.len() as u64,
+        blobs,
+    }
+}
+
+/// `len` bytes of xorshift noise: no two seeds give the same blob.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// Pulls `image:v1` through the cache with the SDK; its manifest digest.
+async fn pull(proxy: &RunningProxy, image: &Image) -> String {
+    let reference: ImageReference = format!("{}/{}:v1", proxy.host(), image.repository)
+        .parse()
+        .expect("reference");
+    let dir = tempfile::tempdir().expect("tempdir");
+    RepositoryClient::builder("oci")
+        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .platform("linux/amd64")
+        .build()
+        .expect("client")
+        .pull(&reference)
+        .await
+        .expect("resolve")
+        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
+        .await
+        .expect("pull")
+        .digest
+}
+
+/// A series of the cache's metrics, e.g. `mcreg_cache_bytes`.
+async fn metric(proxy: &RunningProxy, series: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", proxy.url()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}")) as u64
+}
+
+/// Bytes in the files under `dir`, however deep.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => bytes_under(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0, // removed while we looked
+        })
+        .sum()
+}
+
+/// Waits for the housekeeping (eviction runs on a task of its own) to have
+/// brought the cache within `max`: what it counts (`mcreg_cache_bytes`)
+/// is what its objects take on disk, and the whole directory (spool and
+/// use records included) is within the limit. Returns the size.
+async fn settled(proxy: &RunningProxy, dir: &Path, max: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let counted = metric(proxy, "mcreg_cache_bytes").await;
+        let stored = bytes_under(&dir.join("store/routes"));
+        let whole = bytes_under(dir);
+        if counted == stored && whole <= max {
+            return stored;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "over {max} bytes: counted {counted}, objects on disk {stored}, the directory {whole}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `X-Cache` of a `HEAD` (of a manifest or a blob) in `repository`.
+async fn head(proxy: &RunningProxy, repository: &str, kind: &str, reference: &str) -> String {
+    let url = format!("{}/v2/{repository}/{kind}/{reference}", proxy.url());
+    let answer = reqwest::Client::new().head(&url).send().await.expect("HEAD");
+    assert_eq!(answer.status(), 200, "{url}");
+    answer.headers()["x-cache"].to_str().expect("text").to_owned()
+}
+
+/// A pull by hand that stays open: the manifest and every blob but the
+/// last are read whole; of the last only a first chunk, the rest when
+/// [`finish`](Self::finish) is called.
+struct OpenPull {
+    expected: Vec<u8>,
+    received: Vec<u8>,
+    open: reqwest::Response,
+}
+
+impl OpenPull {
+    async fn start(proxy: &RunningProxy, image: &Image) -> OpenPull {
+        let base = format!("{}/v2/{}", proxy.url(), image.repository);
+        let manifest = reqwest::get(format!("{base}/manifests/v1")).await.expect("GET");
+        let manifest = manifest.bytes().await.expect("manifest");
+        assert_eq!(sha256(&manifest), image.digest);
+        let (last, whole) = image.blobs.split_last().expect("blobs");
+        for (digest, data) in whole {
+            let body = reqwest::get(format!("{base}/blobs/{digest}")).await.expect("GET");
+            assert_eq!(body.bytes().await.expect("blob").as_ref(), data.as_slice());
+        }
+        let mut open = reqwest::get(format!("{base}/blobs/{}", last.0))
+            .await
+            .expect("GET");
+        assert_eq!(open.status(), 200);
+        let received = open
+            .chunk()
+            .await
+            .expect("chunk")
+            .expect("a first chunk")
+            .to_vec();
+        OpenPull {
+            expected: last.1.clone(),
+            received,
+            open,
+        }
+    }
+
+    /// Reads the rest: the pull succeeded if the last blob came whole.
+    async fn finish(mut self) {
+        while let Some(chunk) = self.open.chunk().await.expect("the rest of the blob") {
+            self.received.extend_from_slice(&chunk);
+        }
+        assert!(
+            self.received == self.expected,
+            "the open pull's last blob came damaged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_images_pulled_in_turn_stay_within_half_their_size() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let mut images = Vec::new();
+    for (seed, repository) in [(1, "turn/first"), (2, "turn/second"), (3, "turn/third")] {
+        images.push(push_image(&pusher, repository, seed).await);
+    }
+    let max = images.iter().map(Image::size).sum::<u64>() / 2;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    config.max_size = Some(max);
+    let proxy = RunningProxy::start(&config);
+    let [first, second, third] = &images[..] else {
+        unreachable!()
+    };
+
+    assert_eq!(pull(&proxy, first).await, first.digest);
+    settled(&proxy, dir.path(), max).await;
+    // The second does not fit beside the first: some of the first goes.
+    assert_eq!(pull(&proxy, second).await, second.digest);
+    settled(&proxy, dir.path(), max).await;
+    assert!(metric(&proxy, "mcreg_evictions_total").await > 0);
+
+    // A pull of the second, the least recently used, is still open while
+    // the third's fills evict what the second has not got open.
+    let open = OpenPull::start(&proxy, second).await;
+    let evictions = metric(&proxy, "mcreg_evictions_total").await;
+    assert_eq!(pull(&proxy, third).await, third.digest);
+    assert!(metric(&proxy, "mcreg_evictions_total").await > evictions);
+    open.finish().await;
+    settled(&proxy, dir.path(), max).await;
+
+    // The latest image is whole in the cache: nothing of it was evicted.
+    let repository = &third.repository;
+    assert_eq!(head(&proxy, repository, "manifests", "v1").await, "HIT");
+    assert_eq!(head(&proxy, repository, "manifests", &third.digest).await, "HIT");
+    for (digest, _) in &third.blobs {
+        assert_eq!(head(&proxy, repository, "blobs", digest).await, "HIT", "{digest}");
+    }
 }

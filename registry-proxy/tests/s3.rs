@@ -1,18 +1,21 @@
 //! The cache in an S3 bucket (moto's S3 server), shared by replicas: what
-//! one replica fetched is a hit on another, tag records included, and two
-//! replicas filling the same blob at once leave it whole and right.
+//! one replica fetched is a hit on another, tag records included, two
+//! replicas filling the same blob at once leave it whole and right, and a
+//! replica killed mid-fill leaves nothing partial behind.
 
 mod common;
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
-use conformance::harness::{AuthMode, Pusher, TestRegistry, moto_url};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
-use registry_proxy::{Config, S3Config};
+use registry_proxy::{Config, Proxy, S3Config};
 use url::Url;
 
 /// A new, empty bucket on moto's S3.
@@ -153,4 +156,208 @@ async fn two_replicas_filling_one_blob_at_once_leave_it_whole() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A replica as a process of its own, so that it can be killed outright:
+/// SIGKILL, no shutdown, no clean-up. The process is this test binary,
+/// running [`replica_process`] on a config file. Killed on drop.
+struct ServeProcess {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+/// The variable that gives a `ServeProcess` the bucket's secret key.
+const SECRET_VARIABLE: &str = "MCREG_TEST_S3_SECRET";
+/// The variables that tell [`replica_process`] what to serve, and where.
+const CONFIG_VARIABLE: &str = "MCREG_TEST_REPLICA_CONFIG";
+const LISTEN_VARIABLE: &str = "MCREG_TEST_REPLICA_LISTEN";
+
+/// The body of a [`ServeProcess`]: loads the config file, as `mcreg serve
+/// --config` does, and serves until killed. Ignored, so a normal run skips
+/// it; a `ServeProcess` runs it with `--ignored --exact`.
+#[test]
+#[ignore = "the replica process that a_replica_killed_mid_fill_… starts and kills"]
+fn replica_process() {
+    let file = PathBuf::from(std::env::var_os(CONFIG_VARIABLE).expect("a config file"));
+    let listen = std::env::var(LISTEN_VARIABLE).expect("an address");
+    let config = Config::load(&file, file.with_file_name("spool")).expect("the config");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let proxy = Proxy::new(&config, |builder| {
+            builder.option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        })
+        .expect("build the proxy");
+        let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+        proxy
+            .serve(listener, std::future::pending())
+            .await
+            .expect("serve");
+    });
+}
+
+impl ServeProcess {
+    /// A replica named `replica` with its spool in `dir`, caching `upstream`
+    /// in the bucket `s3`.
+    fn start(replica: &str, upstream: &str, s3: &S3Config, dir: &Path) -> ServeProcess {
+        let file = dir.join("proxy.toml");
+        let config = format!(
+            r#"
+[storage]
+path = "{spool}"
+replica = "{replica}"
+
+[storage.s3]
+bucket = "{bucket}"
+prefix = "{prefix}"
+endpoint = "{endpoint}"
+region = "{region}"
+access_key_id = "{key}"
+secret_access_key_env = "{SECRET_VARIABLE}"
+
+[[route]]
+registry = "{upstream}"
+default = true
+"#,
+            spool = dir.join("spool").display(),
+            bucket = s3.bucket,
+            prefix = s3.prefix.as_deref().unwrap_or_default(),
+            endpoint = s3.endpoint.as_deref().unwrap_or_default(),
+            region = s3.region.as_deref().unwrap_or_default(),
+            key = s3.access_key_id.as_deref().unwrap_or_default(),
+        );
+        std::fs::write(&file, config).expect("write the config");
+        let (port, log) = (free_port(), dir.join("serve.log"));
+        let child = Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["--ignored", "--exact", "replica_process", "--nocapture"])
+            .env(CONFIG_VARIABLE, &file)
+            .env(LISTEN_VARIABLE, format!("127.0.0.1:{port}"))
+            // Hermetic: never the developer's docker config or AWS settings.
+            .env("HOME", dir)
+            .env(
+                SECRET_VARIABLE,
+                s3.secret_access_key.as_deref().unwrap_or_default(),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("the log file"))
+            .spawn()
+            .expect("start the replica");
+        let mut server = ServeProcess { child, port, log };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the replica exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica never listened:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The URL of an object of the cache in the bucket (moto answers unsigned
+/// requests).
+fn object_url(s3: &S3Config, key: &str) -> String {
+    let prefix = s3.prefix.as_deref().unwrap_or_default();
+    format!("{}/{}/{prefix}/{key}", moto_url(), s3.bucket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_fill_leaves_the_other_serving_whole_bytes() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let data: Vec<u8> = (0..16 * 1024 * 1024_u32).map(|i| (i % 251) as u8).collect();
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    let upstream = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    // A's download crawls (16 s at 1 MiB/s): it is still filling when killed.
+    // The rule is used up by then: B's download runs at full speed.
+    upstream.inject_when(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second: 1024 * 1024,
+            times: 1,
+        },
+    );
+    let s3 = bucket().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let mut a = ServeProcess::start("a", &upstream.host(), &s3, dir_a.path());
+    let blob = |base: &str| format!("{base}/v2/big/blob/blobs/{digest}");
+    // The route's default name is its registry with `.` and `:` as `-`.
+    let route = upstream.host().replace(['.', ':'], "-");
+    let hex = digest.trim_start_matches("sha256:");
+    let object = object_url(&s3, &format!("routes/{route}/blobs/sha256/{hex}"));
+    let http = reqwest::Client::new();
+
+    // A starts the fill: its first bytes reach us, and then A dies.
+    let mut from_a = reqwest::get(blob(&a.url())).await.expect("GET from A");
+    assert_eq!(from_a.headers()["x-cache"], "MISS", "{}", a.log());
+    let first = from_a.chunk().await.expect("A's first bytes").expect("a chunk");
+    a.kill();
+    let mut received = first.len();
+    let cut = loop {
+        match from_a.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        cut && received < data.len(),
+        "A's answer must end short, with an error: {received} bytes, cut: {cut}"
+    );
+    // Nothing partial under the blob's key: A never committed it.
+    let head = http.head(&object).send().await.expect("HEAD the object");
+    assert_eq!(head.status(), 404, "an object under {object} after A died");
+
+    // B has no fill of A's to wait for: it fetches the blob again, whole.
+    let b = RunningProxy::start(&replica(&upstream.host(), &s3, dir_b.path()));
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        let answer = reqwest::get(blob(&b.url())).await.expect("GET from B");
+        let cache = answer.headers()["x-cache"].to_str().expect("text").to_owned();
+        (cache, answer.bytes().await.expect("B's body"))
+    })
+    .await
+    .expect("B answered within 30 s");
+    assert_eq!(answer.0, "MISS");
+    assert_eq!(answer.1.len(), data.len());
+    assert_eq!(registry_client::digest::sha256(&answer.1), digest);
+    assert_eq!(upstream.upstream_blob_gets(), 2, "A's fetch and B's");
+
+    // B committed it: a HIT, and the bucket holds the whole blob.
+    let again = reqwest::get(blob(&b.url())).await.expect("GET from B");
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    assert_eq!(again.bytes().await.expect("body").as_ref(), data.as_slice());
+    let head = http.head(&object).send().await.expect("HEAD the object");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], data.len().to_string().as_str());
+    assert_eq!(upstream.upstream_blob_gets(), 2);
 }
