@@ -16,7 +16,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{RunningProxy, config, route};
+use common::{RunningProxy, config, metric, route};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{
     AuthMode, Containerd, ImageFixture, TestRegistry, fixtures, write_ca_signed_tls_files,
@@ -429,17 +429,6 @@ async fn podman_pulls_over_tls_trusting_the_cache_ca() {
     );
     // The port speaks TLS only: what podman got came over TLS.
     assert!(http().get(format!("{}/v2/", cache.url())).send().await.is_err());
-}
-
-/// The value of the series whose line starts with `series` (its name and
-/// labels) in Prometheus text.
-fn metric(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit_once(' '))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
 
 /// skopeo with a policy and a `registries.conf` of its own (empty), so the

@@ -7,13 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config};
+use common::{RunningProxy, config, metrics, pull_through};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
 use registry_client::digest::sha256;
-use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::PullOptions;
-use registry_client::{ImageReference, RepositoryClient};
 use serde_json::json;
 
 /// Three distinct blobs of `size` bytes in one repository.
@@ -217,39 +214,14 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
     data
 }
 
-/// Pulls `image:v1` through the cache with the SDK; its manifest digest.
+/// Pulls `image:v1` through the cache; its manifest digest.
 async fn pull(proxy: &RunningProxy, image: &Image) -> String {
-    let reference: ImageReference = format!("{}/{}:v1", proxy.host(), image.repository)
-        .parse()
-        .expect("reference");
-    let dir = tempfile::tempdir().expect("tempdir");
-    RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
-        .platform("linux/amd64")
-        .build()
-        .expect("client")
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
-        .await
-        .expect("pull")
-        .digest
+    pull_through(proxy, &format!("{}:v1", image.repository)).await
 }
 
 /// A series of the cache's metrics, e.g. `mcreg_cache_bytes`.
 async fn metric(proxy: &RunningProxy, series: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", proxy.url()))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}")) as u64
+    common::metric(&metrics(proxy).await, &format!("{series} ")) as u64
 }
 
 /// Bytes in the files under `dir`, however deep.

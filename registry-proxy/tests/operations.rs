@@ -3,38 +3,10 @@
 
 mod common;
 
-use common::{RunningProxy, config};
+use common::{RunningProxy, config, metric, pull_through};
 use conformance::harness::{AuthMode, TestRegistry, moto_url};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::PullOptions;
-use registry_client::{ImageReference, RepositoryClient};
 use registry_proxy::S3Config;
 use serde_json::Value;
-
-async fn pull(proxy: &RunningProxy, image: &str) {
-    let reference: ImageReference = format!("{}/{image}", proxy.host()).parse().expect("reference");
-    let dir = tempfile::tempdir().expect("tempdir");
-    RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
-        .build()
-        .expect("client")
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
-        .await
-        .expect("pull");
-}
-
-/// The value of the series whose line starts with `series` (name and labels).
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit_once(' '))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-}
 
 #[tokio::test]
 async fn metrics_and_stats_count_what_happened() {
@@ -45,8 +17,8 @@ async fn metrics_and_stats_count_what_happened() {
     let proxy = RunningProxy::start(&config);
     let image = &registry.fixtures().single_oci;
     let name = format!("{}:v1", image.repository);
-    pull(&proxy, &name).await;
-    pull(&proxy, &name).await;
+    pull_through(&proxy, &name).await;
+    pull_through(&proxy, &name).await;
 
     let metrics = reqwest::get(format!("{}/metrics", proxy.url()))
         .await
@@ -56,21 +28,21 @@ async fn metrics_and_stats_count_what_happened() {
         .expect("body");
     let labels = |rest: &str| format!("{{route=\"{route}\"{rest}}}");
     assert!(
-        value(
+        metric(
             &metrics,
             &format!("mcreg_requests_total{}", labels(",method=\"GET\",status=\"200\""))
         ) >= 6.0
     );
     // Twice the manifest, config and layer: once a miss, once a hit each.
     assert_eq!(
-        value(
+        metric(
             &metrics,
             &format!("mcreg_cache_results_total{}", labels(",result=\"miss\""))
         ),
         3.0
     );
     assert_eq!(
-        value(
+        metric(
             &metrics,
             &format!("mcreg_cache_results_total{}", labels(",result=\"hit\""))
         ),
@@ -78,10 +50,10 @@ async fn metrics_and_stats_count_what_happened() {
     );
     let content = (image.manifest.len() + image.config.len() + image.layers[0].data.len()) as f64;
     assert_eq!(
-        value(&metrics, &format!("mcreg_fetched_bytes_total{}", labels(""))),
+        metric(&metrics, &format!("mcreg_fetched_bytes_total{}", labels(""))),
         content
     );
-    assert_eq!(value(&metrics, "mcreg_fills_in_flight"), 0.0);
+    assert_eq!(metric(&metrics, "mcreg_fills_in_flight"), 0.0);
 
     let stats: Value = reqwest::get(format!("{}/stats", proxy.url()))
         .await

@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config};
+use common::{RunningProxy, config, pull_through};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::PullOptions;
-use registry_client::{ImageReference, RepositoryClient};
 use registry_proxy::{Config, Proxy, S3Config};
 use url::Url;
 
@@ -58,23 +56,6 @@ fn replica(upstream: &str, s3: &S3Config, dir: &std::path::Path) -> Config {
     config
 }
 
-async fn pull(proxy: &RunningProxy, image: &str) -> String {
-    let reference: ImageReference = format!("{}/{image}", proxy.host()).parse().expect("reference");
-    let dir = tempfile::tempdir().expect("tempdir");
-    RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
-        .platform("linux/amd64")
-        .build()
-        .expect("client")
-        .pull(&reference)
-        .await
-        .expect("resolve")
-        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
-        .await
-        .expect("pull")
-        .digest
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_bucket_share_the_cache() {
     let registry = TestRegistry::start(AuthMode::None).await;
@@ -86,13 +67,13 @@ async fn replicas_on_one_bucket_share_the_cache() {
     let image = &registry.fixtures().many_layers;
     let name = format!("{}:v1", image.repository);
 
-    assert_eq!(pull(&a, &name).await, image.digest);
+    assert_eq!(pull_through(&a, &name).await, image.digest);
     let fetched = upstream.requests().len();
     assert!(upstream.requests().iter().any(|r| r.is_blob_get()));
 
     // Replica B finds everything in the bucket: the tag record (still
     // fresh), the manifest, every blob. The upstream is not asked.
-    assert_eq!(pull(&b, &name).await, image.digest);
+    assert_eq!(pull_through(&b, &name).await, image.digest);
     assert_eq!(
         upstream.requests().len(),
         fetched,

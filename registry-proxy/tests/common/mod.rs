@@ -8,8 +8,9 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use registry_client::RetryConfig;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::pull::PullOptions;
+use registry_client::{ImageReference, RepositoryClient, RetryConfig};
 use registry_proxy::{Config, Proxy, RouteConfig};
 use tokio::sync::oneshot;
 
@@ -115,4 +116,44 @@ pub fn config(dir: &Path, registries: &[String]) -> Config {
 /// One route, as `RouteConfig::for_registry` makes it.
 pub fn route(registry: &str) -> RouteConfig {
     RouteConfig::for_registry(registry).expect("route")
+}
+
+/// Pulls `image` (`name:tag` or `name@digest`, linux/amd64) through the cache
+/// with the SDK into an OCI layout; the manifest digest.
+pub async fn pull_through(proxy: &RunningProxy, image: &str) -> String {
+    let reference: ImageReference = format!("{}/{image}", proxy.host()).parse().expect("reference");
+    let dir = tempfile::tempdir().expect("tempdir");
+    RepositoryClient::builder("oci")
+        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .platform("linux/amd64")
+        .build()
+        .expect("client")
+        .pull(&reference)
+        .await
+        .expect("resolve")
+        .write_oci_layout(&dir.path().join("layout"), &PullOptions::default())
+        .await
+        .expect("pull")
+        .digest
+}
+
+/// The cache's Prometheus text (`GET /metrics`).
+pub async fn metrics(proxy: &RunningProxy) -> String {
+    reqwest::get(format!("{}/metrics", proxy.url()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics")
+}
+
+/// The value of the series whose line starts with `series` (its name and
+/// labels) in Prometheus text.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
