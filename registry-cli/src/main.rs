@@ -77,6 +77,9 @@ fn invoked_as_helper(argv0: &OsStr) -> bool {
 
 fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
+        // File reads and writes run there; a few dozen keep disks busy, and each thread
+        // more is memory held (its stack, its allocator arena) when many clients pull.
+        .max_blocking_threads(32)
         .enable_all()
         .build()
         .expect("start the tokio runtime")

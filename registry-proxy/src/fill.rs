@@ -26,14 +26,27 @@ use crate::usage::Usage;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
-/// Bytes a reader takes from the spool at a time.
-const READ_BYTES: u64 = 256 * 1024;
+/// Bytes a reader takes from the spool at a time. Small enough that hundreds of
+/// answers under way hold little memory between them.
+const READ_BYTES: u64 = 64 * 1024;
 
 /// How far a fill has got.
 #[derive(Debug, Clone)]
 pub enum FillState {
-    Running { written: u64, size: Option<u64> },
-    Done { size: u64, source: String },
+    Running {
+        written: u64,
+        size: Option<u64>,
+    },
+    /// Every byte is in the spool and matches the digest; the commit is under way.
+    /// Readers may finish: they need not wait for the storage to make it durable.
+    Verified {
+        size: u64,
+        source: String,
+    },
+    Done {
+        size: u64,
+        source: String,
+    },
     Failed(Arc<Error>),
 }
 
@@ -58,7 +71,9 @@ impl Fill {
         let mut state = self.state.clone();
         loop {
             match &*state.borrow_and_update() {
-                FillState::Running { size: Some(size), .. } | FillState::Done { size, .. } => {
+                FillState::Running { size: Some(size), .. }
+                | FillState::Verified { size, .. }
+                | FillState::Done { size, .. } => {
                     return Ok(*size);
                 }
                 FillState::Failed(error) => return Err(error.clone()),
@@ -76,7 +91,7 @@ impl Fill {
     /// The upstream the blob is coming from, once known.
     pub fn source(&self) -> Option<String> {
         match &*self.state.borrow() {
-            FillState::Done { source, .. } => Some(source.clone()),
+            FillState::Verified { source, .. } | FillState::Done { source, .. } => Some(source.clone()),
             _ => None,
         }
     }
@@ -112,7 +127,7 @@ impl Reader {
         loop {
             let available = match &*self.state.borrow_and_update() {
                 FillState::Running { written, .. } => *written,
-                FillState::Done { size, .. } => *size,
+                FillState::Verified { size, .. } | FillState::Done { size, .. } => *size,
                 FillState::Failed(error) => {
                     self.at = self.end;
                     return Some(Err(std::io::Error::other(error.to_string())));
@@ -218,7 +233,12 @@ impl Fills {
                         "blob fill failed: {}",
                         registry_client::error::display_chain(&error)
                     );
-                    FillState::Failed(Arc::new(error))
+                    // Verified bytes stay readable for the answers under way; only
+                    // the commit failed, and the next request fills again.
+                    match &*state.borrow() {
+                        verified @ FillState::Verified { .. } => verified.clone(),
+                        _ => FillState::Failed(Arc::new(error)),
+                    }
                 }
             });
             fills
@@ -263,6 +283,11 @@ async fn run(
         .fetch_blob(&job.reference, &job.digest, None, &mut sink)
         .await?;
     drop(permit);
+    // Verified: readers may have the last bytes now, not after the commit's fsync.
+    state.send_replace(FillState::Verified {
+        size: fetched.size,
+        source: fetched.source.clone(),
+    });
     storage.commit_blob(&job.route, &job.digest, spool).await?;
     storage
         .link(&job.route, job.reference.repository(), Kind::Blob, &job.digest)
