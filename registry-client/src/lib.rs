@@ -11,6 +11,7 @@ pub mod oci;
 pub mod output;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod sources;
 mod tar_reader;

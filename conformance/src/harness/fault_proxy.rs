@@ -234,6 +234,9 @@ pub enum Fault {
     /// Forward, but send the body at about `bytes_per_second` (a slow upstream: a download
     /// still under way seconds after its first bytes arrived).
     Throttle { bytes_per_second: u64, times: usize },
+    /// Forward only the first `bytes` of the *request* body, then break it off (an upload
+    /// cut mid-way): the upstream gets a truncated request, the client a `502`.
+    CutRequestBody { bytes: u64, times: usize },
     /// Forward, but flip (XOR `0xFF`) the body byte at `offset`; length unchanged. Nothing
     /// changes if the body is shorter.
     CorruptByte { offset: u64, times: usize },
@@ -255,6 +258,7 @@ pub enum FaultKind {
     ResetAfter,
     Delay,
     Throttle,
+    CutRequestBody,
     CorruptByte,
     DropAuthorization,
     IgnoreRange,
@@ -303,6 +307,7 @@ impl Fault {
             Fault::ResetAfter { .. } => FaultKind::ResetAfter,
             Fault::Delay { .. } => FaultKind::Delay,
             Fault::Throttle { .. } => FaultKind::Throttle,
+            Fault::CutRequestBody { .. } => FaultKind::CutRequestBody,
             Fault::CorruptByte { .. } => FaultKind::CorruptByte,
             Fault::DropAuthorization { .. } => FaultKind::DropAuthorization,
             Fault::IgnoreRange { .. } => FaultKind::IgnoreRange,
@@ -317,6 +322,7 @@ impl Fault {
             | Fault::ResetAfter { times, .. }
             | Fault::Delay { times, .. }
             | Fault::Throttle { times, .. }
+            | Fault::CutRequestBody { times, .. }
             | Fault::CorruptByte { times, .. }
             | Fault::DropAuthorization { times }
             | Fault::IgnoreRange { times }
@@ -1026,6 +1032,7 @@ async fn proxy_handler(
     let mut drop_authorization = false;
     let mut ignore_range = false;
     let mut body_fault = None;
+    let mut cut_request = None;
     match fault {
         Some(Fault::Status {
             status,
@@ -1071,6 +1078,7 @@ async fn proxy_handler(
         Some(Fault::Delay { duration, .. }) => tokio::time::sleep(duration).await,
         Some(Fault::DropAuthorization { .. }) => drop_authorization = true,
         Some(Fault::IgnoreRange { .. }) => ignore_range = true,
+        Some(Fault::CutRequestBody { bytes, .. }) => cut_request = Some(bytes),
         Some(f @ (Fault::ResetAfter { .. } | Fault::CorruptByte { .. } | Fault::Throttle { .. })) => {
             body_fault = Some(f)
         }
@@ -1099,7 +1107,12 @@ async fn proxy_handler(
         parts.headers.contains_key(CONTENT_LENGTH) || parts.headers.contains_key("transfer-encoding");
     let mut upstream_req = shared.client.request(method.clone(), &target).headers(headers);
     if has_body {
-        upstream_req = upstream_req.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        let stream: ByteStream = Box::pin(body.into_data_stream().map_err(BoxError::from));
+        let stream = match cut_request {
+            Some(limit) => cut_after(stream, limit),
+            None => stream,
+        };
+        upstream_req = upstream_req.body(reqwest::Body::wrap_stream(stream));
     }
     let upstream_resp = match upstream_req.send().await {
         Ok(r) => r,
@@ -1282,6 +1295,24 @@ fn throttle(inner: ByteStream, rate: u64) -> ByteStream {
             tokio::time::sleep(Duration::from_secs_f64(bytes.len() as f64 / rate as f64)).await;
         }
         piece
+    }))
+}
+
+/// The first `limit` bytes of `inner`, then an error.
+fn cut_after(inner: ByteStream, limit: u64) -> ByteStream {
+    let mut passed = 0u64;
+    Box::pin(inner.map(move |item| {
+        let chunk = item?;
+        if passed >= limit {
+            return Err(BoxError::from("fault proxy: request body cut"));
+        }
+        let keep = (limit - passed).min(chunk.len() as u64) as usize;
+        passed += keep as u64;
+        if keep < chunk.len() {
+            // What fits goes on; the next poll ends the body with the error.
+            return Ok(chunk.slice(..keep));
+        }
+        Ok(chunk)
     }))
 }
 

@@ -35,6 +35,7 @@ impl RepositoryClient {
             not_found: Some((Resource::Registry, registry.to_owned(), String::new())),
             on_retry: None,
             fail_fast: false,
+            body: None,
         };
         self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
         Ok(())
@@ -93,6 +94,7 @@ impl RepositoryClient {
             not_found: Some((Resource::Registry, registry.to_owned(), "_catalog".to_owned())),
             on_retry: None,
             fail_fast: false,
+            body: None,
         };
         if let Some(Expiring::Names(names)) = self.cache().expiring(&key).await {
             return Ok(names.as_ref().clone());

@@ -272,6 +272,36 @@ impl Image {
         &self.reference
     }
 
+    /// The client the image was resolved with (and its blobs are fetched with).
+    pub fn client(&self) -> &RepositoryClient {
+        &self.client
+    }
+
+    /// Whether all platforms were resolved: the whole index is the image.
+    pub(crate) fn is_whole_index(&self) -> bool {
+        self.whole_index
+    }
+
+    /// The indexes below the top one, outermost first.
+    pub(crate) fn nested_indexes(&self) -> &[Manifest] {
+        self.indexes.get(1..).unwrap_or_default()
+    }
+
+    /// The entries of a whole index that are not images.
+    pub(crate) fn artifact_manifests(&self) -> &[Manifest] {
+        &self.artifacts
+    }
+
+    /// Every layer of every image, and every blob of the artifacts (configs of images
+    /// are in [`PlatformImage::config`]).
+    pub(crate) fn all_blobs(&self) -> Vec<BlobInfo> {
+        self.images
+            .iter()
+            .flat_map(PlatformImage::layers)
+            .chain(self.artifacts.iter().flat_map(artifact_blobs))
+            .collect()
+    }
+
     /// The digest the reference resolved to: the top index's when all platforms
     /// were resolved, else the platform manifest's.
     pub fn digest(&self) -> &str {

@@ -37,6 +37,11 @@ impl Source {
         &self.transport
     }
 
+    /// The image's repository at this source.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
     /// `<api root><repository>/<rest>`, with `?ns=` when the source wants it.
     pub fn url(&self, rest: &str) -> Result<Url> {
         let mut url = self
@@ -76,6 +81,7 @@ impl Source {
                 .map(|(what, reference)| (what, self.repository.clone(), reference.to_owned())),
             on_retry: None,
             fail_fast: !last,
+            body: None,
         })
     }
 
@@ -200,7 +206,8 @@ impl RepositoryClient {
 
     /// The registry itself: the client's endpoint or the provider's, with
     /// the client's own transport.
-    fn registry_source(&self, reference: &ImageReference) -> Result<Source> {
+    /// The registry itself, never a mirror (where pushes go).
+    pub(crate) fn registry_source(&self, reference: &ImageReference) -> Result<Source> {
         let mut api_root = self.base_url(reference.registry())?;
         api_root.set_path(&format!("{}v2/", api_root.path()));
         Ok(Source {

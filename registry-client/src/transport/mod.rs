@@ -59,6 +59,8 @@ pub(crate) struct RegistryRequest {
     /// Fail on the first transient error instead of retrying: another
     /// source (a mirror, the registry) is there to try next.
     pub fail_fast: bool,
+    /// What an upload sends (kept whole, so that it can be sent again).
+    pub body: Option<Bytes>,
 }
 
 /// Called with the retry number and the error being retried.
@@ -286,6 +288,9 @@ impl Transport {
                 .client_for(&url)?
                 .request(request.method.clone(), url.clone())
                 .headers(request.headers.clone());
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
             if url.origin() == origin
                 && let Some(value) = auth.header()
             {

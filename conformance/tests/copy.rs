@@ -1,0 +1,353 @@
+//! Copies between real Distribution registries, each behind a recording fault proxy: the
+//! whole multi-arch index byte for byte (skopeo reads the same digest on both sides), one
+//! platform, nothing uploaded twice, mounts within one registry, an upload cut mid-way and
+//! resumed, a refused manifest leaving no tag, and push access asked of a token server.
+
+use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
+use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, run_tool};
+use registry_client::digest::sha256;
+use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::push::{BlobPush, CopyOptions};
+use registry_client::{Credentials, ImageReference, RepositoryClient};
+use reqwest::Method;
+use serde_json::json;
+use url::Url;
+
+fn client(credentials: Option<(String, String)>) -> RepositoryClient {
+    let mut builder = RepositoryClient::builder("oci")
+        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .platform("linux/amd64");
+    if let Some((user, password)) = credentials {
+        builder = builder.credentials(Credentials::basic(user, password));
+    }
+    builder.build().expect("client")
+}
+
+fn reference(host: &str, name: &str) -> ImageReference {
+    format!("{host}/{name}").parse().expect("reference")
+}
+
+/// A registry with nothing in it, behind a recording proxy.
+async fn destination(auth: AuthMode) -> (TestRegistry, FaultProxy) {
+    let registry = TestRegistry::start_empty(auth).await;
+    let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    (registry, proxy)
+}
+
+fn is_upload_start(r: &RecordedRequest) -> bool {
+    r.method == Method::POST && r.path.ends_with("/blobs/uploads/")
+}
+
+fn is_mount(r: &RecordedRequest) -> bool {
+    is_upload_start(r) && r.query.as_deref().is_some_and(|q| q.contains("mount="))
+}
+
+fn is_blob_data(r: &RecordedRequest) -> bool {
+    (r.method == Method::PATCH || r.method == Method::PUT) && r.path.contains("/blobs/uploads/")
+}
+
+/// The manifest digest skopeo reads at `image` (`docker://…`).
+fn skopeo_digest(image: &str) -> String {
+    skopeo_digest_as(image, None)
+}
+
+/// The same, logged in as `credentials`.
+fn skopeo_digest_as(image: &str, credentials: Option<(String, String)>) -> String {
+    let creds = credentials.map(|(user, password)| format!("{user}:{password}"));
+    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+    if let Some(creds) = &creds {
+        args.extend(["--creds", creds.as_str()]);
+    }
+    args.push(image);
+    sha256(run_tool("skopeo", &args).as_bytes())
+}
+
+#[tokio::test]
+async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let (_registry, dest) = destination(AuthMode::None).await;
+    let multi = &source.fixtures().multi_oci;
+    let from = reference(&source.host(), &format!("{}:v1", multi.repository));
+    let to = reference(&dest.host(), "copies/multi:v1");
+    let (source_client, dest_client) = (client(None), client(None));
+
+    let image = source_client.pull_all_platforms(&from).await.expect("resolve");
+    let result = image
+        .copy_to(&dest_client, &to, &CopyOptions::default())
+        .await
+        .expect("copy");
+    assert_eq!(result.digest, multi.digest);
+    assert!(
+        result.blobs.iter().all(|b| b.how == BlobPush::Uploaded),
+        "{result:?}"
+    );
+    assert_eq!(
+        result.manifests.last(),
+        Some(&multi.digest),
+        "the index goes last"
+    );
+    assert_eq!(result.manifests.len(), multi.children.len() + 1);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{to}")),
+        skopeo_digest(&format!("docker://{from}")),
+        "the same index on both sides"
+    );
+    assert_eq!(skopeo_digest(&format!("docker://{to}")), multi.digest);
+    let uploads = dest.count(is_upload_start);
+    assert_eq!(uploads, result.blobs.len(), "one upload per distinct blob");
+
+    // Again: every blob is there, none goes up; the manifests are put again.
+    dest.clear_log();
+    let again = image
+        .copy_to(&dest_client, &to, &CopyOptions::default())
+        .await
+        .expect("copy again");
+    assert!(
+        again.blobs.iter().all(|b| b.how == BlobPush::Present),
+        "{again:?}"
+    );
+    assert_eq!(again.uploaded_bytes, 0);
+    assert_eq!(dest.count(is_upload_start), 0, "{:#?}", dest.requests());
+    assert_eq!(dest.count(is_blob_data), 0);
+
+    // A dry run of a new tag: says what exists, puts nothing.
+    dest.clear_log();
+    let dry = image
+        .copy_to(
+            &dest_client,
+            &reference(&dest.host(), "copies/other:v1"),
+            &CopyOptions::default().dry_run(true),
+        )
+        .await
+        .expect("dry run");
+    assert!(dry.dry_run && dry.manifests.is_empty());
+    assert!(dry.blobs.iter().all(|b| b.how == BlobPush::Uploaded), "{dry:?}");
+    assert_eq!(
+        dest.count(|r| r.method != Method::HEAD && r.method != Method::GET),
+        0,
+        "a dry run wrote: {:#?}",
+        dest.requests()
+    );
+}
+
+#[tokio::test]
+async fn one_platform_copies_as_its_own_manifest() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let (_registry, dest) = destination(AuthMode::None).await;
+    let multi = &source.fixtures().multi_oci;
+    let amd64 = multi
+        .children
+        .iter()
+        .find(|c| c.platform.architecture == "amd64" && c.platform.os == "linux")
+        .expect("an amd64 child");
+    let from = reference(&source.host(), &format!("{}:v1", multi.repository));
+    let to = reference(&dest.host(), "copies/amd64:v1");
+    let result = client(None)
+        .pull(&from)
+        .await
+        .expect("resolve")
+        .copy_to(&client(None), &to, &CopyOptions::default())
+        .await
+        .expect("copy");
+    assert_eq!(result.digest, amd64.digest);
+    assert_eq!(result.manifests, vec![amd64.digest.clone()]);
+    assert_eq!(skopeo_digest(&format!("docker://{to}")), amd64.digest);
+    // Pulled back from the destination, it is the same image.
+    let back = client(None).get_manifest(&to).await.expect("manifest");
+    assert_eq!(back.descriptor.digest, amd64.digest);
+}
+
+#[tokio::test]
+async fn a_copy_within_one_registry_mounts_every_blob() {
+    let registry = TestRegistry::start(AuthMode::Basic).await;
+    let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    let single = &registry.fixtures().many_layers;
+    let admin = registry.admin_credentials();
+    let from = reference(&proxy.host(), &format!("{}:v1", single.repository));
+    let to = reference(&proxy.host(), "mounted/copy:v1");
+    let result = client(admin.clone())
+        .pull(&from)
+        .await
+        .expect("resolve")
+        .copy_to(&client(admin), &to, &CopyOptions::default())
+        .await
+        .expect("copy");
+    assert!(
+        result.blobs.iter().all(|b| b.how == BlobPush::Mounted),
+        "{result:?}"
+    );
+    assert_eq!(result.uploaded_bytes, 0);
+    let mounts = proxy.count(|r| is_mount(r) && r.status == Some(201));
+    assert_eq!(mounts, single.layers.len() + 1, "every layer and the config");
+    assert_eq!(
+        proxy.count(is_blob_data),
+        0,
+        "nothing uploaded: {:#?}",
+        proxy.requests()
+    );
+    assert_eq!(
+        skopeo_digest_as(&format!("docker://{to}"), registry.admin_credentials()),
+        single.digest
+    );
+}
+
+/// Pushes an image of one layer of `size` bytes of noise as `repository:v1`.
+async fn push_big_image(pusher: &Pusher, repository: &str, size: usize) -> (String, String, Vec<u8>) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let layer: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let layer_digest = pusher.blob(repository, &layer).await;
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string()
+    .into_bytes();
+    let config_digest = pusher.blob(repository, &config).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": size}],
+    })
+    .to_string()
+    .into_bytes();
+    let digest = pusher.manifest(repository, "v1", OCI_MANIFEST, &manifest).await;
+    (digest, layer_digest, layer)
+}
+
+/// Copies `big/image:v1` to `big/copy:v1` with `fault` on the destination's first
+/// upload `PATCH`; checks the stored layer byte for byte. Returns the destination's log.
+async fn copy_with_a_failing_patch(fault: Fault) -> Vec<RecordedRequest> {
+    let source = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&source.url());
+    // 20 MiB: three chunks of at most 8 MiB.
+    let (digest, layer_digest, layer) = push_big_image(&pusher, "big/image", 20 * 1024 * 1024).await;
+    let (registry, dest) = destination(AuthMode::None).await;
+    let kind = fault.kind();
+    dest.inject_when(
+        Matcher::path_contains("/blobs/uploads/").method(Method::PATCH),
+        fault,
+    );
+    let from = reference(&source.host(), "big/image:v1");
+    let to = reference(&dest.host(), "big/copy:v1");
+    let result = client(None)
+        .pull(&from)
+        .await
+        .expect("resolve")
+        .copy_to(&client(None), &to, &CopyOptions::default())
+        .await
+        .expect("the copy gets past the failed PATCH");
+    assert_eq!(result.digest, digest);
+    assert_eq!(dest.fired(kind), 1);
+    let stored = reqwest::get(format!("{}/v2/big/copy/blobs/{layer_digest}", registry.url()))
+        .await
+        .expect("GET the blob")
+        .bytes()
+        .await
+        .expect("body");
+    assert!(stored.as_ref() == layer.as_slice(), "the stored layer differs");
+    dest.requests()
+}
+
+fn is_upload_status(r: &RecordedRequest) -> bool {
+    r.method == Method::GET && r.path.contains("/blobs/uploads/")
+}
+
+#[tokio::test]
+async fn a_failed_chunk_is_sent_again_from_the_offset_the_registry_reports() {
+    // Refused before it reached the registry: the session is intact, and the registry's
+    // Range says where to go on.
+    let log = copy_with_a_failing_patch(Fault::status(503, 1)).await;
+    assert_eq!(log.iter().filter(|r| is_upload_status(r)).count(), 1, "{log:#?}");
+    let layer_uploads = log.iter().filter(|r| is_upload_start(r)).count();
+    assert_eq!(layer_uploads, 2, "the layer's session and the config's: {log:#?}");
+}
+
+#[tokio::test]
+async fn an_upload_cut_mid_way_starts_the_blob_again_when_the_registry_drops_it() {
+    // Cut after 1 MiB reached the registry: Distribution then cancels the session (its
+    // state's offset no longer matches what it holds), so the blob goes up again, in a new
+    // session, from the source's first byte.
+    let log = copy_with_a_failing_patch(Fault::CutRequestBody {
+        bytes: 1024 * 1024,
+        times: 1,
+    })
+    .await;
+    assert!(
+        log.iter().any(is_upload_status),
+        "the registry was asked: {log:#?}"
+    );
+    assert_eq!(log.iter().filter(|r| is_upload_start(r)).count(), 3, "{log:#?}");
+}
+
+#[tokio::test]
+async fn a_manifest_the_registry_refuses_leaves_no_tag() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let (registry, dest) = destination(AuthMode::None).await;
+    dest.inject_when(Matcher::manifests().method(Method::PUT), Fault::status(400, 100));
+    let single = &source.fixtures().single_oci;
+    let from = reference(&source.host(), &format!("{}:v1", single.repository));
+    let to = reference(&dest.host(), "refused/copy:v1");
+    let err = client(None)
+        .pull(&from)
+        .await
+        .expect("resolve")
+        .copy_to(&client(None), &to, &CopyOptions::default())
+        .await
+        .expect_err("the manifest is refused");
+    assert!(err.to_string().contains("400"), "{err}");
+    let tag = reqwest::get(format!("{}/v2/refused/copy/manifests/v1", registry.url()))
+        .await
+        .expect("GET the tag");
+    assert_eq!(tag.status(), 404, "a refused copy left a tag");
+}
+
+#[tokio::test]
+async fn a_token_registry_grants_push_to_who_may_push() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let (registry, dest) = destination(AuthMode::Token).await;
+    let single = &source.fixtures().single_docker;
+    let from = reference(&source.host(), &format!("{}:v1", single.repository));
+    let to = reference(&dest.host(), "pushed/copy:v1");
+    let image = client(None).pull(&from).await.expect("resolve");
+
+    // A user with pull rights only: the registry refuses the upload.
+    let err = image
+        .copy_to(&client(registry.credentials()), &to, &CopyOptions::default())
+        .await
+        .expect_err("a pull-only user cannot push");
+    assert!(err.is_auth(), "{err}");
+
+    let result = image
+        .copy_to(
+            &client(registry.admin_credentials()),
+            &to,
+            &CopyOptions::default(),
+        )
+        .await
+        .expect("the admin pushes");
+    assert_eq!(result.digest, single.digest);
+    let scopes: Vec<String> = registry
+        .token_server()
+        .expect("token mode")
+        .requests()
+        .iter()
+        .flat_map(|r| r.scopes.clone())
+        .collect();
+    assert!(
+        scopes.iter().any(|s| s == "repository:pushed/copy:pull,push"),
+        "{scopes:?}"
+    );
+    assert_eq!(
+        skopeo_digest_as(&format!("docker://{to}"), registry.admin_credentials()),
+        single.digest
+    );
+}
