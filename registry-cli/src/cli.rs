@@ -115,6 +115,8 @@ pub enum Command {
     Tags(TagsArgs),
     /// List every repository of a registry
     Catalog(CatalogArgs),
+    /// Copy an image to another registry: blobs streamed, none uploaded twice
+    Copy(CopyArgs),
     /// Run a pull-through cache: a /v2/ mirror for docker, containerd and podman
     Serve(ServeArgs),
     /// List the registry providers and the hosts each serves
@@ -150,6 +152,49 @@ pub struct PullArgs {
     /// Layers downloaded at once (default 8)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to copy, e.g. docker.io/library/alpine:3.20
+    pub source: String,
+
+    /// Where to, e.g. ghcr.io/owner/alpine:3.20 (the tag may differ from the source's)
+    pub destination: String,
+
+    /// Copy the whole index, every platform, byte for byte
+    #[arg(long, conflicts_with = "platform")]
+    pub all: bool,
+
+    /// Platform to copy from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "os/arch[/variant]")]
+    pub platform: Option<String>,
+
+    /// Only say what would move: nothing is uploaded, no tag is written
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Blobs copied at once (default 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// The source registry's user and password (else docker's config.json, or the cloud's own)
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "MCREG_SRC_CREDS",
+        hide_env_values = true
+    )]
+    pub src_creds: Option<String>,
+
+    /// The destination registry's user and password (else docker's config.json, or the cloud's own)
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "MCREG_DEST_CREDS",
+        hide_env_values = true
+    )]
+    pub dest_creds: Option<String>,
 }
 
 /// Output formats of `pull`.

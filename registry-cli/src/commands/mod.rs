@@ -1,5 +1,6 @@
 //! One module per command, and what they share: the client built from the global options.
 
+pub mod copy;
 pub mod credential_helper;
 pub mod digest;
 pub mod inspect;
@@ -38,6 +39,8 @@ pub struct ClientSettings<'a> {
     pub page_size: Option<u32>,
     /// Where skipped sources are told (the pull's progress); default: a line on stderr.
     pub events: Option<Progress>,
+    /// Credentials for this client's registry alone (`copy` has one per side).
+    pub credentials: Option<Credentials>,
 }
 
 impl Context {
@@ -112,6 +115,9 @@ impl Context {
         if let (Some(username), Some(password)) = (&global.username, &self.password) {
             builder = builder.credentials(Credentials::basic(username.as_str(), password.as_str()));
         }
+        if let Some(credentials) = settings.credentials {
+            builder = builder.credentials(credentials);
+        }
         if let Some(platform) = settings.platform {
             builder = builder.platform(platform);
         }
@@ -163,6 +169,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
         Command::Digest(args) => digest::run(context, &args).await,
         Command::Tags(args) => list::tags(context, &args).await,
         Command::Catalog(args) => list::catalog(context, &args).await,
+        Command::Copy(args) => copy::run(context, &args).await,
         Command::Serve(args) => serve::run(context, &args).await,
         Command::Providers => providers::run(context),
         Command::CredentialHelper(_) | Command::Completions(_) => {
