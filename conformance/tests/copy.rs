@@ -316,7 +316,8 @@ async fn a_token_registry_grants_push_to_who_may_push() {
     let (registry, dest) = destination(AuthMode::Token).await;
     let single = &source.fixtures().single_docker;
     let from = reference(&source.host(), &format!("{}:v1", single.repository));
-    let to = reference(&dest.host(), "pushed/copy:v1");
+    // Outside the user's namespace: only the admin may push there.
+    let to = reference(&dest.host(), "team/copy:v1");
     let image = client(None).pull(&from).await.expect("resolve");
 
     // A user with pull rights only: the registry refuses the upload.
@@ -343,7 +344,7 @@ async fn a_token_registry_grants_push_to_who_may_push() {
         .flat_map(|r| r.scopes.clone())
         .collect();
     assert!(
-        scopes.iter().any(|s| s == "repository:pushed/copy:pull,push"),
+        scopes.iter().any(|s| s == "repository:team/copy:pull,push"),
         "{scopes:?}"
     );
     assert_eq!(

@@ -49,6 +49,10 @@ use std::sync::{Mutex, OnceLock, mpsc};
 pub const USER: &str = "mcreg-user";
 /// User with pull, push and delete access (token mode; any valid user can push with Basic).
 pub const ADMIN: &str = "mcreg-admin";
+/// Repositories under this prefix take pushes from the pull user too (in token mode, where
+/// the token server decides; Basic and no auth let anyone push anywhere): a team's own
+/// namespace, so that every provider's own credentials can run the push cases.
+pub const PUSH_NAMESPACE: &str = "pushed/";
 
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {

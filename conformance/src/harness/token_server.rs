@@ -547,13 +547,15 @@ fn oauth_error(status: StatusCode, code: &str, message: &str, detail: &str) -> R
     (status, axum::Json(body)).into_response()
 }
 
-/// What `scope` (`type:name:actions`) grants: pull for users, everything for the admin;
+/// What `scope` (`type:name:actions`) grants: pull for users, and push too in their own
+/// namespace ([`PUSH_NAMESPACE`](super::PUSH_NAMESPACE)); everything for the admin;
 /// `registry:catalog:*` for any user. `None` if nothing is granted.
 fn grant(scope: &str, admin: bool) -> Option<Access> {
     // The name may itself contain ':' (a host:port prefix), so split at the first and last.
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     let allowed: &[&str] = match (kind, admin) {
+        ("repository", false) if name.starts_with(super::PUSH_NAMESPACE) => &["pull", "push"],
         ("repository", false) => &["pull"],
         ("repository", true) => &["pull", "push", "delete", "*"],
         ("registry", _) if name == "catalog" => &["*"],

@@ -8,12 +8,14 @@
 mod auth;
 mod metadata;
 mod pull;
+mod push;
 mod resilience;
 mod trees;
 
 pub use auth::*;
 pub use metadata::*;
 pub use pull::*;
+pub use push::*;
 pub use resilience::*;
 pub use trees::*;
 
@@ -249,7 +251,11 @@ macro_rules! __all_modes_cases {
         pull_redirected_blobs,
         pull_with_layer_cache,
         pull_progress_events,
-        pull_cancelled_leaves_nothing);
+        pull_cancelled_leaves_nothing,
+        push_copy_within_registry,
+        push_and_pull_back,
+        push_resumes_failed_chunk,
+        push_refused_manifest_leaves_no_tag);
     };
 }
 
