@@ -117,6 +117,8 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// Copy an image to another registry: blobs streamed, none uploaded twice
     Copy(CopyArgs),
+    /// Push an OCI layout or a docker archive (docker/podman save) to a registry
+    Push(PushArgs),
     /// Run a pull-through cache: a /v2/ mirror for docker, containerd and podman
     Serve(ServeArgs),
     /// List the registry providers and the hosts each serves
@@ -195,6 +197,28 @@ pub struct CopyArgs {
         hide_env_values = true
     )]
     pub dest_creds: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// An OCI layout directory, or a docker archive (.tar) from docker save, podman save or pull
+    pub source: PathBuf,
+
+    /// Where to, e.g. registry.example.com/team/app:1.0
+    pub destination: String,
+
+    /// Which image of the layout (its ref name) or of the archive (a RepoTag, or its tag);
+    /// needed when it holds several
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+
+    /// Only say what would move: nothing is uploaded, no tag is written
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Blobs uploaded at once (default 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 /// Output formats of `pull`.

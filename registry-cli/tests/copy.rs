@@ -92,3 +92,88 @@ async fn copy_refuses_settings_that_would_reach_both_registries() {
         .expect_code(2);
     assert!(run.stderr.contains("USER:PASSWORD"), "{}", run.stderr);
 }
+
+/// A sandbox whose podman reads an empty `registries.conf`, not the machine's.
+fn podman_sandbox() -> Sandbox {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.path("registries.conf");
+    std::fs::write(&conf, "").expect("registries.conf");
+    // podman reads $DOCKER_CONFIG/config.json when the variable is set.
+    std::fs::write(sandbox.path("docker/config.json"), "{}").expect("config.json");
+    sandbox.env("CONTAINERS_REGISTRIES_CONF", common::path_str(&conf))
+}
+
+/// podman with a storage of its own under `dir` (vfs).
+fn podman(sandbox: &Sandbox, dir: &str, args: &[&str]) -> String {
+    let root = common::path_str(&sandbox.path(&format!("{dir}/root")));
+    let runroot = common::path_str(&sandbox.path(&format!("{dir}/run")));
+    let mut all = vec!["--root", &root, "--runroot", &runroot, "--storage-driver", "vfs"];
+    all.extend(args);
+    sandbox.run_program("podman", &all, None).ok().stdout_text()
+}
+
+#[tokio::test]
+async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let dest = TestRegistry::start_empty(AuthMode::None).await;
+    let sandbox = podman_sandbox();
+    let fixture = &source.fixtures().single_docker;
+    let image = fixture.reference(&source.host());
+    let image_id = fixture.config_digest.trim_start_matches("sha256:");
+
+    // podman save of the image podman pulled.
+    podman(
+        &sandbox,
+        "saver",
+        &["pull", "--quiet", "--tls-verify=false", &image],
+    );
+    let archive = common::path_str(&sandbox.path("saved.tar"));
+    podman(
+        &sandbox,
+        "saver",
+        &["save", "--format", "docker-archive", "-o", &archive, &image],
+    );
+    let from_podman = format!("{}/pushed/podman:v1", dest.host());
+    let said = sandbox
+        .mcreg(&["push", &archive, &from_podman])
+        .ok()
+        .stdout_text();
+    assert!(said.contains(&from_podman), "{said}");
+
+    // Our own OCI layout.
+    let layout = common::path_str(&sandbox.path("layout"));
+    sandbox
+        .mcreg(&["pull", &image, "--format", "oci", "-o", &layout])
+        .ok();
+    let from_layout = format!("{}/pushed/layout:v1", dest.host());
+    let pushed = sandbox
+        .mcreg(&["push", &layout, &from_layout, "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        pushed["digest"],
+        fixture.digest.as_str(),
+        "the layout's manifest, byte for byte"
+    );
+
+    // podman pulls both back: the same image (its ID is the config's digest).
+    for reference in [&from_podman, &from_layout] {
+        podman(
+            &sandbox,
+            "puller",
+            &["pull", "--quiet", "--tls-verify=false", reference],
+        );
+        let id = podman(
+            &sandbox,
+            "puller",
+            &["image", "inspect", "--format", "{{.Id}}", reference],
+        );
+        assert_eq!(id.trim(), image_id, "{reference}");
+    }
+    // Pushed again: nothing goes up.
+    let again = sandbox
+        .mcreg(&["push", &archive, &from_podman, "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["uploadedBytes"], 0, "{again}");
+}

@@ -97,8 +97,13 @@ fn action(how: BlobPush) -> &'static str {
 }
 
 fn report(context: &Context, source: &ImageReference, result: &CopyResult) -> Result<(), Failure> {
+    print_result(context, &source.to_string(), result)
+}
+
+/// The summary of a copy or a push, or its `--json`.
+pub(super) fn print_result(context: &Context, source: &str, result: &CopyResult) -> Result<(), Failure> {
     let report = CopyReport {
-        source: source.to_string(),
+        source: source.to_owned(),
         destination: result.destination.to_string(),
         digest: result.digest.clone(),
         dry_run: result.dry_run,

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod list;
 pub mod providers;
 pub mod pull;
+pub mod push;
 pub mod serve;
 
 use std::io::Read;
@@ -170,6 +171,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
         Command::Tags(args) => list::tags(context, &args).await,
         Command::Catalog(args) => list::catalog(context, &args).await,
         Command::Copy(args) => copy::run(context, &args).await,
+        Command::Push(args) => push::run(context, &args).await,
         Command::Serve(args) => serve::run(context, &args).await,
         Command::Providers => providers::run(context),
         Command::CredentialHelper(_) | Command::Completions(_) => {

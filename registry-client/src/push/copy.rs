@@ -4,6 +4,7 @@
 //! copy that fails never leaves a tag pointing at missing blobs.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -93,62 +94,19 @@ impl Image {
         destination: &ImageReference,
         options: &CopyOptions,
     ) -> Result<CopyResult> {
-        let digest = self.digest().to_owned();
-        if let Some(expected) = destination.digest()
-            && expected != digest
-        {
-            return Err(Error::InvalidConfig(format!(
-                "cannot copy {digest} to {destination}: a digest names its content"
-            )));
-        }
-        let plan = self.copy_plan();
         let same_registry = self.reference().registry() == destination.registry()
-            && self.client().provider_id() == to.provider_id();
-        let from = self.reference().repository().to_owned();
-        let copies = stream::iter(plan.blobs.iter().map(|blob| {
-            let from = (same_registry && from != destination.repository()).then_some(from.as_str());
-            self.copy_blob(to, destination, blob, from, options.dry_run)
-        }))
-        .buffer_unordered(options.concurrency)
-        .try_collect::<Vec<CopiedBlob>>()
-        .await?;
-
-        let mut manifests = Vec::new();
-        if !options.dry_run {
-            for manifest in &plan.manifests {
-                let by_digest = destination.with_digest(&manifest.descriptor.digest)?;
-                to.put_manifest(
-                    &by_digest,
-                    &manifest.descriptor.media_type,
-                    manifest.bytes.clone(),
-                )
-                .await?;
-                manifests.push(manifest.descriptor.digest.clone());
-            }
-            let top = plan.top;
-            to.put_manifest(destination, &top.descriptor.media_type, top.bytes.clone())
-                .await?;
-            manifests.push(top.descriptor.digest.clone());
+            && self.client().provider_id() == to.provider_id()
+            && self.reference().repository() != destination.repository();
+        let mut plan = self.copy_plan();
+        if same_registry {
+            plan.mount_from = Some(self.reference().repository().to_owned());
         }
-        let mut blobs = copies;
-        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(CopyResult {
-            destination: destination.clone(),
-            digest,
-            uploaded_bytes: blobs
-                .iter()
-                .filter(|b| b.how == BlobPush::Uploaded)
-                .map(|b| b.size)
-                .sum(),
-            blobs,
-            manifests,
-            dry_run: options.dry_run,
-        })
+        plan.execute(Some(self), to, destination, options).await
     }
 
-    /// What a copy puts, in order: the blobs (each once, largest first), the manifests
-    /// below the top one (children before their index), and the top one.
-    fn copy_plan(&self) -> CopyPlan<'_> {
+    /// What a copy puts: every blob once (configs from memory, the rest from the source),
+    /// the manifests below the top one (children before their index), and the top one.
+    fn copy_plan(&self) -> Plan {
         let mut blobs: BTreeMap<String, PlannedBlob> = BTreeMap::new();
         for image in self.images() {
             blobs.insert(
@@ -156,7 +114,7 @@ impl Image {
                 PlannedBlob {
                     digest: image.config.digest.clone(),
                     size: image.config.bytes.len() as u64,
-                    in_memory: Some(image.config.bytes.clone()),
+                    origin: Origin::Memory(image.config.bytes.clone()),
                 },
             );
         }
@@ -164,13 +122,9 @@ impl Image {
             blobs.entry(layer.digest.clone()).or_insert(PlannedBlob {
                 digest: layer.digest,
                 size: layer.size,
-                in_memory: None,
+                origin: Origin::Source,
             });
         }
-        let mut blobs: Vec<PlannedBlob> = blobs.into_values().collect();
-        blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
-
-        // Children first: images and artifacts, then indexes innermost first.
         let mut below: Vec<&Manifest> = Vec::new();
         let top = match self.index() {
             Some(index) if self.is_whole_index() => {
@@ -181,59 +135,16 @@ impl Image {
             }
             _ => &self.images()[0].manifest,
         };
-        CopyPlan {
-            blobs,
-            manifests: below,
-            top,
-        }
-    }
-
-    async fn copy_blob(
-        &self,
-        to: &RepositoryClient,
-        destination: &ImageReference,
-        blob: &PlannedBlob,
-        mount_from: Option<&str>,
-        dry_run: bool,
-    ) -> Result<CopiedBlob> {
-        let copied = |how| CopiedBlob {
-            digest: blob.digest.clone(),
-            size: blob.size,
-            how,
+        let planned = |m: &Manifest| PlannedManifest {
+            digest: m.descriptor.digest.clone(),
+            media_type: m.descriptor.media_type.clone(),
+            bytes: m.bytes.clone(),
         };
-        if to.blob_exists(destination, &blob.digest).await? {
-            return Ok(copied(BlobPush::Present));
-        }
-        if dry_run {
-            return Ok(copied(if mount_from.is_some() {
-                BlobPush::Mounted
-            } else {
-                BlobPush::Uploaded
-            }));
-        }
-        if let Some(from) = mount_from
-            && to.mount_blob(destination, &blob.digest, from).await?
-        {
-            return Ok(copied(BlobPush::Mounted));
-        }
-        let mut attempt = 1;
-        loop {
-            let result = match &blob.in_memory {
-                Some(bytes) => {
-                    let chunks = stream::iter([Ok(bytes.clone())]);
-                    to.upload_blob(destination, &blob.digest, blob.size, chunks).await
-                }
-                None => self.stream_blob(to, destination, blob).await,
-            };
-            match result {
-                Ok(()) => return Ok(copied(BlobPush::Uploaded)),
-                // The registry dropped the session: only a new one, from the first byte.
-                Err(error) if is_upload_lost(&error) && attempt < UPLOAD_ATTEMPTS => {
-                    tracing::info!(digest = %blob.digest, attempt, "upload lost, sending the blob again: {error}");
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
-            }
+        Plan {
+            blobs: blobs.into_values().collect(),
+            below: below.into_iter().map(planned).collect(),
+            top: planned(top),
+            mount_from: None,
         }
     }
 
@@ -284,23 +195,193 @@ impl Image {
     }
 }
 
+/// What a copy or a push puts into the destination, in order.
+pub(crate) struct Plan {
+    pub blobs: Vec<PlannedBlob>,
+    /// Manifests put by digest before the top one: children before their index.
+    pub below: Vec<PlannedManifest>,
+    /// The manifest the destination's tag (or digest) names.
+    pub top: PlannedManifest,
+    /// A repository of the destination's registry holding the blobs, to mount them from.
+    pub mount_from: Option<String>,
+}
+
+#[derive(Clone)]
+pub(crate) struct PlannedManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+#[derive(Clone)]
+pub(crate) struct PlannedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub origin: Origin,
+}
+
+/// Where a blob's bytes come from.
+#[derive(Clone)]
+pub(crate) enum Origin {
+    /// Already fetched (a config) or read.
+    Memory(Bytes),
+    /// The registry the [`Image`] being copied was resolved from.
+    Source,
+    /// `size` bytes of a local file, from `offset` (a layout's blob, an archive's entry).
+    File { path: PathBuf, offset: u64 },
+}
+
+impl Plan {
+    /// Puts the blobs (largest first, `concurrency` at a time), then the manifests below the
+    /// top one by digest, then the top one as `destination` names it.
+    pub(crate) async fn execute(
+        mut self,
+        source: Option<&Image>,
+        to: &RepositoryClient,
+        destination: &ImageReference,
+        options: &CopyOptions,
+    ) -> Result<CopyResult> {
+        let digest = self.top.digest.clone();
+        if let Some(expected) = destination.digest()
+            && expected != digest
+        {
+            return Err(Error::InvalidConfig(format!(
+                "cannot copy {digest} to {destination}: a digest names its content"
+            )));
+        }
+        self.blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
+        let mount_from = self.mount_from.as_deref();
+        let mut blobs = stream::iter(
+            self.blobs
+                .iter()
+                .map(|blob| copy_blob(source, to, destination, blob, mount_from, options.dry_run)),
+        )
+        .buffer_unordered(options.concurrency)
+        .try_collect::<Vec<CopiedBlob>>()
+        .await?;
+
+        let mut manifests = Vec::new();
+        if !options.dry_run {
+            for manifest in &self.below {
+                let by_digest = destination.with_digest(&manifest.digest)?;
+                to.put_manifest(&by_digest, &manifest.media_type, manifest.bytes.clone())
+                    .await?;
+                manifests.push(manifest.digest.clone());
+            }
+            to.put_manifest(destination, &self.top.media_type, self.top.bytes.clone())
+                .await?;
+            manifests.push(digest.clone());
+        }
+        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(CopyResult {
+            destination: destination.clone(),
+            digest,
+            uploaded_bytes: blobs
+                .iter()
+                .filter(|b| b.how == BlobPush::Uploaded)
+                .map(|b| b.size)
+                .sum(),
+            blobs,
+            manifests,
+            dry_run: options.dry_run,
+        })
+    }
+}
+
+/// One blob: present, mounted, or uploaded from its origin (again from its first byte when
+/// the registry drops the upload).
+async fn copy_blob(
+    source: Option<&Image>,
+    to: &RepositoryClient,
+    destination: &ImageReference,
+    blob: &PlannedBlob,
+    mount_from: Option<&str>,
+    dry_run: bool,
+) -> Result<CopiedBlob> {
+    let copied = |how| CopiedBlob {
+        digest: blob.digest.clone(),
+        size: blob.size,
+        how,
+    };
+    if to.blob_exists(destination, &blob.digest).await? {
+        return Ok(copied(BlobPush::Present));
+    }
+    if dry_run {
+        return Ok(copied(if mount_from.is_some() {
+            BlobPush::Mounted
+        } else {
+            BlobPush::Uploaded
+        }));
+    }
+    if let Some(from) = mount_from
+        && to.mount_blob(destination, &blob.digest, from).await?
+    {
+        return Ok(copied(BlobPush::Mounted));
+    }
+    let mut attempt = 1;
+    loop {
+        let result = match (&blob.origin, source) {
+            (Origin::Memory(bytes), _) => {
+                let chunks = stream::iter([Ok(bytes.clone())]);
+                to.upload_blob(destination, &blob.digest, blob.size, chunks).await
+            }
+            (Origin::Source, Some(image)) => image.stream_blob(to, destination, blob).await,
+            (Origin::Source, None) => Err(Error::InvalidConfig(format!(
+                "blob {} has no source to come from",
+                blob.digest
+            ))),
+            (Origin::File { path, offset }, _) => {
+                let chunks = Box::pin(file_chunks(path.clone(), *offset, blob.size));
+                to.upload_blob(destination, &blob.digest, blob.size, chunks).await
+            }
+        };
+        match result {
+            Ok(()) => return Ok(copied(BlobPush::Uploaded)),
+            // The registry dropped the session: only a new one, from the first byte.
+            Err(error) if is_upload_lost(&error) && attempt < UPLOAD_ATTEMPTS => {
+                tracing::info!(digest = %blob.digest, attempt, "upload lost, sending the blob again: {error}");
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `len` bytes of the file at `path` from `offset`, a piece at a time.
+fn file_chunks(path: PathBuf, offset: u64, len: u64) -> impl futures::Stream<Item = Result<Bytes>> + Send {
+    const PIECE: u64 = 1024 * 1024;
+    let state = (path, offset, offset + len, None::<std::sync::Arc<std::fs::File>>);
+    stream::try_unfold(state, |(path, at, end, file)| async move {
+        if at >= end {
+            return Ok(None);
+        }
+        let file =
+            match file {
+                Some(file) => file,
+                None => std::sync::Arc::new(std::fs::File::open(&path).map_err(|e| {
+                    Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+                })?),
+            };
+        let want = (end - at).min(PIECE) as usize;
+        let reader = file.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buffer = vec![0; want];
+            reader
+                .read_exact_at(&mut buffer, at)
+                .map(|()| Bytes::from(buffer))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+        Ok(Some((bytes, (path, at + want as u64, end, Some(file)))))
+    })
+}
+
 /// Whether an upload's error is its own, rather than the end of the bytes it was given.
 fn upload_failed(error: &Error) -> bool {
     !matches!(error, Error::Io(e) if e.to_string().starts_with("the download of "))
         && !matches!(error, Error::DigestMismatch { .. })
-}
-
-struct CopyPlan<'a> {
-    blobs: Vec<PlannedBlob>,
-    manifests: Vec<&'a Manifest>,
-    top: &'a Manifest,
-}
-
-struct PlannedBlob {
-    digest: String,
-    size: u64,
-    /// A config: already fetched (and verified) with its manifest.
-    in_memory: Option<Bytes>,
 }
 
 /// A download's bytes passed on to an upload as they arrive.

@@ -5,7 +5,9 @@
 //! [`RepositoryClient::upload_blob`]: crate::RepositoryClient::upload_blob
 
 mod copy;
+mod local;
 mod upload;
 
 pub use copy::{CopiedBlob, CopyOptions, CopyResult, DEFAULT_COPY_CONCURRENCY};
+pub use local::LocalImage;
 pub use upload::BlobPush;
