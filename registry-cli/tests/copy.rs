@@ -177,3 +177,72 @@ async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them()
         .json();
     assert_eq!(again["uploadedBytes"], 0, "{again}");
 }
+
+#[tokio::test]
+async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
+    let source = TestRegistry::start(AuthMode::None).await;
+    let dest = TestRegistry::start_empty(AuthMode::None).await;
+    let sandbox = Sandbox::new();
+    let multi = &source.fixtures().multi_oci;
+    let from = format!("{}/{}:v1", source.host(), multi.repository);
+    let layout = common::path_str(&sandbox.path("layout"));
+    let archive = common::path_str(&sandbox.path("image.tar"));
+
+    // Registry → disk: the whole index into a layout, one platform into an archive.
+    sandbox
+        .mcreg(&["copy", "--all", &from, &format!("oci:{layout}:multi")])
+        .ok();
+    let raw = run_tool("skopeo", &["inspect", "--raw", &format!("oci:{layout}:multi")]);
+    assert_eq!(sha256(raw.as_bytes()), multi.digest);
+    sandbox
+        .mcreg(&[
+            "copy",
+            "--platform",
+            "linux/amd64",
+            &from,
+            &format!("docker-archive:{archive}"),
+        ])
+        .ok();
+
+    // Disk → registry: the layout's index byte for byte, the archive as schema 2.
+    let to = format!("{}/from-disk/multi:v1", dest.host());
+    let pushed = sandbox
+        .mcreg(&[
+            "copy",
+            &format!("oci:{layout}:multi"),
+            &format!("docker://{to}"),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(pushed["digest"], multi.digest.as_str());
+    let raw = run_tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{to}"),
+        ],
+    );
+    assert_eq!(sha256(raw.as_bytes()), multi.digest);
+    let to = format!("{}/from-disk/amd64:v1", dest.host());
+    sandbox
+        .mcreg(&["copy", &format!("docker-archive:{archive}"), &to])
+        .ok();
+    let inspected = run_tool(
+        "skopeo",
+        &["inspect", "--tls-verify=false", &format!("docker://{to}")],
+    );
+    assert!(inspected.contains("\"Architecture\": \"amd64\""), "{inspected}");
+
+    // Both sides on disk is not a copy this command makes.
+    let run = sandbox
+        .mcreg(&[
+            "copy",
+            &format!("oci:{layout}:multi"),
+            &format!("docker-archive:{archive}"),
+        ])
+        .expect_code(2);
+    assert!(run.stderr.contains("registry"), "{}", run.stderr);
+}

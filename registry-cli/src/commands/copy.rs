@@ -1,6 +1,9 @@
 //! `mcreg copy SOURCE DESTINATION`: registry to registry, each side with its own credentials.
 
-use registry_client::push::{BlobPush, CopyOptions, CopyResult};
+use std::path::PathBuf;
+
+use registry_client::pull::{PullOptions, PullResult};
+use registry_client::push::{BlobPush, CopyOptions, CopyResult, LocalImage};
 use registry_client::{Credentials, ImageReference};
 use serde::Serialize;
 
@@ -46,9 +49,40 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
             "copy: {flag} would apply to both registries; give --src-creds and --dest-creds for credentials"
         )));
     }
-    let source = parse_reference(&args.source)?;
-    let destination = parse_reference(&args.destination)?;
     let platform = args.platform.as_deref().map(check_platform).transpose()?;
+    let mut options = CopyOptions::default().dry_run(args.dry_run);
+    if let Some(jobs) = args.jobs {
+        options = options.concurrency(jobs.into());
+    }
+    let source = match Location::parse(&args.source)? {
+        Location::Registry(reference) => reference,
+        local => {
+            // From disk: a push.
+            let Location::Registry(destination) = Location::parse(&args.destination)? else {
+                return Err(Failure::Usage(
+                    "copy: one side must be a registry (cp copies files)".into(),
+                ));
+            };
+            let image = match &local {
+                Location::Layout { path, name } => LocalImage::open_oci_layout(path, name.as_deref())?,
+                Location::Archive { path, name } => LocalImage::open_docker_archive(path, name.as_deref())?,
+                Location::Registry(_) => unreachable!("matched above"),
+            };
+            let client = context.client(
+                destination.registry(),
+                ClientSettings {
+                    credentials: credentials("--dest-creds", args.dest_creds.as_deref())?,
+                    ..ClientSettings::default()
+                },
+            )?;
+            let result = image.push_to(&client, &destination, &options).await?;
+            return print_result(context, &args.source, &result);
+        }
+    };
+    let destination = match Location::parse(&args.destination)? {
+        Location::Registry(reference) => reference,
+        local => return copy_to_disk(context, args, &source, platform, local).await,
+    };
     let source_client = context.client(
         source.registry(),
         ClientSettings {
@@ -64,10 +98,6 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
             ..ClientSettings::default()
         },
     )?;
-    let mut options = CopyOptions::default().dry_run(args.dry_run);
-    if let Some(jobs) = args.jobs {
-        options = options.concurrency(jobs.into());
-    }
     let image = if args.all {
         source_client.pull_all_platforms(&source).await?
     } else {
@@ -75,6 +105,94 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
     };
     let result = image.copy_to(&destination_client, &destination, &options).await?;
     report(context, &source, &result)
+}
+
+/// To disk: a pull into an OCI layout or a docker archive.
+async fn copy_to_disk(
+    context: &Context,
+    args: &CopyArgs,
+    source: &ImageReference,
+    platform: Option<&str>,
+    destination: Location,
+) -> Result<(), Failure> {
+    if args.dry_run {
+        return Err(Failure::Usage(
+            "copy: --dry-run is for a registry destination".into(),
+        ));
+    }
+    let client = context.client(
+        source.registry(),
+        ClientSettings {
+            platform,
+            credentials: credentials("--src-creds", args.src_creds.as_deref())?,
+            ..ClientSettings::default()
+        },
+    )?;
+    let image = if args.all {
+        client.pull_all_platforms(source).await?
+    } else {
+        client.pull(source).await?
+    };
+    let mut options = PullOptions::default();
+    if let Some(jobs) = args.jobs {
+        options = options.concurrency(jobs.into());
+    }
+    let result = match &destination {
+        Location::Layout { path, name } => {
+            if let Some(name) = name {
+                options = options.ref_name(name.as_str());
+            }
+            image.write_oci_layout(path, &options).await?
+        }
+        Location::Archive { path, .. } => image.write_docker_archive(path, &options).await?,
+        Location::Registry(_) => unreachable!("a registry destination is a copy"),
+    };
+    context.out.result(&result_summary(source, &result), || {
+        format!(
+            "copied {source} to {}\ndigest: {}\n",
+            args.destination, result.digest
+        )
+    })
+}
+
+/// `--json` of a copy to disk.
+fn result_summary(source: &ImageReference, result: &PullResult) -> serde_json::Value {
+    serde_json::json!({
+        "source": source.to_string(),
+        "digest": result.digest,
+        "path": result.path.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+/// One side of a copy: a registry, or an image on disk as skopeo names them
+/// (`oci:DIR[:NAME]`, `docker-archive:PATH[:NAME]`).
+enum Location {
+    Registry(ImageReference),
+    Layout { path: PathBuf, name: Option<String> },
+    Archive { path: PathBuf, name: Option<String> },
+}
+
+impl Location {
+    fn parse(text: &str) -> Result<Location, Failure> {
+        // The name after the last `:`, unless that `:` is part of the path.
+        let split = |rest: &str| match rest.rsplit_once(':') {
+            Some((path, name)) if !name.is_empty() && !name.contains('/') => {
+                (PathBuf::from(path), Some(name.to_owned()))
+            }
+            _ => (PathBuf::from(rest), None),
+        };
+        if let Some(rest) = text.strip_prefix("oci:") {
+            let (path, name) = split(rest);
+            return Ok(Location::Layout { path, name });
+        }
+        if let Some(rest) = text.strip_prefix("docker-archive:") {
+            let (path, name) = split(rest);
+            return Ok(Location::Archive { path, name });
+        }
+        Ok(Location::Registry(parse_reference(
+            text.strip_prefix("docker://").unwrap_or(text),
+        )?))
+    }
 }
 
 /// `USER:PASSWORD` as credentials; the password may hold `:`.
