@@ -8,7 +8,8 @@ use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, run_tool};
 use registry_client::digest::sha256;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::push::{BlobPush, CopyOptions};
+use registry_client::pull::PullOptions;
+use registry_client::push::{BlobPush, CopyOptions, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use reqwest::Method;
 use serde_json::json;
@@ -223,12 +224,21 @@ async fn push_big_image(pusher: &Pusher, repository: &str, size: usize) -> (Stri
     (digest, layer_digest, layer)
 }
 
-/// Copies `big/image:v1` to `big/copy:v1` with `fault` on the destination's first
-/// upload `PATCH`; checks the stored layer byte for byte. Returns the destination's log.
-async fn copy_with_a_failing_patch(fault: Fault) -> Vec<RecordedRequest> {
+/// How the image reaches the destination in [`copy_with_a_failing_patch`].
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// Registry to registry: each layer piped into one streamed `PATCH`.
+    Registry,
+    /// From an OCI layout on disk: `PATCH` chunks of 8 MiB, read again from the file.
+    Layout,
+}
+
+/// Copies `big/image:v1` (one 20 MiB layer) to `big/copy:v1` with `fault` on the
+/// destination's first upload `PATCH`; checks the stored layer byte for byte. Returns the
+/// destination's log.
+async fn copy_with_a_failing_patch(via: Via, fault: Fault) -> Vec<RecordedRequest> {
     let source = TestRegistry::start_empty(AuthMode::None).await;
     let pusher = Pusher::new(&source.url());
-    // 20 MiB: three chunks of at most 8 MiB.
     let (digest, layer_digest, layer) = push_big_image(&pusher, "big/image", 20 * 1024 * 1024).await;
     let (registry, dest) = destination(AuthMode::None).await;
     let kind = fault.kind();
@@ -238,13 +248,23 @@ async fn copy_with_a_failing_patch(fault: Fault) -> Vec<RecordedRequest> {
     );
     let from = reference(&source.host(), "big/image:v1");
     let to = reference(&dest.host(), "big/copy:v1");
-    let result = client(None)
-        .pull(&from)
-        .await
-        .expect("resolve")
-        .copy_to(&client(None), &to, &CopyOptions::default())
-        .await
-        .expect("the copy gets past the failed PATCH");
+    let image = client(None).pull(&from).await.expect("resolve");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = match via {
+        Via::Registry => image.copy_to(&client(None), &to, &CopyOptions::default()).await,
+        Via::Layout => {
+            let layout = dir.path().join("layout");
+            image
+                .write_oci_layout(&layout, &PullOptions::default())
+                .await
+                .expect("the layout");
+            LocalImage::open_oci_layout(&layout, Some("v1"))
+                .expect("open the layout")
+                .push_to(&client(None), &to, &CopyOptions::default())
+                .await
+        }
+    }
+    .expect("the copy gets past the failed PATCH");
     assert_eq!(result.digest, digest);
     assert_eq!(dest.fired(kind), 1);
     let stored = reqwest::get(format!("{}/v2/big/copy/blobs/{layer_digest}", registry.url()))
@@ -263,29 +283,37 @@ fn is_upload_status(r: &RecordedRequest) -> bool {
 
 #[tokio::test]
 async fn a_failed_chunk_is_sent_again_from_the_offset_the_registry_reports() {
-    // Refused before it reached the registry: the session is intact, and the registry's
-    // Range says where to go on.
-    let log = copy_with_a_failing_patch(Fault::status(503, 1)).await;
+    // A chunk from a file, refused before it reached the registry: the session is intact,
+    // and the registry's Range says where to go on.
+    let log = copy_with_a_failing_patch(Via::Layout, Fault::status(503, 1)).await;
     assert_eq!(log.iter().filter(|r| is_upload_status(r)).count(), 1, "{log:#?}");
-    let layer_uploads = log.iter().filter(|r| is_upload_start(r)).count();
-    assert_eq!(layer_uploads, 2, "the layer's session and the config's: {log:#?}");
+    let sessions = log.iter().filter(|r| is_upload_start(r)).count();
+    assert_eq!(sessions, 2, "the layer's session and the config's: {log:#?}");
+}
+
+#[tokio::test]
+async fn a_failed_streamed_upload_starts_the_blob_again_in_a_new_session() {
+    // A piped layer cannot be sent again from an offset: it is fetched again.
+    let log = copy_with_a_failing_patch(Via::Registry, Fault::status(503, 1)).await;
+    assert_eq!(log.iter().filter(|r| is_upload_start(r)).count(), 3, "{log:#?}");
 }
 
 #[tokio::test]
 async fn an_upload_cut_mid_way_starts_the_blob_again_when_the_registry_drops_it() {
-    // Cut after 1 MiB reached the registry: Distribution then cancels the session (its
-    // state's offset no longer matches what it holds), so the blob goes up again, in a new
-    // session, from the source's first byte.
-    let log = copy_with_a_failing_patch(Fault::CutRequestBody {
-        bytes: 1024 * 1024,
-        times: 1,
-    })
-    .await;
-    assert!(
-        log.iter().any(is_upload_status),
-        "the registry was asked: {log:#?}"
-    );
-    assert_eq!(log.iter().filter(|r| is_upload_start(r)).count(), 3, "{log:#?}");
+    // Cut after 1 MiB reached the registry (Distribution then cancels the session: its
+    // state's offset no longer matches what it holds): the blob goes up again, in a new
+    // session, from its first byte; from a file as from a registry.
+    for via in [Via::Registry, Via::Layout] {
+        let log = copy_with_a_failing_patch(
+            via,
+            Fault::CutRequestBody {
+                bytes: 1024 * 1024,
+                times: 1,
+            },
+        )
+        .await;
+        assert_eq!(log.iter().filter(|r| is_upload_start(r)).count(), 3, "{log:#?}");
+    }
 }
 
 #[tokio::test]

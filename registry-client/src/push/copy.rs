@@ -148,20 +148,18 @@ impl Image {
         }
     }
 
-    /// Downloads `blob` into a pipe that the destination's upload reads: the download is
-    /// verified (and resumed) by [`RepositoryClient::fetch_blob`], the upload checks the
-    /// bytes again before it commits them.
+    /// Downloads `blob` into a pipe that the destination's upload reads, in one streamed
+    /// request: the download is verified (and resumed) by [`RepositoryClient::fetch_blob`],
+    /// the upload checks the bytes again before it commits them.
     async fn stream_blob(
         &self,
         to: &RepositoryClient,
         destination: &ImageReference,
         blob: &PlannedBlob,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), Piped> {
+        let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
         let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
-        let mut sink = PipeSink {
-            sender,
-            hasher: Hasher::for_digest(&blob.digest)?,
-        };
+        let mut sink = PipeSink { sender, hasher };
         let chunks = Box::pin(stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|chunk| (chunk, receiver))
         }));
@@ -183,16 +181,22 @@ impl Image {
             drop(sink);
             result
         };
-        let upload = to.upload_blob(destination, &blob.digest, blob.size, chunks);
+        let upload = to.upload_blob_streamed(destination, &blob.digest, blob.size, chunks);
         let (downloaded, uploaded) = tokio::join!(download, upload);
         match (downloaded, uploaded) {
             // The upload failed first, and the download stopped because of it.
-            (Err(_), Err(upload)) if upload_failed(&upload) => Err(upload),
+            (Err(_), Err(upload)) if upload_failed(&upload) => Err(Piped::Upload(upload)),
             // The download's error says why; the upload's follows from it.
-            (Err(download), _) => Err(download),
-            (Ok(_), uploaded) => uploaded,
+            (Err(download), _) => Err(Piped::Download(download)),
+            (Ok(_), uploaded) => uploaded.map_err(Piped::Upload),
         }
     }
+}
+
+/// Which side of a pipe failed.
+enum Piped {
+    Download(Error),
+    Upload(Error),
 }
 
 /// What a copy or a push puts into the destination, in order.
@@ -325,7 +329,16 @@ async fn copy_blob(
                 let chunks = stream::iter([Ok(bytes.clone())]);
                 to.upload_blob(destination, &blob.digest, blob.size, chunks).await
             }
-            (Origin::Source, Some(image)) => image.stream_blob(to, destination, blob).await,
+            (Origin::Source, Some(image)) => match image.stream_blob(to, destination, blob).await {
+                // The upload broke, not the download: the blob can be fetched again.
+                Err(Piped::Upload(error)) if error.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
+                    tracing::info!(digest = %blob.digest, attempt, "upload failed, sending the blob again: {error}");
+                    attempt += 1;
+                    continue;
+                }
+                Err(Piped::Upload(error) | Piped::Download(error)) => Err(error),
+                Ok(()) => Ok(()),
+            },
             (Origin::Source, None) => Err(Error::InvalidConfig(format!(
                 "blob {} has no source to come from",
                 blob.digest

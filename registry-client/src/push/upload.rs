@@ -2,6 +2,8 @@
 //! mirror): blob existence, cross-repository mounts, monolithic and chunked uploads resumed
 //! from the offset the registry reports, and manifests put with their exact bytes.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -138,6 +140,67 @@ impl RepositoryClient {
             }
             self.commit_upload(&target, &session, digest, buffer.freeze())
                 .await
+        }
+        .await;
+        if result.is_err() {
+            self.cancel_upload(&target, &session).await;
+        }
+        result
+    }
+
+    /// Uploads blob `digest` of `size` bytes from `chunks` in one streamed `PATCH`, as
+    /// skopeo does: memory is what the stream holds, one request per blob. The bytes are
+    /// hashed and counted on the way and checked before the commit. On any error the
+    /// upload is cancelled; the stream cannot be sent again, so the caller starts over.
+    pub(crate) async fn upload_blob_streamed<S>(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        size: u64,
+        chunks: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+    {
+        let target = self.push_target(reference)?;
+        let session = self.start_upload(&target).await?;
+        let tally = Arc::new(Mutex::new((Hasher::for_digest(digest)?, 0u64)));
+        let counted = {
+            let tally = tally.clone();
+            chunks.map(move |item| {
+                if let Ok(bytes) = &item {
+                    let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    tally.0.update(bytes);
+                    tally.1 += bytes.len() as u64;
+                }
+                item
+            })
+        };
+        let result = async {
+            let mut request = push_request(&target, Method::PATCH, session.location.clone())?;
+            request.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            let response = target
+                .transport()
+                .send_streaming(&request, reqwest::Body::wrap_stream(counted))
+                .await?;
+            let next = Session {
+                location: location(&response, &session.location)?,
+                min_chunk: session.min_chunk,
+            };
+            let (actual, total) = {
+                let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                (tally.0.clone().finish(), tally.1)
+            };
+            if total != size || actual != digest {
+                return Err(Error::DigestMismatch {
+                    expected: format!("{digest} ({size} bytes)"),
+                    actual: format!("{actual} ({total} bytes)"),
+                });
+            }
+            self.commit_upload(&target, &next, digest, Bytes::new()).await
         }
         .await;
         if result.is_err() {

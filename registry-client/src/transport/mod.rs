@@ -200,6 +200,36 @@ impl Transport {
         .await
     }
 
+    /// Sends `request` once with `body`, a stream that cannot be sent again: with the
+    /// credentials the request's scope already has (a request before it authenticated),
+    /// no retry, no redirect. What failed is for the caller to start over.
+    pub(crate) async fn send_streaming(
+        &self,
+        request: &RegistryRequest,
+        body: reqwest::Body,
+    ) -> Result<Response> {
+        self.check_scheme(&request.url)?;
+        let host = host_port(&request.url);
+        self.breakers.check(&host)?;
+        let auth = self
+            .auth
+            .prepare(request, self)
+            .await
+            .map_err(Failure::into_error)?;
+        let mut builder = self
+            .client_for(&request.url)?
+            .request(request.method.clone(), request.url.clone())
+            .headers(request.headers.clone())
+            .body(body);
+        if let Some(value) = auth.header() {
+            builder = builder.header(header::AUTHORIZATION, value.clone());
+        }
+        let response = builder.send().await.map_err(|e| map_reqwest_error(e, &host))?;
+        self.check_status(request, response)
+            .await
+            .map_err(Failure::into_error)
+    }
+
     async fn send_then<T, F, Fut>(&self, request: &RegistryRequest, then: F) -> Result<T>
     where
         F: Fn(Response) -> Fut,
