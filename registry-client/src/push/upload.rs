@@ -236,17 +236,7 @@ impl RepositoryClient {
             .insert(header::CONTENT_TYPE, header_value(media_type)?);
         request.body = Some(bytes);
         let response = target.transport().send(&request).await?;
-        if let Some(said) = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            && said != digest
-        {
-            return Err(Error::invalid_response(
-                &host_port(response.url()),
-                format!("stored the manifest as {said}; its bytes are {digest}"),
-            ));
-        }
+        check_stored_digest(&response, &digest, "the manifest")?;
         Ok(digest)
     }
 
@@ -368,18 +358,7 @@ impl RepositoryClient {
         );
         request.body = Some(tail);
         let response = target.transport().send(&request).await?;
-        if let Some(said) = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            && said != digest
-        {
-            return Err(Error::invalid_response(
-                &host_port(response.url()),
-                format!("committed blob {digest} as {said}"),
-            ));
-        }
-        Ok(())
+        check_stored_digest(&response, digest, &format!("blob {digest}"))
     }
 
     /// Tells the registry to drop an upload; a failure only leaves it to expire.
@@ -390,6 +369,22 @@ impl RepositoryClient {
                 tracing::debug!(host = %host_port(&session.location), "cancelling an upload: {error}");
             }
         }
+    }
+}
+
+/// A registry that says it stored `what` under another digest than `digest` stored
+/// something else.
+fn check_stored_digest(response: &reqwest::Response, digest: &str, what: &str) -> Result<()> {
+    match response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(said) if said != digest => Err(Error::invalid_response(
+            &host_port(response.url()),
+            format!("stored {what} as {said}; its bytes are {digest}"),
+        )),
+        _ => Ok(()),
     }
 }
 
