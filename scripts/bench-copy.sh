@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copy benchmark: `mcreg copy` against `skopeo copy`, registry to registry, the same
-# multi-layer image (the pull benchmark's, scripts/bench-image.sh) from one local
+# multi-layer image (the pull benchmark's, scripts/bench-common.sh) from one local
 # Distribution registry to another, side by side in one run.
 #
 #   scripts/bench-copy.sh [--size-mb N] [--runs R] [--strict] [--rebuild-image] [--skip-build]
@@ -47,8 +47,8 @@ while (($#)); do
 done
 [[ $size_mb =~ ^[1-9][0-9]*$ && $runs =~ ^[1-9][0-9]*$ ]] || die "--size-mb and --runs take positive integers"
 
-# shellcheck source=scripts/bench-image.sh
-source "$REPO_ROOT/scripts/bench-image.sh"
+# shellcheck source=scripts/bench-common.sh
+source "$REPO_ROOT/scripts/bench-common.sh"
 
 for tool in docker-registry skopeo umoci python3 curl; do
   if ! command -v "$tool" >/dev/null; then
@@ -75,9 +75,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start_registry NAME: a Distribution registry with its own storage; sets REGISTRY_ADDR
 # and REGISTRY_PID.
@@ -119,20 +116,6 @@ if [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 >/proc/sys/vm/drop_caches 2
   DROP_CACHES=true
 fi
 
-# The timer: "WALL_S MAX_RSS_KIB" of COMMAND, whose output goes to LOG.
-# shellcheck disable=SC2016 # python, not shell
-TIMER='
-import os, subprocess, sys, time
-timing, log, command = sys.argv[1], sys.argv[2], sys.argv[3:]
-with open(log, "wb") as out:
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-with open(timing, "w") as t:
-    t.write(f"{wall:.4f} {usage.ru_maxrss}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-'
 
 build_image
 start_registry source
@@ -158,7 +141,7 @@ copy_once() {
     skopeo) command=(skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false
       "docker://$SOURCE/bench/image:v1" "docker://$dest/bench/copy:v1") ;;
   esac
-  if ! python3 -c "$TIMER" "$WORK/time" "$WORK/log.$tool.$run" "${command[@]}"; then
+  if ! python3 -c "$TIMER_SCRIPT" "$WORK/time" "$WORK/log.$tool.$run" "${command[@]}"; then
     cat "$WORK/log.$tool.$run" >&2
     die "$tool copy failed (run $run)"
   fi
@@ -166,7 +149,7 @@ copy_once() {
   got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$dest/bench/copy:v1" | sha256sum | cut -d' ' -f1)
   [ "$got" = "$DIGEST" ] || die "$tool copied $got, the source is $DIGEST"
   local secs kib
-  read -r secs kib <"$WORK/time"
+  read -r secs kib _ <"$WORK/time"
   echo "$tool $run $secs $kib" >>"$RESULTS"
   printf '  %-7s run %d: %7.3f s  peak RSS %6.1f MiB\n' "$tool" "$run" "$secs" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')" >&2
   stop_registry "$dest_pid"

@@ -170,9 +170,6 @@ cleanup() {
   exit "$status"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_ready NAME PID ADDR LOG: until GET /v2/ answers 200, or the process is gone.
 wait_ready() {
@@ -300,8 +297,8 @@ cpu_seconds() {
 # ---------------------------------------------------------------------------------------
 
 # The image recipe and its builder: image_sources, plan_layers, build_image.
-# shellcheck source=scripts/bench-image.sh
-source "$REPO_ROOT/scripts/bench-image.sh"
+# shellcheck source=scripts/bench-common.sh
+source "$REPO_ROOT/scripts/bench-common.sh"
 
 push_image() {
   log "pushing the image to $UPSTREAM/$IMAGE_PATH:$IMAGE_TAG"
@@ -353,22 +350,6 @@ before_run() {
   if $DROP_CACHES && [ "${1:-drop}" = drop ]; then echo 3 >/proc/sys/vm/drop_caches; fi
 }
 
-# The timer (bench-pull.sh's): starts COMMAND, waits for it with wait4 and writes
-# "WALL_S MAX_RSS_KIB USER_S SYS_S" to TIMING. The clock starts after python is up.
-# Arguments: TIMING LOG COMMAND...; exits with COMMAND's status.
-# shellcheck disable=SC2016 # python, not shell
-TIMER_SCRIPT='
-import os, subprocess, sys, time
-timing, log, command = sys.argv[1], sys.argv[2], sys.argv[3:]
-with open(log, "wb") as out:
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-with open(timing, "w") as t:
-    t.write(f"{wall:.4f} {usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-'
 
 # measure LABEL RUN drop|keep -- COMMAND...: runs COMMAND under the timer and appends
 # "LABEL RUN SECONDS MAX_RSS_KIB" to $RESULTS (the RSS is the client's: skopeo's), and the

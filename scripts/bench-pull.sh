@@ -127,9 +127,6 @@ cleanup() {
   exit "$status"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 start_registry() {
   local port
@@ -166,8 +163,8 @@ EOF
 # ---------------------------------------------------------------------------------------
 
 # The image recipe and its builder: image_sources, plan_layers, build_image.
-# shellcheck source=scripts/bench-image.sh
-source "$REPO_ROOT/scripts/bench-image.sh"
+# shellcheck source=scripts/bench-common.sh
+source "$REPO_ROOT/scripts/bench-common.sh"
 
 push_image() {
   log "pushing the image to $REGISTRY/$IMAGE_PATH:$IMAGE_TAG"
@@ -225,24 +222,6 @@ before_run() {
   if $DROP_CACHES; then echo 3 >/proc/sys/vm/drop_caches; fi
 }
 
-# The timer: starts COMMAND, waits for it with wait4 and writes "WALL_S MAX_RSS_KIB USER_S
-# SYS_S" to TIMING. The clock starts after python is up, so neither its start-up nor a
-# wrapper's (GNU time's own exec costs several ms with a cold page cache) is billed to the
-# command; ru_maxrss is the figure `/usr/bin/time -v` prints as "Maximum resident set size".
-# Arguments: TIMING LOG COMMAND...; exits with COMMAND's status.
-# shellcheck disable=SC2016 # python, not shell
-TIMER_SCRIPT='
-import os, subprocess, sys, time
-timing, log, command = sys.argv[1], sys.argv[2], sys.argv[3:]
-with open(log, "wb") as out:
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-with open(timing, "w") as t:
-    t.write(f"{wall:.4f} {usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-'
 
 # measure LABEL RUN OUTPUT -- COMMAND...: runs COMMAND under the timer and appends
 # "LABEL RUN SECONDS MAX_RSS_KB" to $RESULTS. A failed command stops the benchmark: a

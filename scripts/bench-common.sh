@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # size_mb, rebuild_image: the sourcing script's options
-# The benchmark image, shared by scripts/bench-pull.sh and scripts/bench-proxy.sh (sourced
-# by both, so that both measure the same image and share target/bench-image/): a
-# multi-layer OCI image of real files from this machine, built once per size with GNU tar
-# and umoci.
+# What the benchmarks share (scripts/bench-pull.sh, bench-proxy.sh and bench-copy.sh source
+# it): the benchmark image, so that all measure the same one and share target/bench-image/
+# (a multi-layer OCI image of real files from this machine, built once per size with GNU
+# tar and umoci); the timer; free ports.
 #
 # The sourcing script provides: TARGET_DIR, size_mb, rebuild_image, log and die.
 # build_image sets LAYOUT (an OCI layout whose image is tagged `bench`).
@@ -106,4 +106,28 @@ build_image() {
   echo "$total" >"$dir/uncompressed-bytes"
   awk -F '\t' '{ s += $3 } END { print s }' "$plan" >"$dir/file-bytes"
   echo "$IMAGE_RECIPE" >"$dir/complete"
+}
+
+# The timer: starts COMMAND, waits for it with wait4 and writes "WALL_S MAX_RSS_KIB USER_S
+# SYS_S" to TIMING. The clock starts after python is up, so neither its start-up nor a
+# wrapper's (GNU time's own exec costs several ms with a cold page cache) is billed to the
+# command; ru_maxrss is the figure `/usr/bin/time -v` prints as "Maximum resident set size".
+# Arguments: TIMING LOG COMMAND...; exits with COMMAND's status.
+# shellcheck disable=SC2016,SC2034 # python, not shell; used by the scripts that source this
+TIMER_SCRIPT='
+import os, subprocess, sys, time
+timing, log, command = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "wb") as out:
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+with open(timing, "w") as t:
+    t.write(f"{wall:.4f} {usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+'
+
+# A free TCP port on loopback.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
