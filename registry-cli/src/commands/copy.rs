@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use registry_client::pull::{PullOptions, PullResult};
+use registry_client::pull::{Image, PullOptions, PullResult};
 use registry_client::push::{BlobPush, CopyOptions, CopyResult, LocalImage};
-use registry_client::{Credentials, ImageReference};
+use registry_client::{Credentials, ImageReference, RepositoryClient};
 use serde::Serialize;
 
 use super::{ClientSettings, Context, check_platform, parse_reference};
@@ -50,61 +50,81 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
         )));
     }
     let platform = args.platform.as_deref().map(check_platform).transpose()?;
+    // Checked before anything is asked of a registry.
+    let source_credentials = credentials("--src-creds", args.src_creds.as_deref())?;
+    let destination_credentials = credentials("--dest-creds", args.dest_creds.as_deref())?;
     let mut options = CopyOptions::default().dry_run(args.dry_run);
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
-    let source = match Location::parse(&args.source)? {
-        Location::Registry(reference) => reference,
-        local => {
-            // From disk: a push.
-            let Location::Registry(destination) = Location::parse(&args.destination)? else {
-                return Err(Failure::Usage(
-                    "copy: one side must be a registry (cp copies files)".into(),
-                ));
-            };
-            let image = match &local {
-                Location::Layout { path, name } => LocalImage::open_oci_layout(path, name.as_deref())?,
-                Location::Archive { path, name } => LocalImage::open_docker_archive(path, name.as_deref())?,
-                Location::Registry(_) => unreachable!("matched above"),
-            };
-            let client = context.client(
-                destination.registry(),
-                ClientSettings {
-                    credentials: credentials("--dest-creds", args.dest_creds.as_deref())?,
-                    ..ClientSettings::default()
-                },
-            )?;
-            let result = image.push_to(&client, &destination, &options).await?;
-            return print_result(context, &args.source, &result);
+    match (
+        Location::parse(&args.source)?,
+        Location::parse(&args.destination)?,
+    ) {
+        (Location::Registry(source), Location::Registry(destination)) => {
+            let image = resolve(context, args.all, &source, platform, source_credentials).await?;
+            let client = destination_client(context, &destination, destination_credentials)?;
+            let result = image.copy_to(&client, &destination, &options).await?;
+            print_result(context, &source.to_string(), &result)
         }
-    };
-    let destination = match Location::parse(&args.destination)? {
-        Location::Registry(reference) => reference,
-        local => return copy_to_disk(context, args, &source, platform, local).await,
-    };
-    let source_client = context.client(
+        (Location::Registry(source), local) => {
+            if args.dry_run {
+                return Err(Failure::Usage(
+                    "copy: --dry-run is for a registry destination".into(),
+                ));
+            }
+            let image = resolve(context, args.all, &source, platform, source_credentials).await?;
+            copy_to_disk(context, args, &source, &image, local).await
+        }
+        (local, Location::Registry(destination)) => {
+            // From disk: a push.
+            let image = local.open()?;
+            let client = destination_client(context, &destination, destination_credentials)?;
+            let result = image.push_to(&client, &destination, &options).await?;
+            print_result(context, &args.source, &result)
+        }
+        _ => Err(Failure::Usage(
+            "copy: one side must be a registry (cp copies files)".into(),
+        )),
+    }
+}
+
+/// The source image: one platform, or with `all` the whole index.
+async fn resolve(
+    context: &Context,
+    all: bool,
+    source: &ImageReference,
+    platform: Option<&str>,
+    credentials: Option<Credentials>,
+) -> Result<Image, Failure> {
+    let client = context.client(
         source.registry(),
         ClientSettings {
             platform,
-            credentials: credentials("--src-creds", args.src_creds.as_deref())?,
+            credentials,
             ..ClientSettings::default()
         },
     )?;
-    let destination_client = context.client(
+    Ok(if all {
+        client.pull_all_platforms(source).await?
+    } else {
+        client.pull(source).await?
+    })
+}
+
+/// A client for the destination's registry, with `--dest-creds` when given.
+fn destination_client(
+    context: &Context,
+    destination: &ImageReference,
+    credentials: Option<Credentials>,
+) -> Result<RepositoryClient, Failure> {
+    context.client(
         destination.registry(),
         ClientSettings {
-            credentials: credentials("--dest-creds", args.dest_creds.as_deref())?,
+            credentials,
             ..ClientSettings::default()
         },
-    )?;
-    let image = if args.all {
-        source_client.pull_all_platforms(&source).await?
-    } else {
-        source_client.pull(&source).await?
-    };
-    let result = image.copy_to(&destination_client, &destination, &options).await?;
-    report(context, &source, &result)
+    )
 }
 
 /// To disk: a pull into an OCI layout or a docker archive.
@@ -112,27 +132,9 @@ async fn copy_to_disk(
     context: &Context,
     args: &CopyArgs,
     source: &ImageReference,
-    platform: Option<&str>,
+    image: &Image,
     destination: Location,
 ) -> Result<(), Failure> {
-    if args.dry_run {
-        return Err(Failure::Usage(
-            "copy: --dry-run is for a registry destination".into(),
-        ));
-    }
-    let client = context.client(
-        source.registry(),
-        ClientSettings {
-            platform,
-            credentials: credentials("--src-creds", args.src_creds.as_deref())?,
-            ..ClientSettings::default()
-        },
-    )?;
-    let image = if args.all {
-        client.pull_all_platforms(source).await?
-    } else {
-        client.pull(source).await?
-    };
     let mut options = PullOptions::default();
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
@@ -145,7 +147,7 @@ async fn copy_to_disk(
             image.write_oci_layout(path, &options).await?
         }
         Location::Archive { path, .. } => image.write_docker_archive(path, &options).await?,
-        Location::Registry(_) => unreachable!("a registry destination is a copy"),
+        Location::Registry(_) => unreachable!("a registry destination is a copy, not a pull"),
     };
     context.out.result(&result_summary(source, &result), || {
         format!(
@@ -173,6 +175,15 @@ enum Location {
 }
 
 impl Location {
+    /// The image on disk this location names; not for a registry.
+    fn open(&self) -> Result<LocalImage, Failure> {
+        Ok(match self {
+            Location::Layout { path, name } => LocalImage::open_oci_layout(path, name.as_deref())?,
+            Location::Archive { path, name } => LocalImage::open_docker_archive(path, name.as_deref())?,
+            Location::Registry(reference) => unreachable!("{reference} is not on disk"),
+        })
+    }
+
     fn parse(text: &str) -> Result<Location, Failure> {
         // The name after the last `:`, unless that `:` is part of the path.
         let split = |rest: &str| match rest.rsplit_once(':') {
@@ -212,10 +223,6 @@ fn action(how: BlobPush) -> &'static str {
         BlobPush::Mounted => "mounted",
         BlobPush::Uploaded => "uploaded",
     }
-}
-
-fn report(context: &Context, source: &ImageReference, result: &CopyResult) -> Result<(), Failure> {
-    print_result(context, &source.to_string(), result)
 }
 
 /// The summary of a copy or a push, or its `--json`.
