@@ -65,6 +65,18 @@ impl Hasher {
     }
 }
 
+/// Hashes what is written, so that `io::copy` can hash a reader.
+impl std::io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Checks that `bytes` hash to `expected`, computing with the algorithm it names.
 pub fn verify(expected: &str, bytes: &[u8]) -> Result<()> {
     let actual = match expected.split_once(':') {

@@ -159,7 +159,11 @@ impl Image {
     ) -> std::result::Result<(), Piped> {
         let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
         let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
-        let mut sink = PipeSink { sender, hasher };
+        let mut sink = PipeSink {
+            sender,
+            hasher,
+            upload_gone: false,
+        };
         let chunks = Box::pin(stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|chunk| (chunk, receiver))
         }));
@@ -178,14 +182,16 @@ impl Image {
                     )))))
                     .await;
             }
+            // Whether the download stopped because the upload had stopped reading.
+            let upload_gone = sink.upload_gone;
             drop(sink);
-            result
+            (result, upload_gone)
         };
         let upload = to.upload_blob_streamed(destination, &blob.digest, blob.size, chunks);
-        let (downloaded, uploaded) = tokio::join!(download, upload);
+        let ((downloaded, upload_gone), uploaded) = tokio::join!(download, upload);
         match (downloaded, uploaded) {
             // The upload failed first, and the download stopped because of it.
-            (Err(_), Err(upload)) if upload_failed(&upload) => Err(Piped::Upload(upload)),
+            (Err(_), Err(upload)) if upload_gone => Err(Piped::Upload(upload)),
             // The download's error says why; the upload's follows from it.
             (Err(download), _) => Err(Piped::Download(download)),
             (Ok(_), uploaded) => uploaded.map_err(Piped::Upload),
@@ -391,25 +397,22 @@ fn file_chunks(path: PathBuf, offset: u64, len: u64) -> impl futures::Stream<Ite
     })
 }
 
-/// Whether an upload's error is its own, rather than the end of the bytes it was given.
-fn upload_failed(error: &Error) -> bool {
-    !matches!(error, Error::Io(e) if e.to_string().starts_with("the download of "))
-        && !matches!(error, Error::DigestMismatch { .. })
-}
-
 /// A download's bytes passed on to an upload as they arrive.
 struct PipeSink {
     sender: mpsc::Sender<Result<Bytes>>,
     hasher: Hasher,
+    /// The upload stopped reading (it failed): the download's error follows from that.
+    upload_gone: bool,
 }
 
 impl BlobSink for PipeSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.hasher.update(&chunk);
-        self.sender
-            .send(Ok(chunk))
-            .await
-            .map_err(|_| Error::Io(std::io::Error::other("the upload stopped reading")))
+        if self.sender.send(Ok(chunk)).await.is_err() {
+            self.upload_gone = true;
+            return Err(Error::Io(std::io::Error::other("the upload stopped reading")));
+        }
+        Ok(())
     }
 
     async fn restart(&mut self) -> Result<()> {

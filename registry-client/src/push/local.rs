@@ -343,31 +343,16 @@ fn digest_of(path: &Path, offset: u64, size: u64) -> Result<(String, bool)> {
     use std::io::{Seek, SeekFrom};
     let mut file = std::fs::File::open(path).map_err(Error::Io)?;
     file.seek(SeekFrom::Start(offset)).map_err(Error::Io)?;
-    let mut reader = file.take(size);
     let mut hasher = Hasher::for_digest("sha256:")?;
-    let mut buffer = vec![0; 1024 * 1024];
-    let mut first = [0u8; 2];
-    let mut read_total = 0u64;
-    loop {
-        let n = reader.read(&mut buffer).map_err(Error::Io)?;
-        if n == 0 {
-            break;
-        }
-        if read_total < 2 {
-            for (i, byte) in buffer[..n].iter().take(2 - read_total as usize).enumerate() {
-                first[read_total as usize + i] = *byte;
-            }
-        }
-        read_total += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-    if read_total != size {
+    let copied = std::io::copy(&mut file.take(size), &mut hasher).map_err(Error::Io)?;
+    if copied != size {
         return Err(Error::InvalidConfig(format!(
             "{}: an entry ends early",
             path.display()
         )));
     }
-    Ok((hasher.finish(), first == [0x1f, 0x8b]))
+    let gzip = size >= 2 && read_at(path, offset, 2)? == [0x1f, 0x8b];
+    Ok((hasher.finish(), gzip))
 }
 
 #[cfg(test)]

@@ -130,14 +130,7 @@ impl RepositoryClient {
                     break;
                 }
             }
-            let total = sent + buffer.len() as u64;
-            let actual = hasher.finish();
-            if total != size || actual != digest {
-                return Err(Error::DigestMismatch {
-                    expected: format!("{digest} ({size} bytes)"),
-                    actual: format!("{actual} ({total} bytes)"),
-                });
-            }
+            check_sent(digest, size, hasher.finish(), sent + buffer.len() as u64)?;
             self.commit_upload(&target, &session, digest, buffer.freeze())
                 .await
         }
@@ -194,12 +187,7 @@ impl RepositoryClient {
                 let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
                 (tally.0.clone().finish(), tally.1)
             };
-            if total != size || actual != digest {
-                return Err(Error::DigestMismatch {
-                    expected: format!("{digest} ({size} bytes)"),
-                    actual: format!("{actual} ({total} bytes)"),
-                });
-            }
+            check_sent(digest, size, actual, total)?;
             self.commit_upload(&target, &next, digest, Bytes::new()).await
         }
         .await;
@@ -370,6 +358,17 @@ impl RepositoryClient {
             }
         }
     }
+}
+
+/// What went up must be the blob: `total` bytes hashing to `actual`, before the commit.
+fn check_sent(digest: &str, size: u64, actual: String, total: u64) -> Result<()> {
+    if total != size || actual != digest {
+        return Err(Error::DigestMismatch {
+            expected: format!("{digest} ({size} bytes)"),
+            actual: format!("{actual} ({total} bytes)"),
+        });
+    }
+    Ok(())
 }
 
 /// A registry that says it stored `what` under another digest than `digest` stored
