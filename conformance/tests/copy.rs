@@ -5,7 +5,7 @@
 
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
-use conformance::harness::{AuthMode, Pusher, TestRegistry, run_tool};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, noise, run_tool};
 use registry_client::digest::sha256;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
@@ -195,15 +195,7 @@ async fn a_copy_within_one_registry_mounts_every_blob() {
 
 /// Pushes an image of one layer of `size` bytes of noise as `repository:v1`.
 async fn push_big_image(pusher: &Pusher, repository: &str, size: usize) -> (String, String, Vec<u8>) {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let layer: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let layer = noise(7, size);
     let layer_digest = pusher.blob(repository, &layer).await;
     let config = json!({
         "architecture": "amd64", "os": "linux",

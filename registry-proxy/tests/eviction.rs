@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config, metrics, pull_through};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
-use conformance::harness::{AuthMode, Pusher, TestRegistry};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, noise};
 use registry_client::digest::sha256;
 use serde_json::json;
 
@@ -198,20 +198,6 @@ async fn push_image(pusher: &Pusher, repository: &str, seed: u64) -> Image {
         manifest_size: manifest.len() as u64,
         blobs,
     }
-}
-
-/// `len` bytes of xorshift noise: no two seeds give the same blob.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(len);
-    data
 }
 
 /// Pulls `image:v1` through the cache; its manifest digest.

@@ -185,3 +185,18 @@ fn spawn_from_long_lived_thread(cmd: Command) -> std::io::Result<Child> {
         .expect("spawner thread alive");
     result.recv().expect("spawner thread answered")
 }
+
+/// `len` bytes of xorshift noise: content that does not compress, and no two seeds give
+/// the same bytes (blobs for tests that need them distinct or large).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}

@@ -12,26 +12,13 @@ use registry_client::{ImageReference, RepositoryClient};
 use serde_json::json;
 
 use super::SuiteEnv;
-use crate::harness::PUSH_NAMESPACE;
 use crate::harness::fault_proxy::{Fault, FaultKind, Matcher};
 use crate::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
+use crate::harness::{PUSH_NAMESPACE, noise};
 
 /// `pushed/<name>:<tag>` under the environment's registry name.
 fn pushed(env: &SuiteEnv, name_and_tag: &str) -> ImageReference {
     env.reference(&format!("{PUSH_NAMESPACE}{name_and_tag}"))
-}
-
-/// `len` bytes of xorshift noise from `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Uploads `data` as a blob of `reference`'s repository, in pieces as a stream would bring it.
