@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{SECRET_MARK, Sandbox};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{AuthMode, TestRegistry, run_tool};
@@ -103,10 +105,12 @@ fn podman_sandbox() -> Sandbox {
     sandbox.env("CONTAINERS_REGISTRIES_CONF", common::path_str(&conf))
 }
 
-/// podman with a storage of its own under `dir` (vfs).
-fn podman(sandbox: &Sandbox, dir: &str, args: &[&str]) -> String {
-    let root = common::path_str(&sandbox.path(&format!("{dir}/root")));
-    let runroot = common::path_str(&sandbox.path(&format!("{dir}/run")));
+/// podman with a storage of its own under `storage/<dir>` (vfs). `storage` is a short
+/// path of its own: podman refuses a runroot longer than 50 characters, and the sandbox
+/// lives deep in the target directory.
+fn podman(sandbox: &Sandbox, storage: &Path, dir: &str, args: &[&str]) -> String {
+    let root = common::path_str(&storage.join(dir).join("root"));
+    let runroot = common::path_str(&storage.join(dir).join("run"));
     let mut all = vec!["--root", &root, "--runroot", &runroot, "--storage-driver", "vfs"];
     all.extend(args);
     sandbox.run_program("podman", &all, None).ok().stdout_text()
@@ -117,19 +121,16 @@ async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them()
     let source = TestRegistry::start(AuthMode::None).await;
     let dest = TestRegistry::start_empty(AuthMode::None).await;
     let sandbox = podman_sandbox();
+    let storage = tempfile::tempdir().expect("podman's storage");
+    let podman = |dir: &str, args: &[&str]| podman(&sandbox, storage.path(), dir, args);
     let fixture = &source.fixtures().single_docker;
     let image = fixture.reference(&source.host());
     let image_id = fixture.config_digest.trim_start_matches("sha256:");
 
     // podman save of the image podman pulled.
-    podman(
-        &sandbox,
-        "saver",
-        &["pull", "--quiet", "--tls-verify=false", &image],
-    );
+    podman("saver", &["pull", "--quiet", "--tls-verify=false", &image]);
     let archive = common::path_str(&sandbox.path("saved.tar"));
     podman(
-        &sandbox,
         "saver",
         &["save", "--format", "docker-archive", "-o", &archive, &image],
     );
@@ -158,16 +159,8 @@ async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them()
 
     // podman pulls both back: the same image (its ID is the config's digest).
     for reference in [&from_podman, &from_layout] {
-        podman(
-            &sandbox,
-            "puller",
-            &["pull", "--quiet", "--tls-verify=false", reference],
-        );
-        let id = podman(
-            &sandbox,
-            "puller",
-            &["image", "inspect", "--format", "{{.Id}}", reference],
-        );
+        podman("puller", &["pull", "--quiet", "--tls-verify=false", reference]);
+        let id = podman("puller", &["image", "inspect", "--format", "{{.Id}}", reference]);
         assert_eq!(id.trim(), image_id, "{reference}");
     }
     // Pushed again: nothing goes up.
