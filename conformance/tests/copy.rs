@@ -1,7 +1,8 @@
 //! Copies between real Distribution registries, each behind a recording fault proxy: the
 //! whole multi-arch index byte for byte (skopeo reads the same digest on both sides), one
 //! platform, nothing uploaded twice, mounts within one registry, an upload cut mid-way and
-//! resumed, a refused manifest leaving no tag, and push access asked of a token server.
+//! resumed, a corrupted download committing nothing, a refused manifest leaving no tag, and
+//! push access asked of a token server.
 
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
@@ -306,6 +307,51 @@ async fn an_upload_cut_mid_way_starts_the_blob_again_when_the_registry_drops_it(
         .await;
         assert_eq!(log.iter().filter(|r| is_upload_start(r)).count(), 3, "{log:#?}");
     }
+}
+
+#[tokio::test]
+async fn a_corrupted_download_commits_nothing_at_the_destination() {
+    // The piped bytes are hashed once, by the download: the upload must still never
+    // commit a blob whose download failed its check, however far it got.
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let (_, layer_digest, _) = push_big_image(&pusher, "big/image", 4 * 1024 * 1024).await;
+    let source = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    source.inject_when(
+        Matcher::path_contains(format!("/blobs/{layer_digest}")),
+        Fault::CorruptByte {
+            offset: 3 * 1024 * 1024,
+            times: 100,
+        },
+    );
+    let (dest_registry, dest) = destination(AuthMode::None).await;
+    let from = reference(&source.host(), "big/image:v1");
+    let to = reference(&dest.host(), "big/copy:v1");
+    let err = client(None)
+        .pull(&from)
+        .await
+        .expect("resolve")
+        .copy_to(&client(None), &to, &CopyOptions::default())
+        .await
+        .expect_err("a corrupted layer cannot be copied");
+    assert!(err.is_integrity(), "{err}");
+    let commits = dest.count(|r| {
+        r.method == Method::PUT
+            && r.path.contains("/blobs/uploads/")
+            && r.query.as_deref().is_some_and(|q| q.contains(&layer_digest))
+    });
+    assert_eq!(commits, 0, "{:#?}", dest.requests());
+    let blob = reqwest::get(format!(
+        "{}/v2/big/copy/blobs/{layer_digest}",
+        dest_registry.url()
+    ))
+    .await
+    .expect("GET the blob");
+    assert_eq!(blob.status(), 404, "the corrupted layer was stored");
+    let tag = reqwest::get(format!("{}/v2/big/copy/manifests/v1", dest_registry.url()))
+        .await
+        .expect("GET the tag");
+    assert_eq!(tag.status(), 404, "a failed copy left a tag");
 }
 
 #[tokio::test]

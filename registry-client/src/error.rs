@@ -69,6 +69,12 @@ pub enum Error {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
 
+    /// A blob failed (its check, most often) after its first bytes had been passed on (to
+    /// an upload, to a cache's clients), so no source may send it again. Its
+    /// [`kind`](Error::kind) is the cause's.
+    #[error("{cause}; the blob cannot be fetched again: {reason}")]
+    CannotRefetch { cause: Box<Error>, reason: String },
+
     /// A blob's length differs from its descriptor's size.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -249,6 +255,7 @@ impl Error {
     pub fn kind(&self) -> &Error {
         match self {
             Error::Provider { source, .. } => source.downcast_ref::<Error>().map_or(self, Error::kind),
+            Error::CannotRefetch { cause, .. } => cause.kind(),
             Error::Sources { attempts, .. } => attempts
                 .iter()
                 .rev()

@@ -87,26 +87,24 @@ impl<S: BlobSink> Download<'_, S> {
         }
     }
 
-    /// Throws away what was received because of `cause`: the next source
-    /// sends the blob from its first byte (what we had may be what was
-    /// wrong). A sink that cannot start again ends the download: a local
-    /// error, so that no other source is asked to continue it.
-    async fn restart(&mut self, cause: &Error) -> Result<()> {
+    /// Throws away what was received because of `cause`, so that the next
+    /// source sends the blob from its first byte (what we had may be what was
+    /// wrong). Returns the error this attempt ends with: `cause`, or
+    /// [`Error::CannotRefetch`] when the sink cannot start again, so that no
+    /// other source is asked to continue it.
+    async fn restart(&mut self, cause: Error) -> Error {
         if let Err(refused) = self.sink.restart().await {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{cause}; the blob cannot be fetched again: {}",
-                    crate::error::display_chain(&refused)
-                ),
-            )));
+            return Error::CannotRefetch {
+                cause: Box::new(cause),
+                reason: crate::error::display_chain(&refused),
+            };
         }
         self.written = 0;
         self.emit(ProgressEvent::BlobStarted {
             digest: self.digest.to_owned(),
             size: self.size.unwrap_or_default(),
         });
-        Ok(())
+        cause
     }
 
     /// Checks a source's first answer against what we know of the size, and
@@ -320,8 +318,7 @@ impl RepositoryClient {
                         expected,
                         actual: received,
                     };
-                    download.restart(&error).await?;
-                    return Err(error);
+                    return Err(download.restart(error).await);
                 }
                 download.written = received;
                 download.sink.write(data).await?;
@@ -379,8 +376,7 @@ impl RepositoryClient {
                 expected: download.digest.to_owned(),
                 actual,
             };
-            download.restart(&error).await?;
-            return Err(error);
+            return Err(download.restart(error).await);
         }
         Ok(())
     }

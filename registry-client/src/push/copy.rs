@@ -149,8 +149,9 @@ impl Image {
     }
 
     /// Downloads `blob` into a pipe that the destination's upload reads, in one streamed
-    /// request: the download is verified (and resumed) by [`RepositoryClient::fetch_blob`],
-    /// the upload checks the bytes again before it commits them.
+    /// request. The download is verified (and resumed) by [`RepositoryClient::fetch_blob`];
+    /// the pipe ends only after that, and carries its error instead when it fails, so the
+    /// upload commits verified bytes without hashing them again.
     async fn stream_blob(
         &self,
         to: &RepositoryClient,

@@ -2,10 +2,12 @@
 //! mirror): blob existence, cross-repository mounts, monolithic and chunked uploads resumed
 //! from the offset the registry reports, and manifests put with their exact bytes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, stream};
 use http::{HeaderValue, Method, StatusCode, header};
 use url::Url;
 
@@ -142,9 +144,13 @@ impl RepositoryClient {
     }
 
     /// Uploads blob `digest` of `size` bytes from `chunks` in one streamed `PATCH`, as
-    /// skopeo does: memory is what the stream holds, one request per blob. The bytes are
-    /// hashed and counted on the way and checked before the commit. On any error the
-    /// upload is cancelled; the stream cannot be sent again, so the caller starts over.
+    /// skopeo does: memory is what the stream holds, one request per blob.
+    ///
+    /// `chunks` is checked by its producer, so that its bytes are hashed once: it must end
+    /// only after all its bytes were found to be the blob, and yield an error otherwise (a
+    /// verified download does both). The upload commits only after that end and with
+    /// `size` bytes sent. On any error the upload is cancelled; the stream cannot be sent
+    /// again, so the caller starts over.
     pub(crate) async fn upload_blob_streamed<S>(
         &self,
         reference: &ImageReference,
@@ -157,17 +163,21 @@ impl RepositoryClient {
     {
         let target = self.push_target(reference)?;
         let session = self.start_upload(&target).await?;
-        let tally = Arc::new(Mutex::new((Hasher::for_digest(digest)?, 0u64)));
+        let sent = Arc::new(AtomicU64::new(0));
+        let ended = Arc::new(AtomicBool::new(false));
         let counted = {
-            let tally = tally.clone();
-            chunks.map(move |item| {
-                if let Ok(bytes) = &item {
-                    let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    tally.0.update(bytes);
-                    tally.1 += bytes.len() as u64;
-                }
-                item
-            })
+            let (sent, ended) = (sent.clone(), ended.clone());
+            chunks
+                .inspect(move |item| {
+                    if let Ok(bytes) = item {
+                        sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                })
+                // Polled only once `chunks` has ended: its producer vouched for its bytes.
+                .chain(stream::poll_fn(move |_| {
+                    ended.store(true, Ordering::Release);
+                    Poll::Ready(None)
+                }))
         };
         let result = async {
             let mut request = push_request(&target, Method::PATCH, session.location.clone())?;
@@ -183,11 +193,12 @@ impl RepositoryClient {
                 location: location(&response, &session.location)?,
                 min_chunk: session.min_chunk,
             };
-            let (actual, total) = {
-                let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-                (tally.0.clone().finish(), tally.1)
-            };
-            check_sent(digest, size, actual, total)?;
+            let total = sent.load(Ordering::Relaxed);
+            if !ended.load(Ordering::Acquire) || total != size {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "the registry answered the upload of {digest} after {total} of its {size} bytes"
+                ))));
+            }
             self.commit_upload(&target, &next, digest, Bytes::new()).await
         }
         .await;

@@ -24,16 +24,17 @@ impl Source {
 /// Whether another source might succeed where this one failed. Local
 /// failures (disk, configuration, what the image is) would fail anywhere.
 fn next_may_help(error: &Error) -> bool {
-    !matches!(
-        error.kind(),
-        Error::Io(_)
-            | Error::InvalidConfig(_)
-            | Error::InvalidReference { .. }
-            | Error::NoMatchingPlatform { .. }
-            | Error::UnsupportedMediaType { .. }
-            | Error::UnknownProvider { .. }
-            | Error::Blocked { .. }
-    )
+    !matches!(error, Error::CannotRefetch { .. })
+        && !matches!(
+            error.kind(),
+            Error::Io(_)
+                | Error::InvalidConfig(_)
+                | Error::InvalidReference { .. }
+                | Error::NoMatchingPlatform { .. }
+                | Error::UnsupportedMediaType { .. }
+                | Error::UnknownProvider { .. }
+                | Error::Blocked { .. }
+        )
 }
 
 /// The order in which to ask for content of an image whose manifest came
