@@ -1,7 +1,9 @@
 //! Single-flight blob fills: one upstream fetch per blob, however many
 //! clients ask. The fetch writes into a spool file and publishes how far it
 //! has got; every client (the first, later ones, ones with a `Range`) reads
-//! the spool file up to there, so bytes reach them as they arrive. The fill
+//! up to there, so bytes reach them as they arrive: from the batch last
+//! written, still in memory, when it keeps up (the usual case: clients read
+//! faster than the upstream sends), else from the spool file. The fill
 //! runs on its own task: a client that goes away stops nothing. When the
 //! blob is complete and verified it is committed to storage; when it fails,
 //! every reader's body ends in an error (the connection is cut: no client
@@ -55,6 +57,8 @@ pub struct Fill {
     /// The spool file, shared by every reader (it stays readable after the
     /// commit renames it).
     file: Arc<std::fs::File>,
+    /// The batch last written to the spool file.
+    recent: Arc<RecentBatch>,
     state: watch::Receiver<FillState>,
     /// The repository it is fetched for (linked to the blob when it is done).
     repository: String,
@@ -100,6 +104,7 @@ impl Fill {
     pub fn read(&self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
         let reader = Reader {
             file: self.file.clone(),
+            recent: self.recent.clone(),
             state: self.state.clone(),
             at: range.start,
             end: range.end,
@@ -111,8 +116,53 @@ impl Fill {
     }
 }
 
+/// Bytes written to the spool file together, kept after the write for the
+/// readers that are waiting for them.
+struct Batch {
+    /// Where the batch starts in the blob.
+    start: u64,
+    chunks: Vec<Bytes>,
+}
+
+impl Batch {
+    /// The bytes from `at` up to `end` (or the end of the chunk holding `at`),
+    /// without a copy; `None` when `at` is not in this batch.
+    fn slice(&self, at: u64, end: u64) -> Option<Bytes> {
+        let mut chunk_start = self.start;
+        for chunk in &self.chunks {
+            let chunk_end = chunk_start + chunk.len() as u64;
+            if (chunk_start..chunk_end).contains(&at) {
+                let (from, to) = (at - chunk_start, end.min(chunk_end) - chunk_start);
+                return Some(chunk.slice(from as usize..to as usize));
+            }
+            chunk_start = chunk_end;
+        }
+        None
+    }
+}
+
+/// The last batch of a fill, replaced by the next.
+#[derive(Default)]
+struct RecentBatch(Mutex<Option<Arc<Batch>>>);
+
+impl RecentBatch {
+    fn replace(&self, batch: Arc<Batch>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn slice(&self, at: u64, end: u64) -> Option<Bytes> {
+        let batch = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        batch.slice(at, end)
+    }
+}
+
 struct Reader {
     file: Arc<std::fs::File>,
+    recent: Arc<RecentBatch>,
     state: watch::Receiver<FillState>,
     at: u64,
     end: u64,
@@ -134,6 +184,12 @@ impl Reader {
                 }
             };
             if available > self.at {
+                // The batch may already be the next one, not yet published: never
+                // past `available`.
+                if let Some(bytes) = self.recent.slice(self.at, available.min(self.end)) {
+                    self.at += bytes.len() as u64;
+                    return Some(Ok(bytes));
+                }
                 let len = (available.min(self.end) - self.at).min(READ_BYTES);
                 let (file, at) = (self.file.clone(), self.at);
                 let read = tokio::task::spawn_blocking(move || {
@@ -206,8 +262,10 @@ impl Fills {
             written: 0,
             size: None,
         });
+        let recent = Arc::new(RecentBatch::default());
         let fill = Arc::new(Fill {
             file: file.clone(),
+            recent: recent.clone(),
             state: receiver,
             repository: job.reference.repository().to_owned(),
         });
@@ -216,7 +274,7 @@ impl Fills {
         let (fills, storage) = (self.clone(), storage.clone());
         self.metrics.fill_started();
         tokio::spawn(async move {
-            let outcome = run(&storage, &job, file, spool, &state).await;
+            let outcome = run(&storage, &job, file, recent, spool, &state).await;
             fills.metrics.fill_ended();
             state.send_replace(match outcome {
                 Ok((size, source)) => {
@@ -260,11 +318,13 @@ async fn run(
     storage: &Storage,
     job: &FillJob,
     file: Arc<std::fs::File>,
+    recent: Arc<RecentBatch>,
     spool: crate::storage::SpoolFile,
     state: &watch::Sender<FillState>,
 ) -> Result<(u64, String)> {
     let mut sink = SpoolSink {
         file,
+        recent,
         hasher: Some(Hasher::for_digest(&job.digest)?),
         pending: Vec::new(),
         pending_bytes: 0,
@@ -298,6 +358,7 @@ async fn run(
 /// Writes a fill into its spool file in batches, and tells readers.
 struct SpoolSink<'a> {
     file: Arc<std::fs::File>,
+    recent: Arc<RecentBatch>,
     /// `None` while a batch is being written.
     hasher: Option<Hasher>,
     pending: Vec<Bytes>,
@@ -318,12 +379,15 @@ impl SpoolSink<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.pending);
+        let batch = Arc::new(Batch {
+            start: self.written,
+            chunks: std::mem::take(&mut self.pending),
+        });
         self.pending_bytes = 0;
-        let (file, mut hasher, offset) = (self.file.clone(), self.hasher.take(), self.written);
+        let (file, mut hasher, written) = (self.file.clone(), self.hasher.take(), batch.clone());
         let (hasher, written) = tokio::task::spawn_blocking(move || {
-            let mut at = offset;
-            for chunk in &batch {
+            let mut at = written.start;
+            for chunk in &written.chunks {
                 if let Some(h) = hasher.as_mut() {
                     h.update(chunk);
                 }
@@ -336,6 +400,7 @@ impl SpoolSink<'_> {
         .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))??;
         self.hasher = hasher;
         self.written = written;
+        self.recent.replace(batch);
         if publish {
             self.published = written;
             self.state.send_replace(FillState::Running {
@@ -367,6 +432,7 @@ impl BlobSink for SpoolSink<'_> {
         self.pending.clear();
         self.pending_bytes = 0;
         self.written = 0;
+        self.recent.forget();
         self.hasher = self.hasher.take().map(|h| h.fresh());
         Ok(())
     }
@@ -383,5 +449,42 @@ impl BlobSink for SpoolSink<'_> {
                 *known = Some(size);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Batch {
+        Batch {
+            start: 100,
+            chunks: vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efg")],
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_the_rest_of_the_chunk_holding_the_offset() {
+        let batch = batch();
+        assert_eq!(batch.slice(100, 200).as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(batch.slice(102, 200).as_deref(), Some(&b"cd"[..]));
+        assert_eq!(batch.slice(104, 200).as_deref(), Some(&b"efg"[..]));
+        assert_eq!(batch.slice(105, 106).as_deref(), Some(&b"f"[..]));
+    }
+
+    #[test]
+    fn a_batch_has_nothing_outside_it() {
+        let batch = batch();
+        assert_eq!(batch.slice(99, 200), None);
+        assert_eq!(batch.slice(107, 200), None);
+    }
+
+    #[test]
+    fn a_forgotten_batch_gives_nothing() {
+        let recent = RecentBatch::default();
+        recent.replace(Arc::new(batch()));
+        assert_eq!(recent.slice(101, 103).as_deref(), Some(&b"bc"[..]));
+        recent.forget();
+        assert_eq!(recent.slice(101, 103), None);
     }
 }
