@@ -1,15 +1,15 @@
 //! Single-flight blob fills: one upstream fetch per blob, however many
 //! clients ask. The fetch writes into a spool file and publishes how far it
 //! has got; every client (the first, later ones, ones with a `Range`) reads
-//! up to there, so bytes reach them as they arrive: from the batch last
+//! up to there, so bytes reach them as they arrive: from the last batches
 //! written, still in memory, when it keeps up (the usual case: clients read
-//! faster than the upstream sends), else from the spool file. The fill
+//! about as fast as the upstream sends), else from the spool file. The fill
 //! runs on its own task: a client that goes away stops nothing. When the
 //! blob is complete and verified it is committed to storage; when it fails,
 //! every reader's body ends in an error (the connection is cut: no client
 //! mistakes a partial blob for a whole one) and nothing is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,8 @@ use crate::usage::Usage;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
+/// Batches kept in memory after their write, for readers a little behind.
+const RECENT_BATCHES: usize = 4;
 /// Bytes a reader takes from the spool at a time. Small enough that hundreds of
 /// answers under way hold little memory between them.
 const READ_BYTES: u64 = 64 * 1024;
@@ -57,8 +59,8 @@ pub struct Fill {
     /// The spool file, shared by every reader (it stays readable after the
     /// commit renames it).
     file: Arc<std::fs::File>,
-    /// The batch last written to the spool file.
-    recent: Arc<RecentBatch>,
+    /// The batches last written to the spool file.
+    recent: Arc<RecentBatches>,
     state: watch::Receiver<FillState>,
     /// The repository it is fetched for (linked to the blob when it is done).
     repository: String,
@@ -141,28 +143,32 @@ impl Batch {
     }
 }
 
-/// The last batch of a fill, replaced by the next.
+/// The last few batches of a fill, newest last.
 #[derive(Default)]
-struct RecentBatch(Mutex<Option<Arc<Batch>>>);
+struct RecentBatches(Mutex<VecDeque<Arc<Batch>>>);
 
-impl RecentBatch {
-    fn replace(&self, batch: Arc<Batch>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+impl RecentBatches {
+    fn push(&self, batch: Arc<Batch>) {
+        let mut batches = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if batches.len() == RECENT_BATCHES {
+            batches.pop_front();
+        }
+        batches.push_back(batch);
     }
 
     fn forget(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn slice(&self, at: u64, end: u64) -> Option<Bytes> {
-        let batch = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-        batch.slice(at, end)
+        let batches = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        batches.iter().rev().find_map(|batch| batch.slice(at, end))
     }
 }
 
 struct Reader {
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatch>,
+    recent: Arc<RecentBatches>,
     state: watch::Receiver<FillState>,
     at: u64,
     end: u64,
@@ -262,7 +268,7 @@ impl Fills {
             written: 0,
             size: None,
         });
-        let recent = Arc::new(RecentBatch::default());
+        let recent = Arc::new(RecentBatches::default());
         let fill = Arc::new(Fill {
             file: file.clone(),
             recent: recent.clone(),
@@ -318,7 +324,7 @@ async fn run(
     storage: &Storage,
     job: &FillJob,
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatch>,
+    recent: Arc<RecentBatches>,
     spool: crate::storage::SpoolFile,
     state: &watch::Sender<FillState>,
 ) -> Result<(u64, String)> {
@@ -358,7 +364,7 @@ async fn run(
 /// Writes a fill into its spool file in batches, and tells readers.
 struct SpoolSink<'a> {
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatch>,
+    recent: Arc<RecentBatches>,
     /// `None` while a batch is being written.
     hasher: Option<Hasher>,
     pending: Vec<Bytes>,
@@ -400,7 +406,7 @@ impl SpoolSink<'_> {
         .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))??;
         self.hasher = hasher;
         self.written = written;
-        self.recent.replace(batch);
+        self.recent.push(batch);
         if publish {
             self.published = written;
             self.state.send_replace(FillState::Running {
@@ -480,9 +486,27 @@ mod tests {
     }
 
     #[test]
+    fn the_recent_batches_are_the_last_few() {
+        let recent = RecentBatches::default();
+        for n in 0..=RECENT_BATCHES as u64 {
+            recent.push(Arc::new(Batch {
+                start: n * 10,
+                chunks: vec![Bytes::from(vec![n as u8; 10])],
+            }));
+        }
+        assert_eq!(recent.slice(5, 10), None, "the oldest batch is gone");
+        for n in 1..=RECENT_BATCHES as u64 {
+            assert_eq!(
+                recent.slice(n * 10 + 3, n * 10 + 5).as_deref(),
+                Some(&[n as u8; 2][..])
+            );
+        }
+    }
+
+    #[test]
     fn a_forgotten_batch_gives_nothing() {
-        let recent = RecentBatch::default();
-        recent.replace(Arc::new(batch()));
+        let recent = RecentBatches::default();
+        recent.push(Arc::new(batch()));
         assert_eq!(recent.slice(101, 103).as_deref(), Some(&b"bc"[..]));
         recent.forget();
         assert_eq!(recent.slice(101, 103), None);
