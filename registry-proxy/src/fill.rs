@@ -1,15 +1,13 @@
 //! Single-flight blob fills: one upstream fetch per blob, however many
 //! clients ask. The fetch writes into a spool file and publishes how far it
 //! has got; every client (the first, later ones, ones with a `Range`) reads
-//! up to there, so bytes reach them as they arrive: from the last batches
-//! written, still in memory, when it keeps up (the usual case: clients read
-//! about as fast as the upstream sends), else from the spool file. The fill
+//! the spool file up to there, so bytes reach them as they arrive. The fill
 //! runs on its own task: a client that goes away stops nothing. When the
 //! blob is complete and verified it is committed to storage; when it fails,
 //! every reader's body ends in an error (the connection is cut: no client
 //! mistakes a partial blob for a whole one) and nothing is stored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
@@ -28,8 +26,6 @@ use crate::usage::Usage;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
-/// Batches kept in memory after their write, for readers a little behind.
-const RECENT_BATCHES: usize = 4;
 /// Bytes a reader takes from the spool at a time. Small enough that hundreds of
 /// answers under way hold little memory between them.
 const READ_BYTES: u64 = 64 * 1024;
@@ -59,8 +55,6 @@ pub struct Fill {
     /// The spool file, shared by every reader (it stays readable after the
     /// commit renames it).
     file: Arc<std::fs::File>,
-    /// The batches last written to the spool file.
-    recent: Arc<RecentBatches>,
     state: watch::Receiver<FillState>,
     /// The repository it is fetched for (linked to the blob when it is done).
     repository: String,
@@ -106,7 +100,6 @@ impl Fill {
     pub fn read(&self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
         let reader = Reader {
             file: self.file.clone(),
-            recent: self.recent.clone(),
             state: self.state.clone(),
             at: range.start,
             end: range.end,
@@ -118,57 +111,8 @@ impl Fill {
     }
 }
 
-/// Bytes written to the spool file together, kept after the write for the
-/// readers that are waiting for them.
-struct Batch {
-    /// Where the batch starts in the blob.
-    start: u64,
-    chunks: Vec<Bytes>,
-}
-
-impl Batch {
-    /// The bytes from `at` up to `end` (or the end of the chunk holding `at`),
-    /// without a copy; `None` when `at` is not in this batch.
-    fn slice(&self, at: u64, end: u64) -> Option<Bytes> {
-        let mut chunk_start = self.start;
-        for chunk in &self.chunks {
-            let chunk_end = chunk_start + chunk.len() as u64;
-            if (chunk_start..chunk_end).contains(&at) {
-                let (from, to) = (at - chunk_start, end.min(chunk_end) - chunk_start);
-                return Some(chunk.slice(from as usize..to as usize));
-            }
-            chunk_start = chunk_end;
-        }
-        None
-    }
-}
-
-/// The last few batches of a fill, newest last.
-#[derive(Default)]
-struct RecentBatches(Mutex<VecDeque<Arc<Batch>>>);
-
-impl RecentBatches {
-    fn push(&self, batch: Arc<Batch>) {
-        let mut batches = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if batches.len() == RECENT_BATCHES {
-            batches.pop_front();
-        }
-        batches.push_back(batch);
-    }
-
-    fn forget(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
-    fn slice(&self, at: u64, end: u64) -> Option<Bytes> {
-        let batches = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        batches.iter().rev().find_map(|batch| batch.slice(at, end))
-    }
-}
-
 struct Reader {
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatches>,
     state: watch::Receiver<FillState>,
     at: u64,
     end: u64,
@@ -190,12 +134,6 @@ impl Reader {
                 }
             };
             if available > self.at {
-                // The batch may already be the next one, not yet published: never
-                // past `available`.
-                if let Some(bytes) = self.recent.slice(self.at, available.min(self.end)) {
-                    self.at += bytes.len() as u64;
-                    return Some(Ok(bytes));
-                }
                 let len = (available.min(self.end) - self.at).min(READ_BYTES);
                 let (file, at) = (self.file.clone(), self.at);
                 let read = tokio::task::spawn_blocking(move || {
@@ -268,10 +206,8 @@ impl Fills {
             written: 0,
             size: None,
         });
-        let recent = Arc::new(RecentBatches::default());
         let fill = Arc::new(Fill {
             file: file.clone(),
-            recent: recent.clone(),
             state: receiver,
             repository: job.reference.repository().to_owned(),
         });
@@ -280,7 +216,7 @@ impl Fills {
         let (fills, storage) = (self.clone(), storage.clone());
         self.metrics.fill_started();
         tokio::spawn(async move {
-            let outcome = run(&storage, &job, file, recent, spool, &state).await;
+            let outcome = run(&storage, &job, file, spool, &state).await;
             fills.metrics.fill_ended();
             state.send_replace(match outcome {
                 Ok((size, source)) => {
@@ -324,13 +260,11 @@ async fn run(
     storage: &Storage,
     job: &FillJob,
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatches>,
     spool: crate::storage::SpoolFile,
     state: &watch::Sender<FillState>,
 ) -> Result<(u64, String)> {
     let mut sink = SpoolSink {
         file,
-        recent,
         hasher: Some(Hasher::for_digest(&job.digest)?),
         pending: Vec::new(),
         pending_bytes: 0,
@@ -364,7 +298,6 @@ async fn run(
 /// Writes a fill into its spool file in batches, and tells readers.
 struct SpoolSink<'a> {
     file: Arc<std::fs::File>,
-    recent: Arc<RecentBatches>,
     /// `None` while a batch is being written.
     hasher: Option<Hasher>,
     pending: Vec<Bytes>,
@@ -385,15 +318,12 @@ impl SpoolSink<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = Arc::new(Batch {
-            start: self.written,
-            chunks: std::mem::take(&mut self.pending),
-        });
+        let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let (file, mut hasher, written) = (self.file.clone(), self.hasher.take(), batch.clone());
+        let (file, mut hasher, offset) = (self.file.clone(), self.hasher.take(), self.written);
         let (hasher, written) = tokio::task::spawn_blocking(move || {
-            let mut at = written.start;
-            for chunk in &written.chunks {
+            let mut at = offset;
+            for chunk in &batch {
                 if let Some(h) = hasher.as_mut() {
                     h.update(chunk);
                 }
@@ -406,7 +336,6 @@ impl SpoolSink<'_> {
         .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))??;
         self.hasher = hasher;
         self.written = written;
-        self.recent.push(batch);
         if publish {
             self.published = written;
             self.state.send_replace(FillState::Running {
@@ -438,7 +367,6 @@ impl BlobSink for SpoolSink<'_> {
         self.pending.clear();
         self.pending_bytes = 0;
         self.written = 0;
-        self.recent.forget();
         self.hasher = self.hasher.take().map(|h| h.fresh());
         Ok(())
     }
@@ -455,60 +383,5 @@ impl BlobSink for SpoolSink<'_> {
                 *known = Some(size);
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch() -> Batch {
-        Batch {
-            start: 100,
-            chunks: vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efg")],
-        }
-    }
-
-    #[test]
-    fn a_batch_gives_the_rest_of_the_chunk_holding_the_offset() {
-        let batch = batch();
-        assert_eq!(batch.slice(100, 200).as_deref(), Some(&b"abcd"[..]));
-        assert_eq!(batch.slice(102, 200).as_deref(), Some(&b"cd"[..]));
-        assert_eq!(batch.slice(104, 200).as_deref(), Some(&b"efg"[..]));
-        assert_eq!(batch.slice(105, 106).as_deref(), Some(&b"f"[..]));
-    }
-
-    #[test]
-    fn a_batch_has_nothing_outside_it() {
-        let batch = batch();
-        assert_eq!(batch.slice(99, 200), None);
-        assert_eq!(batch.slice(107, 200), None);
-    }
-
-    #[test]
-    fn the_recent_batches_are_the_last_few() {
-        let recent = RecentBatches::default();
-        for n in 0..=RECENT_BATCHES as u64 {
-            recent.push(Arc::new(Batch {
-                start: n * 10,
-                chunks: vec![Bytes::from(vec![n as u8; 10])],
-            }));
-        }
-        assert_eq!(recent.slice(5, 10), None, "the oldest batch is gone");
-        for n in 1..=RECENT_BATCHES as u64 {
-            assert_eq!(
-                recent.slice(n * 10 + 3, n * 10 + 5).as_deref(),
-                Some(&[n as u8; 2][..])
-            );
-        }
-    }
-
-    #[test]
-    fn a_forgotten_batch_gives_nothing() {
-        let recent = RecentBatches::default();
-        recent.push(Arc::new(batch()));
-        assert_eq!(recent.slice(101, 103).as_deref(), Some(&b"bc"[..]));
-        recent.forget();
-        assert_eq!(recent.slice(101, 103), None);
     }
 }
