@@ -20,8 +20,8 @@
 # MCREG_BIN (environment) names the binary to run; default target/release/mcreg.
 #
 # The client is skopeo (`skopeo copy docker://… oci:DIR:v1`). Scenarios:
-#   (a) cold pull through each server (empty cache, server restarted) and directly from
-#       the upstream;
+#   (a) cold pull through each server (empty cache, server restarted), directly from
+#       the upstream, and through a plain TCP relay (socat: what one more hop costs);
 #   (b) warm pull through each (cache filled), page cache dropped and page cache hot;
 #   (c) N concurrent cold pulls through each freshly started server, counting the
 #       upstream's blob GETs (from its access log) per blob;
@@ -110,6 +110,7 @@ check_tools() {
     [curl]=curl
     [python3]=python3
     [wrk]=wrk
+    [socat]=socat
     [cargo]=cargo
   )
   local tool missing=()
@@ -258,6 +259,20 @@ EOF
   SERVER_PIDS[$SERVER_PID]=1
   SERVER_ADDR=127.0.0.1:$port
   wait_ready "Distribution proxy ($name)" "$SERVER_PID" "$SERVER_ADDR" "$logfile"
+}
+
+# start_relay: a plain TCP relay (socat, one process per connection, 256 KiB buffers) in
+# front of the upstream: no cache, no parsing. What one more hop costs on this machine,
+# the least any proxy adds to a pull. Sets SERVER_PID and SERVER_ADDR.
+start_relay() {
+  local port logfile=$WORK/logs/relay.log
+  port=$(free_port)
+  mkdir -p "$WORK/logs"
+  socat -b 262144 "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "TCP:$UPSTREAM" >"$logfile" 2>&1 &
+  SERVER_PID=$!
+  SERVER_PIDS[$SERVER_PID]=1
+  SERVER_ADDR=127.0.0.1:$port
+  wait_ready "socat relay" "$SERVER_PID" "$SERVER_ADDR" "$logfile"
 }
 
 # start_server ours|distribution NAME DIR: one or the other.
@@ -520,6 +535,9 @@ run_pulls() {
   for r in $(seq "$runs"); do
     measure_pull direct "$r" drop "$UPSTREAM" "$out/direct.$r"
     measure_curl direct.curl "$r" "$UPSTREAM"
+    start_relay
+    measure_pull relay "$r" drop "$SERVER_ADDR" "$out/relay.$r"
+    stop_server "$SERVER_PID"
     for server in "${SERVERS[@]}"; do
       start_server "$server" "pulls.$r" "$caches/$server.$r"
       MEASURED_PID=$SERVER_PID
@@ -756,13 +774,17 @@ report() {
   echo
   printf '%-30s %9s %9s %9s %12s %12s\n' "pull (skopeo, median wall s)" ours distrib direct ours/direct distrib/ours
   printf '%-30s %9s %9s %9s %12s %12s\n' "(a) cold" "$oc" "$dc" "$dr" "$(ratio "$oc" "$dr")" "$(ratio "$dc" "$oc")"
+  local rl
+  rl=$(median "$RESULTS" relay 3)
+  printf '%-30s %9s %9s %9s %12s %12s\n' "(a) cold, plain TCP relay" "$rl" "-" "$dr" "$(ratio "$rl" "$dr")" "-"
   printf '%-30s %9s %9s %9s %12s %12s\n' "(b) warm, page cache dropped" "$ow" "$dw" "-" "$(ratio "$ow" "$dr")" "$(ratio "$dw" "$ow")"
   printf '%-30s %9s %9s %9s %12s %12s\n' "(b) warm, page cache hot" "$oh" "$dh" "-" "$(ratio "$oh" "$dr")" "$(ratio "$dh" "$oh")"
   printf '%-30s %9s %9s %9s %12s %12s\n' "(c) $concurrent concurrent cold" "$ocn" "$dcn" "$drn" "$(ratio "$ocn" "$drn")" "$(ratio "$dcn" "$ocn")"
   local ocu dcu dru
   ocu=$(median "$RESULTS" ours.curl 3); dcu=$(median "$RESULTS" distribution.curl 3); dru=$(median "$RESULTS" direct.curl 3)
   printf '%-30s %9s %9s %9s %12s %12s\n' "warm, curl all blobs→/dev/null" "$ocu" "$dcu" "$dru" "$(ratio "$ocu" "$dru")" "$(ratio "$dcu" "$ocu")"
-  echo "(Distribution's cold pull / direct: $(ratio "$dc" "$dr"); the curl row is no client work: one curl --parallel"
+  echo "(Distribution's cold pull / direct: $(ratio "$dc" "$dr"); the relay is socat between skopeo and the upstream:"
+  echo " no cache, no parsing, the least any proxy adds here; the curl row is no client work: one curl --parallel"
   echo " fetching the $nblobs blobs from the warm cache, page cache dropped; direct = from the upstream)"
   echo
   echo "CPU seconds per pull (median; server = the cache under test, upstream = the upstream registry)"
