@@ -9,7 +9,7 @@ use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, noise, run_tool};
 use registry_client::digest::sha256;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::PullOptions;
+use registry_client::pull::{Progress, ProgressEvent, PullOptions};
 use registry_client::push::{BlobPush, CopyOptions, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use reqwest::Method;
@@ -75,10 +75,28 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
     let (source_client, dest_client) = (client(None), client(None));
 
     let image = source_client.pull_all_platforms(&from).await.expect("resolve");
+    let (progress, mut events) = Progress::channel();
     let result = image
-        .copy_to(&dest_client, &to, &CopyOptions::default())
+        .copy_to(&dest_client, &to, &CopyOptions::default().progress(progress))
         .await
         .expect("copy");
+    let events: Vec<ProgressEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    let total: u64 = result.blobs.iter().map(|b| b.size).sum();
+    assert!(
+        matches!(&events[0], ProgressEvent::CopyPlanned { digest, blobs, total_bytes, .. }
+            if *digest == multi.digest && *blobs == result.blobs.len() && *total_bytes == total),
+        "{events:?}"
+    );
+    for blob in &result.blobs {
+        let sent = events.iter().filter_map(|e| match e {
+            ProgressEvent::BlobProgress { digest, done, .. } if *digest == blob.digest => Some(*done),
+            _ => None,
+        });
+        assert_eq!(sent.max(), Some(blob.size), "{} counted", blob.digest);
+        assert!(events.iter().any(
+            |e| matches!(e, ProgressEvent::BlobDone { digest, size } if *digest == blob.digest && *size == blob.size)
+        ));
+    }
     assert_eq!(result.digest, multi.digest);
     assert!(
         result.blobs.iter().all(|b| b.how == BlobPush::Uploaded),
@@ -101,10 +119,15 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
 
     // Again: every blob is there, none goes up; the manifests are put again.
     dest.clear_log();
+    let (progress, mut events) = Progress::channel();
     let again = image
-        .copy_to(&dest_client, &to, &CopyOptions::default())
+        .copy_to(&dest_client, &to, &CopyOptions::default().progress(progress))
         .await
         .expect("copy again");
+    let skipped = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| matches!(e, ProgressEvent::BlobSkipped { reason: "exists", .. }))
+        .count();
+    assert_eq!(skipped, again.blobs.len());
     assert!(
         again.blobs.iter().all(|b| b.how == BlobPush::Present),
         "{again:?}"

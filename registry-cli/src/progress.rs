@@ -1,5 +1,5 @@
-//! Pull progress on stderr: bars on a terminal, one line per layer otherwise, nothing with
-//! `--quiet`. Log lines go through [`LogWriter`] so they print above the bars.
+//! Pull, copy and push progress on stderr: bars on a terminal, one line per layer otherwise,
+//! nothing with `--quiet`. Log lines go through [`LogWriter`] so they print above the bars.
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
@@ -120,6 +120,16 @@ fn line(event: &ProgressEvent) {
         ProgressEvent::ManifestResolved { digest, source, .. } => {
             format!("resolved {digest} from {source}")
         }
+        ProgressEvent::CopyPlanned {
+            digest,
+            blobs,
+            total_bytes,
+            destination,
+        } => format!(
+            "copying {digest} to {destination}: {}, {total_bytes} bytes",
+            plural(*blobs, "blob", "blobs")
+        ),
+        ProgressEvent::BlobSkipped { digest, size, reason } => format!("{reason} {digest} {size} bytes"),
         ProgressEvent::SourceSkipped { .. } => skipped_line(event),
         _ => return,
     };
@@ -179,21 +189,21 @@ impl Bars {
                 source,
                 ..
             } => {
-                if let Some(spinner) = self.spinner.take() {
-                    spinner.finish_and_clear();
-                }
                 let mut message = plural(*layers, "layer", "layers");
                 if let Some(platform) = platform {
                     message = format!("{message} for {platform}");
                 }
                 message = format!("{message} from {source}");
-                let overall = ProgressBar::new(*total_bytes)
-                    .with_style(style(
-                        "{prefix:.bold} [{bar:30.green}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta} {msg}",
-                    ))
-                    .with_prefix(format!("{:<19}", "total"))
-                    .with_message(message);
-                self.overall = Some(bars().add(overall));
+                self.start_overall(*total_bytes, message);
+            }
+            ProgressEvent::CopyPlanned {
+                blobs,
+                total_bytes,
+                destination,
+                ..
+            } => {
+                let message = format!("{} to {destination}", plural(*blobs, "blob", "blobs"));
+                self.start_overall(*total_bytes, message);
             }
             ProgressEvent::BlobStarted { digest, size } => {
                 if let Some(layer) = self.layers.get_mut(digest) {
@@ -227,14 +237,8 @@ impl Bars {
                     finished(&layer.bar, digest, "done", *size);
                 }
             }
-            ProgressEvent::BlobFromCache { digest, size } => {
-                if let Some(overall) = &self.overall {
-                    overall.inc(*size);
-                }
-                let bar = self.add_layer(digest, *size);
-                finished(&bar, digest, "cached", *size);
-                self.layers.insert(digest.clone(), Layer { bar, done: *size });
-            }
+            ProgressEvent::BlobFromCache { digest, size } => self.skipped(digest, *size, "cached"),
+            ProgressEvent::BlobSkipped { digest, size, reason } => self.skipped(digest, *size, reason),
             ProgressEvent::Retry {
                 what,
                 attempt,
@@ -247,6 +251,30 @@ impl Bars {
             }
             _ => {}
         }
+    }
+
+    /// The overall bar, once what will move is known; the spinner goes.
+    fn start_overall(&mut self, total_bytes: u64, message: String) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+        let overall = ProgressBar::new(total_bytes)
+            .with_style(style(
+                "{prefix:.bold} [{bar:30.green}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta} {msg}",
+            ))
+            .with_prefix(format!("{:<19}", "total"))
+            .with_message(message);
+        self.overall = Some(bars().add(overall));
+    }
+
+    /// A blob that needs no transfer: counted at once, printed with `how`.
+    fn skipped(&mut self, digest: &str, size: u64, how: &str) {
+        if let Some(overall) = &self.overall {
+            overall.inc(size);
+        }
+        let bar = self.add_layer(digest, size);
+        finished(&bar, digest, how, size);
+        self.layers.insert(digest.to_owned(), Layer { bar, done: size });
     }
 
     fn add_layer(&self, digest: &str, size: u64) -> ProgressBar {
@@ -343,5 +371,49 @@ mod tests {
         drop(state);
         reporter.finish();
         assert!(reporter.bars.lock().unwrap().layers.is_empty());
+    }
+
+    #[test]
+    fn a_copy_counts_skipped_blobs_and_uploads_in_one_total() {
+        let reporter = Reporter::start(Mode::Bars, "x");
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let emit = |event: ProgressEvent| reporter.bars.lock().unwrap().update(&event);
+        emit(ProgressEvent::CopyPlanned {
+            digest: a.clone(),
+            blobs: 2,
+            total_bytes: 30,
+            destination: "registry.example/app:v1".into(),
+        });
+        assert!(reporter.bars.lock().unwrap().spinner.is_none());
+        emit(ProgressEvent::BlobSkipped {
+            digest: b.clone(),
+            size: 10,
+            reason: "exists",
+        });
+        emit(ProgressEvent::BlobStarted {
+            digest: a.clone(),
+            size: 20,
+        });
+        emit(ProgressEvent::BlobProgress {
+            digest: a.clone(),
+            done: 12,
+            size: 20,
+        });
+        assert_eq!(
+            reporter.bars.lock().unwrap().overall.as_ref().unwrap().position(),
+            22
+        );
+        emit(ProgressEvent::BlobDone {
+            digest: a.clone(),
+            size: 20,
+        });
+        let state = reporter.bars.lock().unwrap();
+        assert_eq!(state.overall.as_ref().unwrap().position(), 30);
+        assert!(state.layers[&b].bar.is_finished());
+        drop(state);
+        reporter.finish();
     }
 }

@@ -38,6 +38,20 @@ async fn copy_sends_each_side_its_own_credentials_and_nothing_twice() {
     let said = run.stdout_text();
     assert!(said.contains(&format!("copied {from} to {to}")), "{said}");
     assert!(said.contains(&multi.digest), "{said}");
+    // Progress on stderr (not a terminal: one line per blob): the plan, then each upload.
+    assert!(
+        run.stderr
+            .contains(&format!("copying {} to {to}: ", multi.digest)),
+        "{}",
+        run.stderr
+    );
+    let uploads = dest.count(|r| r.method.as_str() == "POST" && r.path.ends_with("/blobs/uploads/"));
+    let done = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("done sha256:"))
+        .count();
+    assert_eq!(done, uploads, "a line per uploaded blob: {}", run.stderr);
     let raw = run_tool(
         "skopeo",
         &[
@@ -55,14 +69,21 @@ async fn copy_sends_each_side_its_own_credentials_and_nothing_twice() {
     assert!(!run.stderr.contains(&password) && !said.contains(&password));
 
     // Again: every blob is there.
-    let again = sandbox
-        .mcreg(&["copy", "--all", &from, &to, "--json"])
-        .ok()
-        .json();
+    let again = sandbox.mcreg(&["copy", "--all", &from, &to, "--json"]).ok();
+    let stderr = again.stderr.clone();
+    let again = again.json();
     let blobs = again["blobs"].as_array().expect("blobs");
     assert!(!blobs.is_empty());
     assert!(blobs.iter().all(|b| b["action"] == "present"), "{again}");
     assert_eq!(again["uploadedBytes"], 0);
+    for blob in blobs {
+        let line = format!(
+            "exists {} {} bytes",
+            blob["digest"].as_str().expect("digest"),
+            blob["size"]
+        );
+        assert!(stderr.lines().any(|l| l == line), "no {line:?} in {stderr}");
+    }
 }
 
 #[tokio::test]

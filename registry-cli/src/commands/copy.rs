@@ -11,6 +11,7 @@ use super::{ClientSettings, Context, check_platform, parse_reference};
 use crate::cli::CopyArgs;
 use crate::exit::Failure;
 use crate::output::{plural, size};
+use crate::progress::{Mode, Reporter};
 
 /// `copy --json`.
 #[derive(Debug, Serialize)]
@@ -50,13 +51,36 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
         )));
     }
     let platform = args.platform.as_deref().map(check_platform).transpose()?;
-    // Checked before anything is asked of a registry.
-    let source_credentials = credentials("--src-creds", args.src_creds.as_deref())?;
-    let destination_credentials = credentials("--dest-creds", args.dest_creds.as_deref())?;
+    let reporter = Reporter::start(
+        if args.dry_run {
+            Mode::Silent
+        } else {
+            context.progress_mode()
+        },
+        &args.source,
+    );
     let mut options = CopyOptions::default().dry_run(args.dry_run);
+    if let Some(progress) = reporter.progress() {
+        options = options.progress(progress);
+    }
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
+    let copied = copy(context, args, &options, &reporter, platform).await;
+    reporter.finish();
+    copied
+}
+
+async fn copy(
+    context: &Context,
+    args: &CopyArgs,
+    options: &CopyOptions,
+    reporter: &Reporter,
+    platform: Option<&str>,
+) -> Result<(), Failure> {
+    // Checked before anything is asked of a registry.
+    let source_credentials = credentials("--src-creds", args.src_creds.as_deref())?;
+    let destination_credentials = credentials("--dest-creds", args.dest_creds.as_deref())?;
     match (
         Location::parse(&args.source)?,
         Location::parse(&args.destination)?,
@@ -64,7 +88,8 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
         (Location::Registry(source), Location::Registry(destination)) => {
             let image = resolve(context, args.all, &source, platform, source_credentials).await?;
             let client = destination_client(context, &destination, destination_credentials)?;
-            let result = image.copy_to(&client, &destination, &options).await?;
+            let result = image.copy_to(&client, &destination, options).await?;
+            reporter.finish();
             print_result(context, &source.to_string(), &result)
         }
         (Location::Registry(source), local) => {
@@ -74,13 +99,14 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
                 ));
             }
             let image = resolve(context, args.all, &source, platform, source_credentials).await?;
-            copy_to_disk(context, args, &source, &image, local).await
+            copy_to_disk(context, args, &source, &image, local, reporter).await
         }
         (local, Location::Registry(destination)) => {
             // From disk: a push.
             let image = local.open()?;
             let client = destination_client(context, &destination, destination_credentials)?;
-            let result = image.push_to(&client, &destination, &options).await?;
+            let result = image.push_to(&client, &destination, options).await?;
+            reporter.finish();
             print_result(context, &args.source, &result)
         }
         _ => Err(Failure::Usage(
@@ -134,8 +160,12 @@ async fn copy_to_disk(
     source: &ImageReference,
     image: &Image,
     destination: Location,
+    reporter: &Reporter,
 ) -> Result<(), Failure> {
     let mut options = PullOptions::default();
+    if let Some(progress) = reporter.progress() {
+        options = options.progress(progress);
+    }
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
@@ -149,6 +179,7 @@ async fn copy_to_disk(
         Location::Archive { path, .. } => image.write_docker_archive(path, &options).await?,
         Location::Registry(_) => unreachable!("a registry destination is a copy, not a pull"),
     };
+    reporter.finish();
     context.out.result(&result_summary(source, &result), || {
         format!(
             "copied {source} to {}\ndigest: {}\n",

@@ -6,6 +6,7 @@ use super::copy::print_result;
 use super::{ClientSettings, Context, parse_reference};
 use crate::cli::PushArgs;
 use crate::exit::Failure;
+use crate::progress::{Mode, Reporter};
 
 pub async fn run(context: &Context, args: &PushArgs) -> Result<(), Failure> {
     let destination = parse_reference(&args.destination)?;
@@ -26,6 +27,16 @@ pub async fn run(context: &Context, args: &PushArgs) -> Result<(), Failure> {
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
-    let result = image.push_to(&client, &destination, &options).await?;
-    print_result(context, image.origin(), &result)
+    let mode = if args.dry_run {
+        Mode::Silent
+    } else {
+        context.progress_mode()
+    };
+    let reporter = Reporter::start(mode, image.origin());
+    if let Some(progress) = reporter.progress() {
+        options = options.progress(progress);
+    }
+    let pushed = image.push_to(&client, &destination, &options).await;
+    reporter.finish();
+    print_result(context, image.origin(), &pushed?)
 }

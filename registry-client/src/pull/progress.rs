@@ -22,6 +22,21 @@ pub enum ProgressEvent {
     BlobProgress { digest: String, done: u64, size: u64 },
     /// A blob was taken from the layer cache or was already in the output.
     BlobFromCache { digest: String, size: u64 },
+    /// A copy or a push is planned: `blobs` blobs of `total_bytes` to `destination`, whose
+    /// tag will name `digest`.
+    CopyPlanned {
+        digest: String,
+        blobs: usize,
+        total_bytes: u64,
+        destination: String,
+    },
+    /// A blob of a copy needs no upload: `reason` is `exists` (the destination has it) or
+    /// `mounted` (from another repository of the destination's registry).
+    BlobSkipped {
+        digest: String,
+        size: u64,
+        reason: &'static str,
+    },
     /// A blob is complete and verified.
     BlobDone { digest: String, size: u64 },
     /// A request is being retried (`what` is a blob digest or a manifest reference).

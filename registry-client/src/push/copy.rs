@@ -14,7 +14,7 @@ use super::upload::{BlobPush, is_upload_lost};
 use crate::client::{Manifest, RepositoryClient};
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
-use crate::pull::{BlobSink, Image};
+use crate::pull::{BlobSink, Image, Progress, ProgressEvent};
 use crate::reference::ImageReference;
 
 /// Blobs copied at once unless told otherwise.
@@ -30,6 +30,7 @@ const UPLOAD_ATTEMPTS: u32 = 3;
 pub struct CopyOptions {
     concurrency: usize,
     dry_run: bool,
+    progress: Option<Progress>,
 }
 
 impl Default for CopyOptions {
@@ -37,6 +38,7 @@ impl Default for CopyOptions {
         CopyOptions {
             concurrency: DEFAULT_COPY_CONCURRENCY,
             dry_run: false,
+            progress: None,
         }
     }
 }
@@ -52,6 +54,20 @@ impl CopyOptions {
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
+    }
+
+    /// Reports the copy as it goes: [`ProgressEvent::CopyPlanned`], then per blob
+    /// [`BlobSkipped`](ProgressEvent::BlobSkipped), or `BlobStarted` (again when an upload
+    /// starts over), `BlobProgress` (bytes handed to the upload) and `BlobDone`. Nothing
+    /// in a dry run.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The progress callback, unless this is a dry run.
+    fn reporter(&self) -> Option<&Progress> {
+        self.progress.as_ref().filter(|_| !self.dry_run)
     }
 }
 
@@ -157,6 +173,7 @@ impl Image {
         to: &RepositoryClient,
         destination: &ImageReference,
         blob: &PlannedBlob,
+        progress: Option<&Progress>,
     ) -> std::result::Result<(), Piped> {
         let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
         let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
@@ -165,9 +182,13 @@ impl Image {
             hasher,
             upload_gone: false,
         };
-        let chunks = Box::pin(stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|chunk| (chunk, receiver))
-        }));
+        let chunks = Box::pin(reported(
+            stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|chunk| (chunk, receiver))
+            }),
+            progress,
+            blob,
+        ));
         let download = async {
             let result = self
                 .client()
@@ -261,11 +282,19 @@ impl Plan {
             )));
         }
         self.blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
+        if let Some(progress) = options.reporter() {
+            progress.emit(ProgressEvent::CopyPlanned {
+                digest: digest.clone(),
+                blobs: self.blobs.len(),
+                total_bytes: self.blobs.iter().map(|b| b.size).sum(),
+                destination: destination.to_string(),
+            });
+        }
         let mount_from = self.mount_from.as_deref();
         let mut blobs = stream::iter(
             self.blobs
                 .iter()
-                .map(|blob| copy_blob(source, to, destination, blob, mount_from, options.dry_run)),
+                .map(|blob| copy_blob(source, to, destination, blob, mount_from, options)),
         )
         .buffer_unordered(options.concurrency)
         .try_collect::<Vec<CopiedBlob>>()
@@ -307,17 +336,32 @@ async fn copy_blob(
     destination: &ImageReference,
     blob: &PlannedBlob,
     mount_from: Option<&str>,
-    dry_run: bool,
+    options: &CopyOptions,
 ) -> Result<CopiedBlob> {
-    let copied = |how| CopiedBlob {
-        digest: blob.digest.clone(),
-        size: blob.size,
-        how,
+    let progress = options.reporter();
+    let copied = |how| {
+        let reason = match how {
+            BlobPush::Present => Some("exists"),
+            BlobPush::Mounted => Some("mounted"),
+            BlobPush::Uploaded => None,
+        };
+        if let (Some(progress), Some(reason)) = (progress, reason) {
+            progress.emit(ProgressEvent::BlobSkipped {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                reason,
+            });
+        }
+        CopiedBlob {
+            digest: blob.digest.clone(),
+            size: blob.size,
+            how,
+        }
     };
     if to.blob_exists(destination, &blob.digest).await? {
         return Ok(copied(BlobPush::Present));
     }
-    if dry_run {
+    if options.dry_run {
         return Ok(copied(if mount_from.is_some() {
             BlobPush::Mounted
         } else {
@@ -331,12 +375,18 @@ async fn copy_blob(
     }
     let mut attempt = 1;
     loop {
+        if let Some(progress) = progress {
+            progress.emit(ProgressEvent::BlobStarted {
+                digest: blob.digest.clone(),
+                size: blob.size,
+            });
+        }
         let result = match (&blob.origin, source) {
             (Origin::Memory(bytes), _) => {
-                let chunks = stream::iter([Ok(bytes.clone())]);
+                let chunks = reported(stream::iter([Ok(bytes.clone())]), progress, blob);
                 to.upload_blob(destination, &blob.digest, blob.size, chunks).await
             }
-            (Origin::Source, Some(image)) => match image.stream_blob(to, destination, blob).await {
+            (Origin::Source, Some(image)) => match image.stream_blob(to, destination, blob, progress).await {
                 // The upload broke, not the download: the blob can be fetched again.
                 Err(Piped::Upload(error)) if error.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
                     tracing::info!(digest = %blob.digest, attempt, "upload failed, sending the blob again: {error}");
@@ -351,12 +401,21 @@ async fn copy_blob(
                 blob.digest
             ))),
             (Origin::File { path, offset }, _) => {
-                let chunks = Box::pin(file_chunks(path.clone(), *offset, blob.size));
-                to.upload_blob(destination, &blob.digest, blob.size, chunks).await
+                let chunks = reported(file_chunks(path.clone(), *offset, blob.size), progress, blob);
+                to.upload_blob(destination, &blob.digest, blob.size, Box::pin(chunks))
+                    .await
             }
         };
         match result {
-            Ok(()) => return Ok(copied(BlobPush::Uploaded)),
+            Ok(()) => {
+                if let Some(progress) = progress {
+                    progress.emit(ProgressEvent::BlobDone {
+                        digest: blob.digest.clone(),
+                        size: blob.size,
+                    });
+                }
+                return Ok(copied(BlobPush::Uploaded));
+            }
             // The registry dropped the session: only a new one, from the first byte.
             Err(error) if is_upload_lost(&error) && attempt < UPLOAD_ATTEMPTS => {
                 tracing::info!(digest = %blob.digest, attempt, "upload lost, sending the blob again: {error}");
@@ -365,6 +424,30 @@ async fn copy_blob(
             Err(error) => return Err(error),
         }
     }
+}
+
+/// `chunks` of `blob` on their way to an upload, counted for `progress`.
+fn reported<S>(
+    chunks: S,
+    progress: Option<&Progress>,
+    blob: &PlannedBlob,
+) -> impl futures::Stream<Item = Result<Bytes>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<Bytes>> + Send + 'static,
+{
+    let progress = progress.cloned();
+    let (digest, size) = (blob.digest.clone(), blob.size);
+    let mut done = 0u64;
+    chunks.inspect(move |chunk| {
+        if let (Some(progress), Ok(bytes)) = (&progress, chunk) {
+            done += bytes.len() as u64;
+            progress.emit(ProgressEvent::BlobProgress {
+                digest: digest.clone(),
+                done,
+                size,
+            });
+        }
+    })
 }
 
 /// `len` bytes of the file at `path` from `offset`, a piece at a time.
