@@ -10,7 +10,7 @@ use conformance::harness::{AuthMode, Pusher, TestRegistry, noise, run_tool};
 use registry_client::digest::sha256;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{Progress, ProgressEvent, PullOptions};
-use registry_client::push::{BlobPush, CopyOptions, LocalImage};
+use registry_client::push::{BlobPush, CopyOptions, CopyResult, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use reqwest::Method;
 use serde_json::json;
@@ -35,6 +35,19 @@ async fn destination(auth: AuthMode) -> (TestRegistry, FaultProxy) {
     let registry = TestRegistry::start_empty(auth).await;
     let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
     (registry, proxy)
+}
+
+/// Resolves `from` (one platform) and copies it to `to`, anonymously on both sides.
+async fn copy(from: &ImageReference, to: &ImageReference) -> registry_client::Result<CopyResult> {
+    let image = client(None).pull(from).await.expect("resolve");
+    image.copy_to(&client(None), to, &CopyOptions::default()).await
+}
+
+/// A failed copy left no tag behind.
+async fn assert_no_tag(registry: &TestRegistry, repository: &str, tag: &str) {
+    let url = format!("{}/v2/{repository}/manifests/{tag}", registry.url());
+    let answer = reqwest::get(&url).await.expect("GET the tag");
+    assert_eq!(answer.status(), 404, "a failed copy left {repository}:{tag}");
 }
 
 fn is_upload_start(r: &RecordedRequest) -> bool {
@@ -168,13 +181,7 @@ async fn one_platform_copies_as_its_own_manifest() {
         .expect("an amd64 child");
     let from = reference(&source.host(), &format!("{}:v1", multi.repository));
     let to = reference(&dest.host(), "copies/amd64:v1");
-    let result = client(None)
-        .pull(&from)
-        .await
-        .expect("resolve")
-        .copy_to(&client(None), &to, &CopyOptions::default())
-        .await
-        .expect("copy");
+    let result = copy(&from, &to).await.expect("copy");
     assert_eq!(result.digest, amd64.digest);
     assert_eq!(result.manifests, vec![amd64.digest.clone()]);
     assert_eq!(skopeo_digest(&format!("docker://{to}")), amd64.digest);
@@ -350,11 +357,7 @@ async fn a_corrupted_download_commits_nothing_at_the_destination() {
     let (dest_registry, dest) = destination(AuthMode::None).await;
     let from = reference(&source.host(), "big/image:v1");
     let to = reference(&dest.host(), "big/copy:v1");
-    let err = client(None)
-        .pull(&from)
-        .await
-        .expect("resolve")
-        .copy_to(&client(None), &to, &CopyOptions::default())
+    let err = copy(&from, &to)
         .await
         .expect_err("a corrupted layer cannot be copied");
     assert!(err.is_integrity(), "{err}");
@@ -371,10 +374,7 @@ async fn a_corrupted_download_commits_nothing_at_the_destination() {
     .await
     .expect("GET the blob");
     assert_eq!(blob.status(), 404, "the corrupted layer was stored");
-    let tag = reqwest::get(format!("{}/v2/big/copy/manifests/v1", dest_registry.url()))
-        .await
-        .expect("GET the tag");
-    assert_eq!(tag.status(), 404, "a failed copy left a tag");
+    assert_no_tag(&dest_registry, "big/copy", "v1").await;
 }
 
 #[tokio::test]
@@ -385,18 +385,9 @@ async fn a_manifest_the_registry_refuses_leaves_no_tag() {
     let single = &source.fixtures().single_oci;
     let from = reference(&source.host(), &format!("{}:v1", single.repository));
     let to = reference(&dest.host(), "refused/copy:v1");
-    let err = client(None)
-        .pull(&from)
-        .await
-        .expect("resolve")
-        .copy_to(&client(None), &to, &CopyOptions::default())
-        .await
-        .expect_err("the manifest is refused");
+    let err = copy(&from, &to).await.expect_err("the manifest is refused");
     assert!(err.to_string().contains("400"), "{err}");
-    let tag = reqwest::get(format!("{}/v2/refused/copy/manifests/v1", registry.url()))
-        .await
-        .expect("GET the tag");
-    assert_eq!(tag.status(), 404, "a refused copy left a tag");
+    assert_no_tag(&registry, "refused/copy", "v1").await;
 }
 
 #[tokio::test]
