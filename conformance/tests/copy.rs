@@ -1,8 +1,8 @@
 //! Copies between real Distribution registries, each behind a recording fault proxy: the
 //! whole multi-arch index byte for byte (skopeo reads the same digest on both sides), one
 //! platform, nothing uploaded twice, mounts within one registry, an upload cut mid-way and
-//! resumed, a corrupted download committing nothing, a refused manifest leaving no tag, and
-//! push access asked of a token server.
+//! resumed, a corrupted download committing nothing, an upload sent to another origin
+//! refused, a refused manifest leaving no tag, and push access asked of a token server.
 
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
@@ -43,10 +43,14 @@ async fn copy(from: &ImageReference, to: &ImageReference) -> registry_client::Re
     image.copy_to(&client(None), to, &CopyOptions::default()).await
 }
 
-/// A failed copy left no tag behind.
+/// A failed copy left no tag behind (asked as the registry's admin when it has one).
 async fn assert_no_tag(registry: &TestRegistry, repository: &str, tag: &str) {
     let url = format!("{}/v2/{repository}/manifests/{tag}", registry.url());
-    let answer = reqwest::get(&url).await.expect("GET the tag");
+    let mut request = reqwest::Client::new().get(&url);
+    if let Some((user, password)) = registry.admin_credentials() {
+        request = request.basic_auth(user, Some(password));
+    }
+    let answer = request.send().await.expect("GET the tag");
     assert_eq!(answer.status(), 404, "a failed copy left {repository}:{tag}");
 }
 
@@ -375,6 +379,48 @@ async fn a_corrupted_download_commits_nothing_at_the_destination() {
     .expect("GET the blob");
     assert_eq!(blob.status(), 404, "the corrupted layer was stored");
     assert_no_tag(&dest_registry, "big/copy", "v1").await;
+}
+
+#[tokio::test]
+async fn an_upload_location_on_another_origin_is_refused_and_gets_nothing() {
+    // The destination wants a password; its upload answer sends the blob elsewhere.
+    // Neither the blob nor the credentials may go there.
+    let source = TestRegistry::start(AuthMode::None).await;
+    let (registry, dest) = destination(AuthMode::Basic).await;
+    let elsewhere = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    let foreign = format!(
+        "http://{}/v2/stolen/blobs/uploads/1234?_state=x",
+        elsewhere.host()
+    );
+    dest.inject_when(
+        Matcher::path_contains("/blobs/uploads/").method(Method::POST),
+        Fault::Status {
+            status: 202,
+            times: 100,
+            retry_after: None,
+            headers: vec![("Location".into(), foreign.clone())],
+            body: Some(String::new()),
+        },
+    );
+    let single = &source.fixtures().single_oci;
+    let from = reference(&source.host(), &format!("{}:v1", single.repository));
+    let to = reference(&dest.host(), "elsewhere/copy:v1");
+    let image = client(None).pull(&from).await.expect("resolve");
+    let err = image
+        .copy_to(
+            &client(registry.admin_credentials()),
+            &to,
+            &CopyOptions::default(),
+        )
+        .await
+        .expect_err("an upload that leaves the registry is refused");
+    assert!(err.to_string().contains("leaves the registry"), "{err}");
+    assert_eq!(elsewhere.requests().len(), 0, "{:#?}", elsewhere.requests());
+    assert!(
+        dest.count(|r| r.had_authorization) > 0,
+        "the destination itself was asked with credentials"
+    );
+    assert_no_tag(&registry, "elsewhere/copy", "v1").await;
 }
 
 #[tokio::test]
