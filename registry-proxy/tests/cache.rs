@@ -3,7 +3,8 @@
 //! pull at once; stale answers when the upstream is gone; nothing cached
 //! from a corrupted upstream; blob HEADs that download nothing; Range on a
 //! miss and on a hit; routes that never mix; fills that outlive their
-//! client; a cache that survives a restart and cleans up after a crash.
+//! client; a commit that fails after verification caching nothing; a cache
+//! that survives a restart and cleans up after a crash.
 
 mod common;
 
@@ -315,6 +316,47 @@ async fn a_fill_outlives_the_client_that_started_it() {
     let cached = http().get(&blob).send().await.expect("GET");
     assert_eq!(cached.bytes().await.expect("body").as_ref(), data.as_slice());
     assert_eq!(blob_gets(&upstream).get(&digest), Some(&1));
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_after_the_blob_was_verified_serves_it_and_caches_nothing() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let upstream = recorded(&registry).await;
+    let data: Vec<u8> = (0..2 * 1024 * 1024_u32).map(|i| (i % 241) as u8).collect();
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &[upstream.host()]);
+    // A directory where the blob's file goes: the rename that commits it fails.
+    let hex = digest.strip_prefix("sha256:").expect("sha256");
+    let obstacle = dir.path().join(format!(
+        "store/routes/{}/blobs/sha256/{hex}",
+        config.routes[0].name
+    ));
+    std::fs::create_dir_all(&obstacle).expect("the obstacle");
+    let proxy = RunningProxy::start(&config);
+    let blob = format!("{}/v2/big/blob/blobs/{digest}", proxy.url());
+
+    // The client gets the whole, verified blob all the same.
+    let first = http().get(&blob).send().await.expect("GET");
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-cache"), "MISS");
+    assert_eq!(first.bytes().await.expect("body").as_ref(), data.as_slice());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::metric(&common::metrics(&proxy).await, "mcreg_fills_in_flight") > 0.0 {
+        assert!(Instant::now() < deadline, "the fill never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing was cached: the obstacle is as it was, and the blob is still a miss.
+    assert!(obstacle.is_dir() && std::fs::read_dir(&obstacle).expect("read").next().is_none());
+    let head = http().head(&blob).send().await.expect("HEAD");
+    assert_eq!(header(&head, "x-cache"), "MISS");
+
+    // Once storage works again, the next request fills it for good.
+    std::fs::remove_dir(&obstacle).expect("remove the obstacle");
+    let second = http().get(&blob).send().await.expect("GET");
+    assert_eq!(second.bytes().await.expect("body").as_ref(), data.as_slice());
+    wait_for_hit(&blob).await;
+    assert_eq!(blob_gets(&upstream).get(&digest), Some(&2));
 }
 
 #[tokio::test]
