@@ -3,7 +3,7 @@
 # What the benchmarks share (scripts/bench-pull.sh, bench-proxy.sh and bench-copy.sh source
 # it): the benchmark image, so that all measure the same one and share target/bench-image/
 # (a multi-layer OCI image of real files from this machine, built once per size with GNU
-# tar and umoci); the timer; free ports.
+# tar and umoci); the timer; CPU time of a process; a Distribution registry; free ports.
 #
 # The sourcing script provides: TARGET_DIR, size_mb, rebuild_image, log and die.
 # build_image sets LAYOUT (an OCI layout whose image is tagged `bench`).
@@ -126,6 +126,46 @@ with open(timing, "w") as t:
     t.write(f"{wall:.4f} {usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 '
+
+# CPU seconds (user + system) a live process has used so far.
+cpu_seconds() {
+  local ticks
+  ticks=$(getconf CLK_TCK)
+  # Fields after the command name, which is in parentheses: utime and stime are 12 and 13.
+  sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$ticks" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# start_registry_in DIR on|off: a Distribution registry on a free loopback port, storing
+# under DIR/data, its config in DIR/config.yml and its output in DIR/log, the access log on
+# or off. Sets REGISTRY_PID and REGISTRY_ADDR once GET /v2/ answers; dies, showing the log,
+# if it does not come up.
+start_registry_in() {
+  local dir=$1 accesslog=$2 port i
+  port=$(free_port)
+  mkdir -p "$dir"
+  cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: $([ "$accesslog" = on ] && echo false || echo true)
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+EOF
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  REGISTRY_PID=$!
+  REGISTRY_ADDR=127.0.0.1:$port
+  for i in $(seq 200); do
+    curl -fs -o /dev/null "http://$REGISTRY_ADDR/v2/" && return 0
+    kill -0 "$REGISTRY_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$dir/log" >&2
+  die "docker-registry ($dir) did not come up"
+}
 
 # A free TCP port on loopback.
 free_port() {

@@ -76,39 +76,11 @@ cleanup() {
 trap cleanup EXIT
 
 
-# start_registry NAME: a Distribution registry with its own storage; sets REGISTRY_ADDR
-# and REGISTRY_PID.
+# start_registry NAME: a Distribution registry with its own storage under $WORK/NAME, no
+# access log; sets REGISTRY_ADDR and REGISTRY_PID.
 start_registry() {
-  local name=$1 port dir=$WORK/$1
-  port=$(free_port)
-  mkdir -p "$dir"
-  cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:$port
-EOF
-  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  REGISTRY_PID=$!
+  start_registry_in "$WORK/$1" off
   PIDS+=("$REGISTRY_PID")
-  REGISTRY_ADDR=127.0.0.1:$port
-  local i
-  for i in $(seq 200); do
-    curl -fs -o /dev/null "http://$REGISTRY_ADDR/v2/" && return 0
-    sleep 0.05
-  done
-  die "registry $name did not come up"
-}
-
-# CPU seconds (user + system) a live process has used so far.
-cpu_seconds() {
-  sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
 }
 
 stop_registry() {

@@ -299,13 +299,6 @@ vm_hwm_kib() {
   awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
-# CPU seconds (user + system) a live process has used so far.
-cpu_seconds() {
-  local ticks
-  ticks=$(getconf CLK_TCK)
-  # Fields after the command name, which is in parentheses: utime and stime are 12 and 13.
-  sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$ticks" '{ printf "%.2f", ($12 + $13) / hz }'
-}
 
 # ---------------------------------------------------------------------------------------
 # 3. The image (bench-pull.sh's recipe, unchanged: both scripts share the cached image)

@@ -128,34 +128,11 @@ cleanup() {
 }
 
 
+# The registry both tools pull from (access log on, Distribution's default).
 start_registry() {
-  local port
-  port=$(free_port)
-  mkdir -p "$WORK/registry"
-  cat >"$WORK/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry/data
-http:
-  addr: 127.0.0.1:$port
-EOF
-  docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
-  REGISTRY_PID=$!
-  local i
-  for i in $(seq 100); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$port/v2/"; then
-      REGISTRY=127.0.0.1:$port
-      log "registry (Distribution $(docker-registry --version | awk '{print $NF}')) on $REGISTRY"
-      return
-    fi
-    kill -0 "$REGISTRY_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$WORK/registry/log" >&2
-  die "docker-registry did not come up"
+  start_registry_in "$WORK/registry" on
+  REGISTRY=$REGISTRY_ADDR
+  log "registry (Distribution $(docker-registry --version | awk '{print $NF}')) on $REGISTRY"
 }
 
 # ---------------------------------------------------------------------------------------
