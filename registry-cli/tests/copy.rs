@@ -203,10 +203,19 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     let archive = common::path_str(&sandbox.path("image.tar"));
 
     // Registry → disk: the whole index into a layout, one platform into an archive.
-    sandbox
-        .mcreg(&["copy", "--all", &from, &format!("oci:{layout}:multi")])
-        .ok();
-    let raw = run_tool("skopeo", &["inspect", "--raw", &format!("oci:{layout}:multi")]);
+    let into_layout = format!("oci:{layout}:multi");
+    let said = sandbox
+        .mcreg(&["copy", "--all", &from, &into_layout])
+        .ok()
+        .stdout_text();
+    assert!(
+        said.contains(&format!(
+            "copied {from} to {into_layout}\ndigest: {}",
+            multi.digest
+        )),
+        "{said}"
+    );
+    let raw = run_tool("skopeo", &["inspect", "--raw", &into_layout]);
     assert_eq!(sha256(raw.as_bytes()), multi.digest);
     sandbox
         .mcreg(&[

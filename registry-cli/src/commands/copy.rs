@@ -67,8 +67,28 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
         options = options.concurrency(jobs.into());
     }
     let copied = copy(context, args, &options, &reporter, platform).await;
+    // The bars go before the summary (or the error) is printed.
     reporter.finish();
-    copied
+    match copied? {
+        Copied::ToRegistry { source, result } => print_result(context, &source, &result),
+        Copied::ToDisk { source, result } => context.out.result(&result_summary(&source, &result), || {
+            format!(
+                "copied {source} to {}\ndigest: {}\n",
+                args.destination, result.digest
+            )
+        }),
+    }
+}
+
+/// What a copy did, for its summary.
+enum Copied {
+    /// Into a registry: from one, or from disk (a push).
+    ToRegistry { source: String, result: CopyResult },
+    /// To disk: a pull.
+    ToDisk {
+        source: ImageReference,
+        result: PullResult,
+    },
 }
 
 async fn copy(
@@ -77,7 +97,7 @@ async fn copy(
     options: &CopyOptions,
     reporter: &Reporter,
     platform: Option<&str>,
-) -> Result<(), Failure> {
+) -> Result<Copied, Failure> {
     // Checked before anything is asked of a registry.
     let source_credentials = credentials("--src-creds", args.src_creds.as_deref())?;
     let destination_credentials = credentials("--dest-creds", args.dest_creds.as_deref())?;
@@ -89,8 +109,10 @@ async fn copy(
             let image = resolve(context, args.all, &source, platform, source_credentials).await?;
             let client = destination_client(context, &destination, destination_credentials)?;
             let result = image.copy_to(&client, &destination, options).await?;
-            reporter.finish();
-            print_result(context, &source.to_string(), &result)
+            Ok(Copied::ToRegistry {
+                source: source.to_string(),
+                result,
+            })
         }
         (Location::Registry(source), local) => {
             if args.dry_run {
@@ -99,15 +121,18 @@ async fn copy(
                 ));
             }
             let image = resolve(context, args.all, &source, platform, source_credentials).await?;
-            copy_to_disk(context, args, &source, &image, local, reporter).await
+            let result = copy_to_disk(args, &image, local, reporter).await?;
+            Ok(Copied::ToDisk { source, result })
         }
         (local, Location::Registry(destination)) => {
             // From disk: a push.
             let image = local.open()?;
             let client = destination_client(context, &destination, destination_credentials)?;
             let result = image.push_to(&client, &destination, options).await?;
-            reporter.finish();
-            print_result(context, &args.source, &result)
+            Ok(Copied::ToRegistry {
+                source: args.source.clone(),
+                result,
+            })
         }
         _ => Err(Failure::Usage(
             "copy: one side must be a registry (cp copies files)".into(),
@@ -155,13 +180,11 @@ fn destination_client(
 
 /// To disk: a pull into an OCI layout or a docker archive.
 async fn copy_to_disk(
-    context: &Context,
     args: &CopyArgs,
-    source: &ImageReference,
     image: &Image,
     destination: Location,
     reporter: &Reporter,
-) -> Result<(), Failure> {
+) -> Result<PullResult, Failure> {
     let mut options = PullOptions::default();
     if let Some(progress) = reporter.progress() {
         options = options.progress(progress);
@@ -169,7 +192,7 @@ async fn copy_to_disk(
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
-    let result = match &destination {
+    Ok(match &destination {
         Location::Layout { path, name } => {
             if let Some(name) = name {
                 options = options.ref_name(name.as_str());
@@ -178,13 +201,6 @@ async fn copy_to_disk(
         }
         Location::Archive { path, .. } => image.write_docker_archive(path, &options).await?,
         Location::Registry(_) => unreachable!("a registry destination is a copy, not a pull"),
-    };
-    reporter.finish();
-    context.out.result(&result_summary(source, &result), || {
-        format!(
-            "copied {source} to {}\ndigest: {}\n",
-            args.destination, result.digest
-        )
     })
 }
 
