@@ -142,11 +142,11 @@ impl<R: Read> Framed<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A tar of `files` as the `tar` crate writes it (padded, with the end marker).
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, data) in files {
             let mut header = tar::Header::new_gnu();

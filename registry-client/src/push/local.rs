@@ -359,20 +359,9 @@ fn digest_of(path: &Path, offset: u64, size: u64) -> Result<(String, bool)> {
 mod tests {
     use super::*;
 
-    type Files<'a> = Vec<(&'a str, &'a [u8])>;
+    use crate::tar_reader::tests::tar_of;
 
-    /// A tar of `files` (name, content).
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, *data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
+    type Files<'a> = Vec<(&'a str, &'a [u8])>;
 
     fn archive(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
         let path = dir.join("image.tar");
