@@ -273,7 +273,14 @@ impl Cache {
         route: &Route,
         reference: &ImageReference,
     ) -> Shared<(StoredManifest, String)> {
-        let key = format!("{} {}", route.name, reference.reference());
+        // Per repository: a request for the same digest under another
+        // repository must not be answered before its upstream confirms it.
+        let key = format!(
+            "{} {}@{}",
+            route.name,
+            reference.repository(),
+            reference.reference()
+        );
         self.manifests
             .run(key, || async {
                 let raw = route
@@ -321,27 +328,44 @@ impl Cache {
 
     async fn find_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
         // A fill under way first: it may commit while we look at storage.
-        if let Some(fill) = self.fills.running(&route.name, digest) {
-            if fill.repository() != reference.repository() {
-                self.confirm(route, reference, Kind::Blob, digest).await?;
+        let fill = match self.fills.running(&route.name, digest) {
+            Some(fill) => fill,
+            None => {
+                if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+                    self.confirm(route, reference, Kind::Blob, digest).await?;
+                    return Ok(BlobFound {
+                        size,
+                        location: BlobLocation::Stored,
+                    });
+                }
+                let job = FillJob {
+                    client: route.client().clone(),
+                    fetches: route.fetches.clone(),
+                    reference: reference.clone(),
+                    route: route.name.clone(),
+                    digest: digest.to_owned(),
+                };
+                // May join a fill another request started meanwhile.
+                self.fills.join_or_start(&self.storage, job)?
             }
-            return filling(fill).await;
-        }
-        if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
-            self.confirm(route, reference, Kind::Blob, digest).await?;
-            return Ok(BlobFound {
-                size,
-                location: BlobLocation::Stored,
-            });
-        }
-        let job = FillJob {
-            client: route.client().clone(),
-            fetches: route.fetches.clone(),
-            reference: reference.clone(),
-            route: route.name.clone(),
-            digest: digest.to_owned(),
         };
-        filling(self.fills.join_or_start(&self.storage, job)?).await
+        self.confirm_for_fill(route, reference, &fill, digest).await?;
+        filling(fill).await
+    }
+
+    /// A fill started for another repository serves this one only once the
+    /// upstream confirms the blob is there too.
+    async fn confirm_for_fill(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        fill: &Fill,
+        digest: &str,
+    ) -> Shared<()> {
+        if fill.repository() == reference.repository() {
+            return Ok(());
+        }
+        self.confirm(route, reference, Kind::Blob, digest).await
     }
 
     /// A blob's size for a `HEAD`: stored, from a fill that knows it, or an
@@ -359,9 +383,7 @@ impl Cache {
 
     async fn head_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
         if let Some(fill) = self.fills.running(&route.name, digest) {
-            if fill.repository() != reference.repository() {
-                self.confirm(route, reference, Kind::Blob, digest).await?;
-            }
+            self.confirm_for_fill(route, reference, &fill, digest).await?;
             return filling(fill).await;
         }
         if let Some(size) = self.storage.blob_size(&route.name, digest).await? {

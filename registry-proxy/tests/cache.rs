@@ -2,7 +2,8 @@
 //! recording fault proxy: one upstream GET per blob however many clients
 //! pull at once; stale answers when the upstream is gone; nothing cached
 //! from a corrupted upstream; blob HEADs that download nothing; Range on a
-//! miss and on a hit; routes that never mix; fills that outlive their
+//! miss and on a hit; routes that never mix; a fetch under way for one
+//! repository that answers no other; fills that outlive their
 //! client; a commit that fails after verification caching nothing; a cache
 //! that survives a restart and cleans up after a crash.
 
@@ -286,6 +287,45 @@ async fn two_routes_with_the_same_names_never_mix() {
         .await
         .expect_err("not in b");
     assert!(error.is_not_found(), "{error}");
+}
+
+#[tokio::test]
+async fn a_manifest_fetch_under_way_for_one_repository_does_not_answer_another() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let mut image = fixtures().single_oci.clone();
+    image.repository = "team/app".into();
+    Pusher::new(&registry.url()).image(&image).await;
+    let upstream = recorded(&registry).await;
+    // The first fetch is still under way when the second request comes.
+    upstream.inject_when(
+        Matcher::path_contains(format!("/v2/team/app/manifests/{}", image.digest)),
+        Fault::Delay {
+            duration: Duration::from_millis(800),
+            times: 1,
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let get = |repository: &str| {
+        http()
+            .get(format!(
+                "{}/v2/{repository}/manifests/{}",
+                proxy.url(),
+                image.digest
+            ))
+            .header("Accept", image.media_type)
+            .send()
+    };
+
+    let (held, other) = tokio::join!(get("team/app"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        get("team/other").await
+    });
+    assert_eq!(held.expect("GET").status(), StatusCode::OK);
+    // The upstream has no `team/other`: the same digest is not served there.
+    let other = other.expect("GET");
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    assert!(other.text().await.expect("body").contains("MANIFEST_UNKNOWN"));
 }
 
 #[tokio::test]
