@@ -5,7 +5,8 @@
 //! runs on its own task: a client that goes away stops nothing. When the
 //! blob is complete and verified it is committed to storage; when it fails,
 //! every reader's body ends in an error (the connection is cut: no client
-//! mistakes a partial blob for a whole one) and nothing is stored.
+//! mistakes a partial blob for a whole one) and nothing is stored. No
+//! reader, whole blob or range, reaches its end before the blob is verified.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -125,16 +126,19 @@ impl Reader {
             return None;
         }
         loop {
-            let available = match &*self.state.borrow_and_update() {
-                FillState::Running { written, .. } => *written,
-                FillState::Verified { size, .. } | FillState::Done { size, .. } => *size,
+            // Until the blob is verified the range's last byte is held back:
+            // a range, like a whole blob, must not end cleanly with bytes of
+            // a blob that fails its digest.
+            let readable = match &*self.state.borrow_and_update() {
+                FillState::Running { written, .. } => (*written).min(self.end - 1),
+                FillState::Verified { size, .. } | FillState::Done { size, .. } => (*size).min(self.end),
                 FillState::Failed(error) => {
                     self.at = self.end;
                     return Some(Err(std::io::Error::other(error.to_string())));
                 }
             };
-            if available > self.at {
-                let len = (available.min(self.end) - self.at).min(READ_BYTES);
+            if readable > self.at {
+                let len = (readable - self.at).min(READ_BYTES);
                 let (file, at) = (self.file.clone(), self.at);
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buffer = vec![0; len as usize];
@@ -383,5 +387,63 @@ impl BlobSink for SpoolSink<'_> {
                 *known = Some(size);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A fill over `content` with its state in the test's hands.
+    fn fill(content: &[u8]) -> (Fill, watch::Sender<FillState>) {
+        let file = tempfile::tempfile().expect("spool");
+        file.write_all_at(content, 0).expect("write");
+        let (state, receiver) = watch::channel(FillState::Running {
+            written: content.len() as u64,
+            size: Some(content.len() as u64),
+        });
+        let fill = Fill {
+            file: Arc::new(file),
+            state: receiver,
+            repository: "app".into(),
+        };
+        (fill, state)
+    }
+
+    async fn next(stream: &mut BoxStream<'static, std::io::Result<Bytes>>) -> Option<std::io::Result<Bytes>> {
+        tokio::time::timeout(std::time::Duration::from_millis(200), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no answer within 200 ms"))
+    }
+
+    #[tokio::test]
+    async fn a_range_ends_only_once_the_blob_is_verified() {
+        let (fill, state) = fill(b"0123456789");
+        let mut range = fill.read(2..6);
+        assert_eq!(next(&mut range).await.unwrap().unwrap(), &b"234"[..]);
+        // The last byte waits for the verdict, though it is in the spool.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(100), range.next()).await;
+        assert!(waiting.is_err(), "the range ended before the blob was verified");
+        state.send_replace(FillState::Verified {
+            size: 10,
+            source: "upstream".into(),
+        });
+        assert_eq!(next(&mut range).await.unwrap().unwrap(), &b"5"[..]);
+        assert!(next(&mut range).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_blob_that_fails_ends_in_an_error() {
+        let (fill, state) = fill(b"0123456789");
+        let mut range = fill.read(0..4);
+        assert_eq!(next(&mut range).await.unwrap().unwrap(), &b"012"[..]);
+        state.send_replace(FillState::Failed(Arc::new(Error::storage(
+            "digest mismatch",
+            std::io::Error::other("corrupt"),
+        ))));
+        assert!(next(&mut range).await.unwrap().is_err());
+        assert!(next(&mut range).await.is_none());
     }
 }
