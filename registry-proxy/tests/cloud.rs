@@ -1,13 +1,32 @@
 //! A cloud registry as an upstream: the route's client is the cloud
-//! provider's, chosen by the registry's host, with the cloud's own
-//! credentials. ECR's side is emulated by moto: the `aws` provider gets a
-//! token from moto's `GetAuthorizationToken` and presents it as `AWS` /
-//! `<account>-auth-token` to a real Distribution registry.
+//! provider's, with the cloud's own credentials, against a real Distribution
+//! registry standing in for the cloud's.
+//!
+//! - ECR, emulated by moto: the `aws` provider (chosen by the registry's
+//!   host) gets a token from moto's `GetAuthorizationToken` and presents it
+//!   as `AWS` / `<account>-auth-token` to a Basic-auth registry.
+//! - Artifact Registry: the `gcp` provider exchanges an `authorized_user`
+//!   file's refresh token at a fake Google OAuth2 endpoint, and the access
+//!   token at the registry's token server as `oauth2accesstoken`.
+//! - Alibaba ACR (Enterprise Edition): the `ali` provider gets a temporary
+//!   user and password from a fake `cr` API that verifies its ACS3 signature,
+//!   date and nonce, and presents them at the registry's token server.
+//!
+//! The Google and Alibaba fakes are the provider crates' own (their
+//! `tests/common`, included by path: they are test modules, not libraries),
+//! so the cache is tested against exactly what the providers are. Those
+//! routes' upstreams sit behind a recording proxy, so a second pull can be
+//! seen to fetch no blob.
 
 mod common;
+#[path = "../../registry-ali/tests/common/mod.rs"]
+mod fake_ali;
+#[path = "../../registry-gcp/tests/common/mod.rs"]
+mod fake_google;
 
 use common::RunningProxy;
-use conformance::harness::{AuthMode, TestRegistry, moto_url};
+use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::{AuthMode, ImageFixture, TestRegistry, moto_url};
 use registry_aws::{ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
@@ -17,6 +36,9 @@ use registry_proxy::{Config, RouteConfig};
 /// The password in moto's token for its default account 123456789012.
 const MOTO_PASSWORD: &str = "123456789012-auth-token";
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const ARTIFACT_REGISTRY: &str = "us-docker.pkg.dev";
+/// The Enterprise Edition instance `mcreg` that the fake `cr` API knows.
+const ACR: &str = "mcreg-registry.cn-hangzhou.cr.aliyuncs.com";
 
 #[tokio::test]
 async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
@@ -56,4 +78,141 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     // The registry takes nothing but `AWS` and moto's token: the pull
     // proves the route's client was the aws provider's.
     assert_eq!(result.digest, image.digest);
+}
+
+#[tokio::test]
+async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_its_oauth_token() {
+    use fake_google::{CLIENT_ID, FakeOAuth, Tokens};
+    use registry_gcp::{CREDENTIALS_FILE_OPTION, SCOPE, USERNAME};
+    const ACCESS_TOKEN: &str = "ya29.proxy-Access-token";
+
+    let oauth = FakeOAuth::start(Tokens::Fixed(ACCESS_TOKEN), 3600);
+    // The token server takes nothing but `oauth2accesstoken` and the fake's token.
+    let registry = TestRegistry::start_as(AuthMode::Token, USERNAME, ACCESS_TOKEN).await;
+    let upstream = recorded(&registry).await;
+    let mut route = cloud_route(ARTIFACT_REGISTRY, "gcp", &upstream);
+    route.options.insert(
+        CREDENTIALS_FILE_OPTION.into(),
+        oauth.credentials_file().display().to_string(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&Config::with_routes(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().to_owned(),
+        vec![route],
+    ));
+
+    let image = &registry.fixtures().single_oci;
+    pull_twice(&proxy, image, &upstream).await;
+
+    // The fake checked the client id, secret and refresh token, and answered
+    // one exchange: the access token lives an hour, both pulls shared it.
+    let requests = oauth.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0].grant_type.as_deref(), Some("refresh_token"));
+    assert_eq!(requests[0].client_id.as_deref(), Some(CLIENT_ID));
+    assert_eq!(requests[0].scope.as_deref(), Some(SCOPE));
+    assert_eq!(requests[0].status, 200);
+    assert_registry_tokens_for(&registry, USERNAME);
+}
+
+#[tokio::test]
+async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api_call() {
+    use fake_ali::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
+    // An AccessKey of this test's own: the fake's call log is per key.
+    let account = fake_ali::fake().account("proxy-cloud");
+    // The token server takes nothing but the temporary user and password
+    // the fake hands out.
+    let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
+    let upstream = recorded(&registry).await;
+    let mut route = cloud_route(ACR, "ali", &upstream);
+    // The AccessKey and the fake's URL, as the provider's own tests pass them.
+    for (name, value) in account.options() {
+        route.options.insert(name.into(), value);
+    }
+    route
+        .options
+        .insert(registry_ali::INSTANCE_ID_OPTION.into(), MCREG_INSTANCE_ID.into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&Config::with_routes(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().to_owned(),
+        vec![route],
+    ));
+
+    let image = &registry.fixtures().single_oci;
+    pull_twice(&proxy, image, &upstream).await;
+
+    // One call, whose signature, date, nonce and content hash the fake
+    // verified (a refused call is logged with its error code); the password
+    // lives an hour, both pulls shared it.
+    let calls = account.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].error, None, "{calls:#?}");
+    assert_eq!(
+        (calls[0].action.as_str(), calls[0].version.as_str()),
+        ("GetAuthorizationToken", "2018-12-01")
+    );
+    assert_eq!(
+        calls[0].params.get("InstanceId").map(String::as_str),
+        Some(MCREG_INSTANCE_ID)
+    );
+    assert_registry_tokens_for(&registry, TEMP_USER);
+}
+
+/// A recording proxy in front of `registry`: the cache's upstream.
+async fn recorded(registry: &TestRegistry) -> FaultProxy {
+    FaultProxy::start(registry.url().parse().expect("registry URL")).await
+}
+
+/// The default route for the cloud registry `registry` with `provider`'s
+/// client, whose API is at `upstream` (on loopback, not at its name).
+fn cloud_route(registry: &str, provider: &str, upstream: &FaultProxy) -> RouteConfig {
+    let mut route = RouteConfig::for_registry(registry).expect("route");
+    route.default = true;
+    route.provider = Some(provider.into());
+    // Cloud content: served to anyone only because the route says so.
+    route.public = Some(true);
+    route.endpoint = Some(upstream.url().to_string());
+    route
+}
+
+/// Pulls `image` through the cache twice: both times the upstream's digest;
+/// the first fetches each blob from the upstream once, the second none.
+async fn pull_twice(proxy: &RunningProxy, image: &ImageFixture, upstream: &FaultProxy) {
+    let name = format!("{}:{}", image.repository, image.tag.as_deref().expect("a tag"));
+    assert_eq!(common::pull_through(proxy, &name).await, image.digest);
+    let mut expected: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
+    expected.push(&image.config_digest);
+    expected.sort();
+    assert_eq!(blob_gets(upstream), expected, "each blob fetched once");
+
+    assert_eq!(common::pull_through(proxy, &name).await, image.digest);
+    assert_eq!(blob_gets(upstream), expected, "the second pull fetched no blob");
+}
+
+/// The digests of the blob GETs that reached the registry, sorted.
+fn blob_gets(upstream: &FaultProxy) -> Vec<String> {
+    let mut digests: Vec<String> = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob_get() && r.forwarded)
+        .filter_map(|r| r.path.rsplit_once("/blobs/").map(|(_, d)| d.to_owned()))
+        .collect();
+    digests.sort();
+    digests
+}
+
+/// The registry's token server was asked, and only ever as `user` (the
+/// provider's credentials), and issued every token asked for.
+fn assert_registry_tokens_for(registry: &TestRegistry, user: &str) {
+    let requests = registry.token_server().expect("token mode").requests();
+    assert!(
+        !requests.is_empty(),
+        "the registry's token server was never asked"
+    );
+    for request in &requests {
+        assert_eq!(request.username.as_deref(), Some(user), "{requests:#?}");
+        assert_eq!(request.status, 200, "{requests:#?}");
+    }
 }
