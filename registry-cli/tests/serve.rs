@@ -1,48 +1,78 @@
 //! `mcreg serve` as a real service: it starts with one command, pulls go
-//! through it, it logs one line per request, reads upstream credentials from
-//! the environment without ever printing them, refuses a bad config file
-//! with the file and key, and stops cleanly on SIGTERM.
+//! through it, it logs one line per request (with the upstream, the bytes
+//! and the time), reads upstream credentials from the environment or
+//! docker's `config.json` without ever printing them, keeps its cache in
+//! the default directory when given none, refuses a bad config file with
+//! the file and key, and stops cleanly on SIGTERM.
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{MCREG, Sandbox, path_str};
 use conformance::harness::{AuthMode, TestRegistry, free_port};
+use serde_json::Value;
 
 /// A running `mcreg serve`; killed if the test did not stop it.
 struct Server {
     child: Child,
     port: u16,
+    /// Reads stderr as it comes (a full pipe would block the server).
+    log: Option<JoinHandle<String>>,
 }
 
 impl Server {
+    /// `mcreg serve --listen 127.0.0.1:<free port> --cache-dir <sandbox>/cache ARGS`.
     fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let cache = path_str(&sandbox.path("cache"));
+        let mut all = vec!["--cache-dir", cache.as_str()];
+        all.extend_from_slice(args);
+        Server::start_without_cache_dir(sandbox, &all, env)
+    }
+
+    /// `mcreg serve --listen 127.0.0.1:<free port> ARGS`, with `HOME` and
+    /// `DOCKER_CONFIG` in the sandbox and none of the variables that choose
+    /// a cache directory or a configuration, unless `env` sets them.
+    fn start_without_cache_dir(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut command = Command::new(MCREG);
         command
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--cache-dir",
-                &path_str(&sandbox.path("cache")),
-            ])
+            .args(["serve", "--listen", &listen])
             .args(args)
             .env("HOME", sandbox.path("home"))
             .env("DOCKER_CONFIG", sandbox.path("docker"))
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for name in [
+            "RUST_LOG",
+            "XDG_CACHE_HOME",
+            "MCREG_SERVE_CACHE_DIR",
+            "MCREG_SERVE_CONFIG",
+            "MCREG_SERVE_LISTEN",
+        ] {
+            command.env_remove(name);
+        }
         for (name, value) in env {
             command.env(name, value);
         }
-        let child = command.spawn().expect("start mcreg serve");
-        let server = Server { child, port };
+        let mut child = command.spawn().expect("start mcreg serve");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = stderr.read_to_string(&mut log);
+            log
+        });
+        let server = Server {
+            child,
+            port,
+            log: Some(log),
+        };
         server.wait_ready();
         server
     }
@@ -68,10 +98,11 @@ impl Server {
         let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(killed.success());
         let status = self.child.wait().expect("wait");
-        let mut log = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            stderr.read_to_string(&mut log).expect("read the log");
-        }
+        let log = self
+            .log
+            .take()
+            .map(|reader| reader.join().expect("the log reader"))
+            .unwrap_or_default();
         (status.code().unwrap_or(-1), log)
     }
 }
@@ -81,6 +112,85 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET target` from `host`, as HTTP/1.0 so that the body simply ends with
+/// the connection (no chunks to decode): the status and the body.
+fn http_get(host: &str, target: &str) -> (u16, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the cache");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {target} HTTP/1.0\r\nHost: {host}\r\n\
+         Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&answer)));
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    (status, answer[end + 4..].to_vec())
+}
+
+/// The code of a registry error body.
+fn error_code(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not a JSON error ({e}): {}", String::from_utf8_lossy(body)));
+    value["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The value of `name=` in an access log line.
+fn field<'l>(line: &'l str, name: &str) -> Option<&'l str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split_whitespace().next()
+}
+
+/// Standard base64 (for a `config.json` `auth`, as `docker login` writes it).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Where a route's blob lives in a cache directory (docs/proxy.md, "On disk").
+fn blob_file(cache: &Path, route: &str, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("sha256");
+    cache.join(format!("store/routes/{route}/blobs/sha256/{hex}"))
+}
+
+/// Waits for a blob's commit (it lands just after its bytes were sent).
+fn wait_for_file(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if path.is_file() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 #[tokio::test]
@@ -135,6 +245,146 @@ async fn serve_caches_a_registry_logs_each_request_and_stops_on_sigterm() {
         !log.contains(&password),
         "the upstream password was logged:\n{log}"
     );
+}
+
+/// At the default verbosity, the access line of a blob `GET` names the
+/// route, the cache result, the upstream that served a `MISS` (none for a
+/// `HIT`), the bytes sent (the blob's size) and the time taken (`ms=`).
+#[tokio::test]
+async fn the_access_log_names_the_upstream_bytes_and_time_of_a_blob() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["--upstream", &registry.host()], &[]);
+    let layer = &registry.fixtures().single_oci.layers[0];
+    let path = format!("/v2/single/oci/blobs/{}", layer.digest);
+    for _ in ["MISS", "HIT"] {
+        let (status, body) = http_get(&server.host(), &path);
+        assert_eq!(status, 200);
+        assert_eq!(body, layer.data.as_ref());
+        // The HIT must find the blob committed.
+        assert!(wait_for_file(&blob_file(
+            &sandbox.path("cache"),
+            &format!("127-0-0-1-{}", registry.port()),
+            &layer.digest
+        )));
+    }
+
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains(" DEBUG "),
+        "debug lines at the default verbosity:\n{log}"
+    );
+    let line = |cache: &str| {
+        log.lines()
+            .find(|l| {
+                l.contains(" request ") && field(l, "path") == Some(&path) && field(l, "cache") == Some(cache)
+            })
+            .unwrap_or_else(|| panic!("no {cache} line for {path} in:\n{log}"))
+    };
+    let route = format!("127-0-0-1-{}", registry.port());
+    let size = layer.size.to_string();
+    for (cache, upstream) in [("MISS", registry.host()), ("HIT", "-".to_owned())] {
+        let line = line(cache);
+        assert_eq!(field(line, "method"), Some("GET"), "{line}");
+        assert_eq!(field(line, "status"), Some("200"), "{line}");
+        assert_eq!(field(line, "route"), Some(route.as_str()), "{line}");
+        assert_eq!(field(line, "upstream"), Some(upstream.as_str()), "{line}");
+        assert_eq!(field(line, "bytes"), Some(size.as_str()), "{line}");
+        assert!(
+            field(line, "ms").is_some_and(|ms| ms.parse::<u64>().is_ok()),
+            "no time in milliseconds: {line}"
+        );
+    }
+}
+
+/// Upstream credentials from docker's `config.json` alone (`DOCKER_CONFIG`,
+/// an `auths` entry with base64 `user:password`, as `docker login` writes
+/// it): the cache fetches from a registry that needs them, and a pull
+/// through it works. Without the file the registry refuses the cache (`403
+/// DENIED`). The password, and the `auth` value, never appear in the log,
+/// even at `-vv`.
+#[tokio::test]
+async fn serve_fetches_with_credentials_from_docker_config_json() {
+    let registry = TestRegistry::start(AuthMode::Basic).await;
+    let (user, password) = registry.credentials().expect("Basic");
+    let auth = base64(format!("{user}:{password}").as_bytes());
+    let sandbox = Sandbox::new();
+    let docker_config = sandbox.path("server-docker");
+    std::fs::create_dir_all(&docker_config).expect("mkdir");
+    let config = serde_json::json!({"auths": {registry.host(): {"auth": auth}}});
+    std::fs::write(docker_config.join("config.json"), config.to_string()).expect("config.json");
+    let fixture = &registry.fixtures().single_oci;
+    let manifest = format!("/v2/{}/manifests/v1", fixture.repository);
+
+    // No config.json (the sandbox's docker directory is empty): refused.
+    let server = Server::start(&sandbox, &["--upstream", &registry.host()], &[]);
+    let (status, body) = http_get(&server.host(), &manifest);
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "DENIED".to_owned()),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+
+    // With it: the manifest, then a whole pull, through the cache.
+    let server = Server::start(
+        &sandbox,
+        &["--upstream", &registry.host(), "-vv"],
+        &[("DOCKER_CONFIG", &path_str(&docker_config))],
+    );
+    let (status, body) = http_get(&server.host(), &manifest);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, fixture.manifest.as_ref());
+    let out = path_str(&sandbox.path("pulled.tar"));
+    let image = fixture.reference(&server.host());
+    let report = sandbox.mcreg(&["pull", &image, "-o", &out, "--json"]).ok().json();
+    assert_eq!(report["digest"], fixture.digest.as_str());
+
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(" DEBUG "), "not at debug level:\n{log}");
+    for secret in [password.as_str(), auth.as_str()] {
+        assert!(!log.contains(secret), "a secret was logged:\n{log}");
+    }
+}
+
+/// Without `--cache-dir` or a file, the cache lives in the default
+/// directory: `$XDG_CACHE_HOME/mcreg/proxy`, else `~/.cache/mcreg/proxy`.
+/// A fetched blob lands there, and the start-up line names the directory.
+#[tokio::test]
+async fn serve_without_a_cache_dir_uses_the_default_cache_directory() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let layer = &registry.fixtures().single_oci.layers[0];
+    let route = format!("127-0-0-1-{}", registry.port());
+    let sandbox = Sandbox::new();
+    let xdg = path_str(&sandbox.path("xdg"));
+    let home_cache = sandbox.path("home").join(".cache/mcreg/proxy");
+    let xdg_cache = sandbox.path("xdg").join("mcreg/proxy");
+
+    for (env, expected, not_there) in [
+        (vec![("XDG_CACHE_HOME", xdg.as_str())], &xdg_cache, &home_cache),
+        (vec![], &home_cache, &xdg_cache),
+    ] {
+        let server = Server::start_without_cache_dir(&sandbox, &["--upstream", &registry.host()], &env);
+        let (status, body) = http_get(&server.host(), &format!("/v2/single/oci/blobs/{}", layer.digest));
+        assert_eq!(status, 200, "{env:?}");
+        assert_eq!(body, layer.data.as_ref(), "{env:?}");
+        let blob = blob_file(expected, &route, &layer.digest);
+        let landed = wait_for_file(&blob);
+        let (code, log) = server.terminate();
+        assert!(landed, "{env:?}: no {}\n{log}", blob.display());
+        assert_eq!(std::fs::read(&blob).expect("the blob"), layer.data.as_ref());
+        assert!(!not_there.exists(), "{env:?}: {} was made", not_there.display());
+        assert_eq!(code, 0, "{log}");
+        assert!(
+            log.contains(&format!("cache={}", expected.display())),
+            "the start-up line names another directory:\n{log}"
+        );
+        std::fs::remove_dir_all(expected).expect("remove the cache");
+    }
 }
 
 #[tokio::test]

@@ -938,6 +938,61 @@ insecure = true
     }
 
     #[test]
+    fn a_mirror_password_is_not_in_debug() {
+        let config = parse(
+            r#"
+[[route]]
+registry = "ghcr.io"
+public = true
+[[route.mirror]]
+url = "https://mirror.example.com/ghcr"
+username = "puller"
+password = "m1rr0r-pa55"
+"#,
+        )
+        .unwrap();
+        assert!(config.routes[0].mirrors[0].credentials.is_some());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("m1rr0r-pa55"), "{shown}");
+    }
+
+    #[test]
+    fn the_s3_secret_key_is_not_in_debug() {
+        let mut config = parse("[[route]]\nregistry = \"docker.io\"\n").unwrap();
+        config.s3 = Some(S3Config {
+            bucket: "registry-cache".into(),
+            access_key_id: Some("AKIAEXAMPLEKEYID".into()),
+            secret_access_key: Some("wJalrXUtnFEMI-s3-secret".into()),
+            ..S3Config::default()
+        });
+        for shown in [format!("{config:?}"), format!("{:?}", config.s3)] {
+            assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+            // The rest is shown (the key id names the key, like a user).
+            assert!(
+                shown.contains("registry-cache") && shown.contains("AKIAEXAMPLEKEYID"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_secret_is_not_in_debug() {
+        let mut config = parse("[[route]]\nregistry = \"docker.io\"\n").unwrap();
+        let secret = "a-token-signing-secret-of-32-bytes-or-more";
+        config.auth = Some(AuthConfig {
+            htpasswd: PathBuf::from("/etc/mcreg/htpasswd"),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            realm: None,
+            token_secret: Some(secret.into()),
+        });
+        for shown in [format!("{config:?}"), format!("{:?}", config.auth)] {
+            assert!(!shown.contains(secret), "{shown}");
+            // The rest is shown: the htpasswd file is a path, not the hashes.
+            assert!(shown.contains("/etc/mcreg/htpasswd"), "{shown}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_key() {
         let m = message("[[route]]\nregistry = \"docker.io\"\ntag_ttl = 5\n");
         assert!(m.starts_with("proxy.toml, line 3, route[0].tag_ttl:"), "{m}");

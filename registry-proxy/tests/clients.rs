@@ -2,9 +2,10 @@
 //! mirror (the default route, then a route chosen by a path prefix) and
 //! over HTTPS with the cache's CA trusted through `certs.d`, skopeo
 //! into OCI layouts (one image, a whole index), containerd through a
-//! `hosts.toml` mirror (`?ns=` routing); and the `/v2/` protocol checked
-//! directly with reqwest (headers, cache states, refusals, bad names and
-//! digests, tag-list pages).
+//! `hosts.toml` mirror (`?ns=` routing, and a prefix URL with
+//! `override_path`); a pull by a virtual host name (`vhost_suffix`); and
+//! the `/v2/` protocol checked directly with reqwest (headers, cache
+//! states, refusals, bad names and digests, tag-list pages).
 //!
 //! Each upstream is a real Distribution registry with two recording proxies
 //! in front of it: `via_cache`, the only way the cache reaches it, and
@@ -528,10 +529,89 @@ async fn skopeo_copies_through_the_cache() {
     up.assert_not_contacted_directly();
 }
 
+/// `<hosts>/<registry>/hosts.toml` for `ctr --hosts-dir`: containerd's
+/// mirror configuration, the registry itself as the last resort.
+fn write_hosts_toml(hosts: &Path, registry: &str, mirrors: &str) {
+    let file = hosts.join(registry).join("hosts.toml");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("hosts dir");
+    std::fs::write(&file, format!("server = \"http://{registry}\"\n\n{mirrors}")).expect("write hosts.toml");
+}
+
+/// `ctr images pull` into `namespace` through the mirrors in `hosts`,
+/// unpacked with the native snapshotter (no overlayfs in a container).
+fn ctr_pull(containerd: &Containerd, namespace: &str, hosts: &Path, image: &str, all_platforms: bool) {
+    let mut args = vec![
+        "--namespace",
+        namespace,
+        "images",
+        "pull",
+        "--snapshotter",
+        "native",
+    ];
+    if all_platforms {
+        args.push("--all-platforms");
+    } else {
+        args.extend(["--platform", "linux/amd64"]);
+    }
+    args.extend(["--hosts-dir", utf8(hosts), "--plain-http", image]);
+    containerd.ctr(&args);
+}
+
+/// The manifest digest containerd recorded for `image` (`ctr images ls`),
+/// after checking that `ctr images check` finds all its content there.
+fn ctr_image_digest(containerd: &Containerd, namespace: &str, image: &str) -> String {
+    let columns = |listing: String| -> Vec<String> {
+        listing
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|columns| columns.first().map(String::as_str) == Some(image))
+            .unwrap_or_else(|| panic!("no {image} in:\n{listing}"))
+    };
+    // REF TYPE DIGEST STATUS SIZE UNPACKED
+    let check = columns(containerd.ctr(&["--namespace", namespace, "images", "check"]));
+    assert!(
+        check.get(3).is_some_and(|status| status.starts_with("complete")),
+        "{image} is not complete in containerd: {check:?}"
+    );
+    // REF TYPE DIGEST SIZE PLATFORMS LABELS
+    let listed = columns(containerd.ctr(&["--namespace", namespace, "images", "ls"]));
+    listed[2].clone()
+}
+
+/// The `ns=` parameter of a recorded request.
+fn ns_of(request: &conformance::harness::fault_proxy::RecordedRequest) -> Option<String> {
+    request
+        .query
+        .as_deref()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "ns"))
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The digest the registry itself gives `repository:tag` (a `HEAD`
+/// accepting manifests and indexes).
+async fn registry_digest(registry: &TestRegistry, repository: &str, tag: &str) -> String {
+    let response = http()
+        .head(format!("{}/v2/{repository}/manifests/{tag}", registry.url()))
+        .header(
+            "accept",
+            "application/vnd.oci.image.index.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json, \
+             application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .expect("HEAD the manifest at the registry");
+    assert_eq!(response.status(), StatusCode::OK, "{repository}:{tag}");
+    header(response.headers(), "docker-content-digest").expect("Docker-Content-Digest")
+}
+
 /// containerd through a `hosts.toml` mirror: it sends `?ns=<registry>`, and
 /// the cache finds the route for that registry (not the default route, no
-/// prefix in the path), which fetches from its mirror. A second fetch in a
-/// fresh namespace is answered from the cache alone.
+/// prefix in the path), which fetches from its mirror. `ctr images pull`
+/// (native snapshotter: no overlayfs needed) unpacks the image, and the
+/// image containerd records has the registry's own manifest digest. A
+/// second pull in a fresh namespace is answered from the cache alone.
 #[tokio::test]
 async fn containerd_pulls_through_a_hosts_toml_mirror() {
     let up = Upstream::start().await;
@@ -555,38 +635,30 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
 
     let containerd = Containerd::start();
     let hosts = dir.path().join("hosts");
-    let hosts_toml = hosts.join(&registry).join("hosts.toml");
-    std::fs::create_dir_all(hosts_toml.parent().expect("parent")).expect("hosts dir");
-    std::fs::write(
-        &hosts_toml,
-        format!(
-            "server = \"http://{registry}\"\n\n\
-             [host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+    write_hosts_toml(
+        &hosts,
+        &registry,
+        &format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
             front.host()
         ),
-    )
-    .expect("write hosts.toml");
-    let fetch = |namespace: &str, image: &str, all_platforms: bool| {
-        let mut args = vec!["--namespace", namespace, "content", "fetch"];
-        if all_platforms {
-            args.push("--all-platforms");
-        }
-        args.extend(["--hosts-dir", utf8(&hosts), "--plain-http", image]);
-        containerd.ctr(&args);
-    };
+    );
     let (single, multi) = (&fixtures().single_oci, &fixtures().multi_oci);
+    let single_digest = registry_digest(&up.registry, &single.repository, "v1").await;
+    let multi_digest = registry_digest(&up.registry, &multi.repository, "v1").await;
 
-    fetch("one", &single.reference(&registry), false);
+    let image = single.reference(&registry);
+    ctr_pull(&containerd, "one", &hosts, &image, false);
+    assert_eq!(
+        ctr_image_digest(&containerd, "one", &image),
+        single_digest,
+        "containerd's image is the registry's manifest"
+    );
     assert_eq!(up.blob_gets(), blob_digests([single]));
     let sent = front.requests();
     assert!(!sent.is_empty(), "containerd did not ask the cache");
     for request in &sent {
-        let ns = request
-            .query
-            .as_deref()
-            .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "ns"))
-            .map(|(_, v)| v.into_owned());
-        assert_eq!(ns.as_deref(), Some(registry.as_str()), "{request:?}");
+        assert_eq!(ns_of(request).as_deref(), Some(registry.as_str()), "{request:?}");
         assert!(
             matches!(request.status, Some(200)),
             "containerd's request answered {:?}: {request:?}",
@@ -594,15 +666,18 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
         );
     }
 
-    // A fresh namespace fetches every blob again, from the cache.
+    // A fresh namespace pulls every blob again, from the cache.
     up.via_cache.clear_log();
-    fetch("two", &single.reference(&registry), false);
+    ctr_pull(&containerd, "two", &hosts, &image, false);
+    assert_eq!(ctr_image_digest(&containerd, "two", &image), single_digest);
     let requests = up.via_cache.requests();
-    assert!(requests.is_empty(), "a warm fetch asked upstream: {requests:#?}");
+    assert!(requests.is_empty(), "a warm pull asked upstream: {requests:#?}");
 
     // An index and all its platforms.
     up.via_cache.clear_log();
-    fetch("three", &multi.reference(&registry), true);
+    let image = multi.reference(&registry);
+    ctr_pull(&containerd, "three", &hosts, &image, true);
+    assert_eq!(ctr_image_digest(&containerd, "three", &image), multi_digest);
     assert_eq!(up.blob_gets(), blob_digests(&multi.children));
     up.assert_not_contacted_directly();
 
@@ -651,6 +726,67 @@ async fn version_check() {
             "{:?}",
             response.headers()
         );
+    }
+}
+
+/// `Docker-Distribution-API-Version: registry/2.0` is on every answer, not
+/// only `/v2/`: manifests (`GET`, `HEAD`), blobs, tag lists, and each kind
+/// of error (404, 405, 400, the endpoints the cache does not serve).
+#[tokio::test]
+async fn every_answer_carries_the_api_version() {
+    let cached = Cached::start().await;
+    let client = http();
+    let layer = &fixtures().single_oci.layers[0].digest;
+    let cases = [
+        (client.get(cached.url("single/oci/manifests/v1")), 200, None),
+        (client.head(cached.url("single/oci/manifests/v1")), 200, None),
+        (
+            client.get(cached.url(&format!("single/oci/blobs/{layer}"))),
+            200,
+            None,
+        ),
+        (client.get(cached.url("tags/many/tags/list")), 200, None),
+        (
+            client.get(cached.url("single/oci/manifests/nope")),
+            404,
+            Some("MANIFEST_UNKNOWN"),
+        ),
+        (
+            client.put(cached.url("single/oci/manifests/v2")).body("{}"),
+            405,
+            Some("UNSUPPORTED"),
+        ),
+        (
+            client.get(cached.url("Single/oci/manifests/v1")),
+            400,
+            Some("NAME_INVALID"),
+        ),
+        (client.get(cached.url("_catalog")), 404, Some("UNSUPPORTED")),
+        (
+            client.get(format!("{}/not-the-api", cached.cache.url())),
+            404,
+            Some("NOT_FOUND"),
+        ),
+    ];
+    for (request, status, code) in cases {
+        let request = request.build().expect("request");
+        let what = format!("{} {}", request.method(), request.url());
+        let response = client.execute(request).await.expect("send");
+        assert_eq!(
+            header(response.headers(), "docker-distribution-api-version").as_deref(),
+            Some("registry/2.0"),
+            "{what}: {:?}",
+            response.headers()
+        );
+        // The answer is the one meant: the header is not only on successes.
+        match code {
+            Some(code) => assert_eq!(
+                error_code(response).await,
+                (StatusCode::from_u16(status).expect("status"), code.to_owned()),
+                "{what}"
+            ),
+            None => assert_eq!(response.status().as_u16(), status, "{what}"),
+        }
     }
 }
 
@@ -896,8 +1032,20 @@ async fn raw_get(host: &str, target: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Bad digests are `DIGEST_INVALID`; names that climb out of the
-/// repository (`..`, encoded or not) are refused and never sent upstream.
+/// The code of a raw answer's JSON error body (chunked or not: the JSON is
+/// one chunk).
+fn raw_error_code(body: &str) -> String {
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &body[start..=end],
+        _ => panic!("no JSON error in {body:?}"),
+    };
+    let value: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    value["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Bad digests are `400 DIGEST_INVALID`; names and tags that climb out of
+/// the repository (`..`, encoded or not) are `400 NAME_INVALID` or
+/// `TAG_INVALID`, and are never sent upstream.
 #[tokio::test]
 async fn bad_digests_and_names() {
     let cached = Cached::start().await;
@@ -917,31 +1065,44 @@ async fn bad_digests_and_names() {
         );
     }
 
+    // Sent raw, so nothing resolves the `..` first; axum does not
+    // normalise the path either, so every one of them reaches the name
+    // checks: a `..` component is a bad name, a `..` reference a bad tag.
     let blob = &fixtures().single_oci.layers[0].digest;
     let host = cached.cache.host();
-    for target in [
-        "/v2/../../etc/manifests/v1".to_owned(),
-        "/v2/a/%2e%2e/b/manifests/v1".to_owned(),
-        "/v2/a/../b/manifests/v1".to_owned(),
-        "/v2/single/oci/../../single/oci/manifests/v1".to_owned(),
-        "/v2/%2e%2e/%2e%2e/etc/passwd/manifests/v1".to_owned(),
-        "/v2/..%2f..%2fetc/manifests/v1".to_owned(),
-        format!("/v2/../single/oci/blobs/{blob}"),
-        format!("/v2/single/%2E%2E/oci/blobs/{blob}"),
-        "/v2/../single/oci/tags/list".to_owned(),
-        "/v2/single/oci/manifests/..%2f..%2fetc".to_owned(),
-        "/v2/single/oci/manifests/..".to_owned(),
+    for (target, code) in [
+        ("/v2/../../etc/manifests/v1".to_owned(), "NAME_INVALID"),
+        ("/v2/a/%2e%2e/b/manifests/v1".to_owned(), "NAME_INVALID"),
+        ("/v2/a/../b/manifests/v1".to_owned(), "NAME_INVALID"),
+        (
+            "/v2/single/oci/../../single/oci/manifests/v1".to_owned(),
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/%2e%2e/%2e%2e/etc/passwd/manifests/v1".to_owned(),
+            "NAME_INVALID",
+        ),
+        ("/v2/..%2f..%2fetc/manifests/v1".to_owned(), "NAME_INVALID"),
+        (format!("/v2/../single/oci/blobs/{blob}"), "NAME_INVALID"),
+        (format!("/v2/single/%2E%2E/oci/blobs/{blob}"), "NAME_INVALID"),
+        ("/v2/../single/oci/tags/list".to_owned(), "NAME_INVALID"),
+        ("/v2/single/oci/manifests/..%2f..%2fetc".to_owned(), "TAG_INVALID"),
+        ("/v2/single/oci/manifests/..".to_owned(), "TAG_INVALID"),
+        // A bogus digest that climbs is a bad digest, whatever its path.
+        (
+            "/v2/single/oci/blobs/sha256:..%2f..%2fetc%2fpasswd".to_owned(),
+            "DIGEST_INVALID",
+        ),
+        (
+            "/v2/single/oci/blobs/sha256:../../etc".to_owned(),
+            "DIGEST_INVALID",
+        ),
     ] {
-        // A `..` reference is a bad tag; anything else here is a bad name.
-        let code = if target.contains("/manifests/..") {
-            "TAG_INVALID"
-        } else {
-            "NAME_INVALID"
-        };
         let (status, body) = raw_get(&host, &target).await;
-        assert!(
-            (status == 400 && body.contains(code)) || status == 404,
-            "GET {target}: {status} {body}"
+        assert_eq!(
+            (status, raw_error_code(&body)),
+            (400, code.to_owned()),
+            "GET {target}: {body}"
         );
     }
     let asked: Vec<_> = cached
@@ -1214,29 +1375,44 @@ async fn invalid_names_are_name_invalid() {
     assert!(wrong.is_empty(), "not 400 NAME_INVALID: {wrong:#?}");
 }
 
-/// A `405` names the methods the resource does allow (RFC 9110 §15.5.6).
+/// A `405` names the methods the resource does allow (RFC 9110 §15.5.6):
+/// every case here is refused with `405`, and `Allow` lists exactly the
+/// resource's methods (none for the upload endpoints, which the cache lacks).
 #[tokio::test]
 async fn refusals_name_the_allowed_methods() {
     let cached = Cached::start().await;
     let client = http();
     let mut wrong = Vec::new();
-    for request in [
-        client.head(cached.url("tags/many/tags/list")),
-        client.get(cached.url("single/oci/blobs/uploads/")),
-        client.get(cached.url("single/oci/blobs/uploads/some-session")),
+    for (request, allowed) in [
+        (client.head(cached.url("tags/many/tags/list")), "GET"),
+        (client.post(cached.url("tags/many/tags/list")), "GET"),
+        (client.delete(cached.url("single/oci/manifests/v1")), "GET, HEAD"),
+        (client.post(cached.url("single/oci/manifests/v1")), "GET, HEAD"),
+        (client.get(cached.url("single/oci/blobs/uploads/")), ""),
+        (
+            client.get(cached.url("single/oci/blobs/uploads/some-session")),
+            "",
+        ),
     ] {
         let request = request.build().expect("request");
         let what = format!("{} {}", request.method(), request.url());
         let method = request.method().as_str().to_owned();
         let response = client.execute(request).await.expect("send");
-        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-            let allow = header(response.headers(), "allow").unwrap_or_default();
-            if allow.split(',').any(|m| m.trim() == method) {
-                wrong.push(format!("{what}: 405 with Allow: {allow}"));
-            }
+        let status = response.status();
+        let allow = header(response.headers(), "allow");
+        if status != StatusCode::METHOD_NOT_ALLOWED {
+            wrong.push(format!("{what}: {status}, not 405"));
+        } else if allow.as_deref() != Some(allowed) {
+            wrong.push(format!("{what}: 405 with Allow {allow:?}, not {allowed:?}"));
+        } else if allow
+            .iter()
+            .flat_map(|a| a.split(','))
+            .any(|m| m.trim() == method)
+        {
+            wrong.push(format!("{what}: refused a method it says it allows"));
         }
     }
-    assert!(wrong.is_empty(), "refused a method it says it allows: {wrong:#?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 /// Content is served under the repositories that hold it: Distribution
@@ -1282,5 +1458,198 @@ async fn content_is_served_only_under_its_repository() {
     assert!(
         wrong.is_empty(),
         "served under a repository that does not hold it: {wrong:#?}"
+    );
+}
+
+/// Virtual hosts by suffix: with `vhost_suffix = "cache.test"`, a request
+/// with `Host: registry.test.cache.test:<port>` goes to the route of
+/// `registry.test`, not to the default route. A whole pull (manifest by tag,
+/// config, layers) by that name gets the registry's bytes, fetched through
+/// that route's upstream; the same paths without the virtual host reach the
+/// default route's upstream instead.
+#[tokio::test]
+async fn a_virtual_host_by_suffix_selects_its_registry_route() {
+    let (up, other) = tokio::join!(Upstream::start(), Upstream::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut default = route(&other.via_cache.host());
+    default.default = true;
+    // A registry with a DNS name (a port cannot be part of one), whose
+    // content comes from the recording proxy.
+    let mut by_suffix = route("registry.test");
+    by_suffix.mirror_only = true;
+    by_suffix.mirrors = vec![UpstreamConfig {
+        url: format!("http://{}", up.via_cache.host()),
+        credentials: None,
+        insecure: true,
+    }];
+    let mut config = hand_made(dir.path(), vec![default, by_suffix]);
+    config.vhost_suffix = Some("cache.test".into());
+    let cache = RunningProxy::start(&config);
+    let address: std::net::SocketAddr = cache.host().parse().expect("address");
+    // The client names the cache `registry.test.cache.test` (as DNS would),
+    // so it sends that `Host` header itself.
+    let vhost = reqwest::Client::builder()
+        .no_proxy()
+        .resolve("registry.test.cache.test", address)
+        .build()
+        .expect("HTTP client");
+    let base = format!("http://registry.test.cache.test:{}/v2", address.port());
+    let single = &fixtures().single_oci;
+
+    let response = vhost
+        .get(format!("{base}/single/oci/manifests/v1"))
+        .header("accept", single.media_type)
+        .send()
+        .await
+        .expect("GET the manifest");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(response.headers(), "docker-content-digest").as_deref(),
+        Some(single.digest.as_str())
+    );
+    let manifest: Value =
+        serde_json::from_slice(&response.bytes().await.expect("body")).expect("a JSON manifest");
+    let mut blobs = vec![manifest["config"]["digest"].as_str().expect("config").to_owned()];
+    blobs.extend(
+        manifest["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].as_str().expect("layer digest").to_owned()),
+    );
+    for digest in &blobs {
+        let response = vhost
+            .get(format!("{base}/single/oci/blobs/{digest}"))
+            .send()
+            .await
+            .expect("GET a blob");
+        assert_eq!(response.status(), StatusCode::OK, "{digest}");
+        assert_eq!(
+            Some(response.bytes().await.expect("body")),
+            fixtures().blob(digest),
+            "{digest}"
+        );
+    }
+    assert_eq!(
+        up.blob_gets(),
+        blob_digests([single]),
+        "fetched by the vhost's route"
+    );
+    assert!(
+        up.via_cache
+            .count(|r| r.path.starts_with("/v2/single/oci/manifests/"))
+            > 0,
+        "the vhost's upstream was not asked for the manifest: {:#?}",
+        up.via_cache.requests()
+    );
+    let asked = other.via_cache.requests();
+    assert!(asked.is_empty(), "the default route was used: {asked:#?}");
+
+    // The same request by the cache's address: the default route answers.
+    up.via_cache.clear_log();
+    let response = http()
+        .get(format!("{}/v2/single/oci/manifests/v1", cache.url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        other.via_cache.count(|r| r.is_manifest()) > 0,
+        "the default route's upstream"
+    );
+    assert!(
+        up.via_cache.requests().is_empty(),
+        "the vhost route without its Host"
+    );
+}
+
+/// containerd's `override_path` style: a mirror URL with the route's prefix
+/// (`http://<cache>/v2/up`) makes containerd send
+/// `/v2/up/<name>/manifests/<ref>?ns=<registry>`. `ns` picks the route and,
+/// `up` being its prefix, the prefix comes off the name: the route's
+/// upstream is asked for `<name>` and `ctr images pull` gets the registry's
+/// image. `ns` comes first: another route's prefix in the path stays part of
+/// the name.
+#[tokio::test]
+async fn containerd_override_path_with_a_prefix_reaches_the_ns_route() {
+    let (up, other) = tokio::join!(Upstream::start(), Upstream::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = up.direct.host();
+    let mut default = route(&other.via_cache.host());
+    default.default = true;
+    default.prefix = Some("other".into());
+    let mut by_ns = route(&registry);
+    by_ns.prefix = Some("up".into());
+    by_ns.mirrors = vec![UpstreamConfig {
+        url: format!("http://{}", up.via_cache.host()),
+        credentials: None,
+        insecure: true,
+    }];
+    let cache = RunningProxy::start(&hand_made(dir.path(), vec![default, by_ns]));
+    let front = FaultProxy::start(Url::parse(&cache.url()).expect("URL")).await;
+
+    let containerd = Containerd::start();
+    let hosts = dir.path().join("hosts");
+    write_hosts_toml(
+        &hosts,
+        &registry,
+        &format!(
+            "[host.\"http://{}/v2/up\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
+            front.host()
+        ),
+    );
+    let single = &fixtures().single_oci;
+    let image = single.reference(&registry);
+    ctr_pull(&containerd, "default", &hosts, &image, false);
+    assert_eq!(
+        ctr_image_digest(&containerd, "default", &image),
+        registry_digest(&up.registry, &single.repository, "v1").await
+    );
+
+    // containerd sent the prefix and ns=; the cache answered each with 200.
+    let sent = front.requests();
+    assert!(!sent.is_empty(), "containerd did not ask the cache");
+    for request in &sent {
+        assert!(request.path.starts_with("/v2/up/single/oci/"), "{request:?}");
+        assert_eq!(ns_of(request).as_deref(), Some(registry.as_str()), "{request:?}");
+        assert_eq!(request.status, Some(200), "{request:?}");
+    }
+    // Upstream, the name is the repository itself, without the prefix.
+    assert_eq!(up.blob_gets(), blob_digests([single]));
+    let paths: Vec<String> = up.via_cache.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with("/v2/single/oci/")),
+        "{paths:#?}"
+    );
+    assert!(
+        other.via_cache.requests().is_empty(),
+        "the default route was used"
+    );
+    up.assert_not_contacted_directly();
+
+    // ns= wins over another route's prefix, which stays in the name.
+    up.via_cache.clear_log();
+    let response = http()
+        .get(format!(
+            "{}/v2/other/single/oci/manifests/v1?ns={registry}",
+            cache.url()
+        ))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
+    );
+    assert!(
+        up.via_cache
+            .count(|r| r.path == "/v2/other/single/oci/manifests/v1")
+            > 0,
+        "{:#?}",
+        up.via_cache.requests()
+    );
+    assert!(
+        other.via_cache.requests().is_empty(),
+        "the prefix's route was used"
     );
 }
