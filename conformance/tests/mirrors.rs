@@ -1,19 +1,23 @@
 //! Mirrors and ordered fallback against real Distribution registries, each
 //! behind a recording fault proxy: the first source that has an image serves
-//! it, each source with its own credentials; dead, failing and resetting
-//! mirrors are passed over and their breakers open; what a mirror may serve
+//! it, each source with its own credentials; dead, failing, resetting, slow
+//! (timed out) and refusing (401, 403) mirrors are passed over, named with
+//! their reasons, and breakers open; mirror-only rules never ask the
+//! registry; a mirror's path is a namespace, in its token scope too; tags
+//! are listed by the first source that has them; what a mirror may serve
 //! (digest pulls only, tag pulls only, content only) is respected; blobs come
 //! from the source that served their manifest, and from the next one when it
 //! fails them.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{Progress, ProgressEvent, PullOptions, PullResult};
+use registry_client::push::CopyOptions;
 use registry_client::sources::{Mirror, RegistrySources, Serves};
 use registry_client::{
     CircuitBreakerConfig, Credentials, Error, ImageReference, RepositoryClient, RepositoryClientBuilder,
@@ -47,6 +51,23 @@ impl Events {
             .iter()
             .filter_map(|e| match e {
                 ProgressEvent::SourceSkipped { source, reason, .. } => Some((source.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reasons `source` was skipped for `what` (`blob sha256:…`, a reference).
+    fn skips_of_for(&self, source: &str, what: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ProgressEvent::SourceSkipped {
+                    source: s,
+                    what: w,
+                    reason,
+                } if s == source && w == what => Some(reason.clone()),
                 _ => None,
             })
             .collect()
@@ -418,11 +439,17 @@ async fn blobs_come_from_the_manifests_source_then_the_next() {
             .find(|l| l.digest == layer(i))
             .and_then(|l| l.source.clone())
     };
-    // Each comes from the next source that has it (A has nothing).
+    // Each comes from the next source that has it: B fails it, A has
+    // nothing, the registry serves it.
     for i in 0..3 {
         assert_eq!(source_of(i), Some(origin.host()), "layer {i}");
-        let skips = events.skips_of(&a.host());
-        assert!(skips.iter().any(|r| r.contains("not found")), "{skips:?}");
+        let what = format!("blob {}", layer(i));
+        assert_eq!(events.skips_of_for(&b.host(), &what).len(), 1, "layer {i}");
+        let a_skips = events.skips_of_for(&a.host(), &what);
+        assert!(
+            a_skips.len() == 1 && a_skips[0].contains("not found"),
+            "layer {i}: {a_skips:?}"
+        );
     }
     assert!((3..image.layers.len()).all(|i| source_of(i) == Some(b.host())));
     let at_origin = blob_gets(&origin);
@@ -440,4 +467,302 @@ async fn blobs_come_from_the_manifests_source_then_the_next() {
     let skips = events.skips_of(&b.host());
     assert_eq!(skips.len(), 3, "{skips:?}");
     assert!(skips.iter().any(|r| r.contains("digest mismatch")), "{skips:?}");
+}
+
+#[tokio::test]
+async fn a_mirror_that_times_out_is_passed_over_for_the_next_source() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let (slow, origin) = tokio::join!(proxy(&registry), proxy(&registry));
+    let delay = Duration::from_secs(5);
+    slow.inject_when(
+        Matcher::any(),
+        Fault::Delay {
+            duration: delay,
+            times: usize::MAX,
+        },
+    );
+    let events = Events::default();
+    let client = client(
+        RegistrySources::new(origin.host()).mirror(Mirror::new(slow.host())),
+        &events,
+    )
+    .read_timeout(Duration::from_millis(300))
+    .build()
+    .expect("client");
+    let image = &registry.fixtures().single_oci;
+
+    let started = Instant::now();
+    let result = pull_layout(&client, &reference(&image.reference(&origin.host())), &events).await;
+    // The client's timeout cut the wait short, not the mirror's answer.
+    assert!(started.elapsed() < delay, "{:?}", started.elapsed());
+    assert_eq!(result.digest, image.digest);
+    assert_eq!(result.source, origin.host());
+    assert!(
+        result
+            .layers
+            .iter()
+            .all(|l| l.source.as_deref() == Some(&*origin.host()))
+    );
+    assert_eq!(
+        events.skips_of(&slow.host()),
+        [format!("timed out talking to {}", slow.host())]
+    );
+    // Asked once for the manifest, not retried (a next source was there), never answered.
+    let asked = slow.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].is_manifest() && asked[0].status.is_none(), "{asked:?}");
+}
+
+#[tokio::test]
+async fn mirrors_answering_401_and_403_are_passed_over_and_named_in_the_error() {
+    // The 401 mirror holds the image: only the wrong password keeps it from serving.
+    let (private, registry, empty) = tokio::join!(
+        TestRegistry::start(AuthMode::Basic),
+        TestRegistry::start(AuthMode::None),
+        TestRegistry::start_empty(AuthMode::None),
+    );
+    let (unauthorized, denied, origin, empty_origin) =
+        tokio::join!(proxy(&private), proxy(&registry), proxy(&registry), proxy(&empty));
+    denied.inject_when(Matcher::any(), Fault::status(403, usize::MAX));
+    let (user, _) = private.credentials().expect("Basic");
+    let sources = |registry: String| {
+        RegistrySources::new(registry)
+            .mirror(Mirror::new(unauthorized.host()).credentials(Credentials::basic(user.clone(), "wrong")))
+            .mirror(Mirror::new(denied.host()))
+    };
+    let image = &registry.fixtures().single_oci;
+
+    // Passed over for the registry, each with its reason.
+    let events = Events::default();
+    let first = client(sources(origin.host()), &events).build().expect("client");
+    let result = pull_layout(&first, &reference(&image.reference(&origin.host())), &events).await;
+    assert_eq!(result.digest, image.digest);
+    assert_eq!(result.source, origin.host());
+    let skips = events.skips();
+    assert_eq!(skips.len(), 2, "{skips:?}");
+    assert_eq!(skips[0].0, unauthorized.host());
+    assert!(
+        skips[0]
+            .1
+            .starts_with(&format!("unauthorized at {}", unauthorized.host())),
+        "{skips:?}"
+    );
+    assert_eq!(skips[1].0, denied.host());
+    assert!(
+        skips[1]
+            .1
+            .starts_with(&format!("access denied at {}", denied.host())),
+        "{skips:?}"
+    );
+    assert!(unauthorized.requests().iter().any(|r| r.status == Some(401)));
+    assert!(
+        unauthorized
+            .requests()
+            .iter()
+            .all(|r| r.status == Some(401) && !r.is_blob()),
+        "{:?}",
+        unauthorized.requests()
+    );
+    assert_eq!(denied.requests().len(), 1, "{:?}", denied.requests());
+
+    // A registry without the image: every source is named with its reason,
+    // and the error is the last source's kind.
+    let events = Events::default();
+    let client = client(sources(empty_origin.host()), &events)
+        .build()
+        .expect("client");
+    let error = client
+        .pull(&reference(&image.reference(&empty_origin.host())))
+        .await
+        .unwrap_err();
+    assert!(error.is_not_found(), "{error}");
+    let Error::Sources { attempts, .. } = &error else {
+        panic!("{error:?}")
+    };
+    let named: Vec<&str> = attempts.iter().map(|a| a.source.as_str()).collect();
+    assert_eq!(
+        named,
+        [
+            unauthorized.host().as_str(),
+            denied.host().as_str(),
+            empty_origin.host().as_str()
+        ]
+    );
+    let message = error.to_string();
+    for expected in [
+        format!("{}: unauthorized at {}", unauthorized.host(), unauthorized.host()),
+        format!("{}: access denied at {}", denied.host(), denied.host()),
+        format!("{}: manifest not found", empty_origin.host()),
+    ] {
+        assert!(message.contains(&expected), "{expected:?} in {message}");
+    }
+}
+
+#[tokio::test]
+async fn mirror_only_never_asks_the_registry() {
+    let (registry, empty) = tokio::join!(
+        TestRegistry::start(AuthMode::None),
+        TestRegistry::start_empty(AuthMode::None)
+    );
+    // The registry itself would serve everything; it must never be asked.
+    let (lacking, having, origin) = tokio::join!(proxy(&empty), proxy(&registry), proxy(&registry));
+    let events = Events::default();
+    let client = client(
+        RegistrySources::new(origin.host())
+            .mirror(Mirror::new(lacking.host()))
+            .mirror(Mirror::new(having.host()))
+            .mirror_only(),
+        &events,
+    )
+    .build()
+    .expect("client");
+    let image = &registry.fixtures().single_oci;
+    let tag = |tag: &str| reference(&format!("{}/{}:{tag}", origin.host(), image.repository));
+    assert_eq!(
+        client.sources_for(&tag("v1")).unwrap(),
+        [lacking.host(), having.host()]
+    );
+
+    let result = pull_layout(&client, &tag("v1"), &events).await;
+    assert_eq!(result.digest, image.digest);
+    assert_eq!(result.source, having.host());
+    assert_eq!(events.skips_of(&lacking.host()).len(), 1);
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
+
+    // Missing from the mirrors: not found, naming the mirrors alone.
+    let error = client.pull(&tag("missing")).await.unwrap_err();
+    assert!(error.is_not_found(), "{error}");
+    let Error::Sources { attempts, .. } = &error else {
+        panic!("{error:?}")
+    };
+    let named: Vec<&str> = attempts.iter().map(|a| a.source.as_str()).collect();
+    assert_eq!(named, [lacking.host().as_str(), having.host().as_str()]);
+    assert!(
+        !error.to_string().contains(&format!("{}: ", origin.host())),
+        "{error}"
+    );
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
+}
+
+#[tokio::test]
+async fn a_mirror_with_a_path_serves_the_image_under_it_with_its_own_token() {
+    let (hub, origin_registry) = tokio::join!(
+        TestRegistry::start(AuthMode::Token),
+        TestRegistry::start_empty(AuthMode::None)
+    );
+    let image = &hub.fixtures().single_oci;
+    // The mirror keeps the image under `hub/`.
+    let admin = RepositoryClient::builder("oci")
+        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .platform("linux/amd64")
+        .credentials({
+            let (user, password) = hub.admin_credentials().expect("token mode");
+            Credentials::basic(user, password)
+        })
+        .build()
+        .expect("admin client");
+    admin
+        .pull(&reference(&image.reference(&hub.host())))
+        .await
+        .expect("resolve")
+        .copy_to(
+            &admin,
+            &reference(&format!("{}/hub/{}:v1", hub.host(), image.repository)),
+            &CopyOptions::default(),
+        )
+        .await
+        .expect("copy under hub/");
+    let tokens = hub.token_server().expect("token mode");
+    tokens.reset();
+
+    let (mirror, origin) = tokio::join!(proxy(&hub), proxy(&origin_registry));
+    let (user, password) = hub.credentials().expect("token mode");
+    let events = Events::default();
+    let client = client(
+        RegistrySources::new(origin.host()).mirror(
+            Mirror::new(format!("{}/hub", mirror.host())).credentials(Credentials::basic(user, password)),
+        ),
+        &events,
+    )
+    .build()
+    .expect("client");
+    let by_tag = reference(&image.reference(&origin.host()));
+    let result = pull_layout(&client, &by_tag, &events).await;
+    assert_eq!(result.digest, image.digest);
+    assert_eq!(result.source, format!("{}/hub", mirror.host()));
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
+    let under_hub = format!("/v2/hub/{}/", image.repository);
+    let paths: Vec<String> = mirror.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.iter().all(|p| p == "/v2/" || p.starts_with(&under_hub)),
+        "{paths:?}"
+    );
+    assert_eq!(blob_gets(&mirror).len(), image.layers.len() + 1, "{paths:?}");
+
+    // One token, for the repository under `hub/`; a second pull reuses it.
+    let scope = format!("repository:hub/{}:pull", image.repository);
+    let asked = |tokens: &conformance::harness::TokenServer| -> Vec<Vec<String>> {
+        tokens.requests().into_iter().map(|r| r.scopes).collect()
+    };
+    assert_eq!(asked(tokens), [vec![scope.clone()]]);
+    assert_eq!(tokens.issued_count_for(&scope), 1);
+    mirror.clear_log();
+    let by_digest = reference(&image.digest_reference(&origin.host()));
+    pull_layout(&client, &by_digest, &events).await;
+    // The layers again (the config may come from the client's cache).
+    assert!(
+        blob_gets(&mirror).len() >= image.layers.len(),
+        "{:?}",
+        mirror.requests()
+    );
+    assert!(
+        mirror.requests().iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|h| h.starts_with("Bearer "))),
+        "{:?}",
+        mirror.requests()
+    );
+    assert_eq!(asked(tokens), [vec![scope]]);
+}
+
+#[tokio::test]
+async fn tags_are_listed_by_the_first_source_that_has_the_repository() {
+    let (mirror_registry, registry) = tokio::join!(
+        TestRegistry::start_empty(AuthMode::None),
+        TestRegistry::start_empty(AuthMode::None)
+    );
+    let image = &fixtures().single_oci;
+    let at_mirror = Pusher::new(&mirror_registry.url());
+    for tag in ["one", "two"] {
+        at_mirror.image(&renamed(image, "app", tag)).await;
+    }
+    let at_registry = Pusher::new(&registry.url());
+    at_registry.image(&renamed(image, "app", "three")).await;
+    at_registry.image(&renamed(image, "other", "four")).await;
+    let (mirror, origin) = tokio::join!(proxy(&mirror_registry), proxy(&registry));
+    let events = Events::default();
+    let client = client(
+        RegistrySources::new(origin.host()).mirror(Mirror::new(mirror.host())),
+        &events,
+    )
+    .build()
+    .expect("client");
+
+    let tags = client
+        .list_tags(&reference(&format!("{}/app", origin.host())))
+        .await
+        .expect("tags");
+    assert_eq!(tags, ["one", "two"]);
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
+    assert!(events.skips().is_empty(), "{:?}", events.skips());
+
+    // A repository the mirror lacks: listed by the registry.
+    let tags = client
+        .list_tags(&reference(&format!("{}/other", origin.host())))
+        .await
+        .expect("tags");
+    assert_eq!(tags, ["four"]);
+    let skips = events.skips_of(&mirror.host());
+    assert!(skips.len() == 1 && skips[0].contains("not found"), "{skips:?}");
 }

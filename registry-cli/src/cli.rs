@@ -2,13 +2,20 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
 /// The file name that makes the binary speak docker's credential-helper protocol.
 pub const HELPER_PROGRAM: &str = "docker-credential-mcreg";
 
 /// Pull, inspect and list container images from any registry.
+#[derive(Debug)]
+pub struct Cli {
+    pub global: GlobalArgs,
+    pub command: Command,
+}
+
+/// What clap parses; [`Cli`] adds the repeatable options given after the command.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcreg",
@@ -17,12 +24,72 @@ pub const HELPER_PROGRAM: &str = "docker-credential-mcreg";
     after_help = "Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 authentication, \
                   5 network/timeout/rate limit, 6 integrity (digest or size mismatch)."
 )]
-pub struct Cli {
+struct ParsedCli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
+
+/// Options that may be given several times. clap's `global = true` would
+/// keep only the values after the command name when both sides have some,
+/// so these are top-level options copied into every command instead, and
+/// [`Cli`] joins the two sides in command-line order.
+const REPEATABLE: [&str; 2] = ["mirror", "verbose"];
+
+impl CommandFactory for Cli {
+    fn command() -> clap::Command {
+        let top = ParsedCli::command();
+        let repeatable: Vec<clap::Arg> = top
+            .get_arguments()
+            .filter(|a| REPEATABLE.contains(&a.get_id().as_str()))
+            .cloned()
+            .collect();
+        top.mut_subcommands(|command| command.args(repeatable.iter().cloned()))
+    }
+
+    fn command_for_update() -> clap::Command {
+        Self::command()
+    }
+}
+
+impl FromArgMatches for Cli {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        let (mirrors, verbose) = match matches.subcommand() {
+            Some((_, after)) => (
+                after
+                    .try_get_many::<MirrorArg>("mirror")
+                    .ok()
+                    .flatten()
+                    .map(|m| m.cloned().collect())
+                    .unwrap_or_default(),
+                after
+                    .try_get_one::<u8>("verbose")
+                    .ok()
+                    .flatten()
+                    .copied()
+                    .unwrap_or(0),
+            ),
+            None => (Vec::new(), 0),
+        };
+        let ParsedCli { mut global, command } = ParsedCli::from_arg_matches_mut(matches)?;
+        global.mirror.extend(mirrors);
+        global.verbose = global.verbose.saturating_add(verbose);
+        Ok(Cli { global, command })
+    }
+
+    /// Nothing updates a parsed command line; this parses it afresh.
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Parser for Cli {}
 
 /// Options every command takes (before or after the command name).
 #[derive(Debug, Clone, Args)]
@@ -46,7 +113,8 @@ pub struct GlobalArgs {
 
     /// Try this mirror for a registry's images before the registry itself (repeatable, tried
     /// in order): REGISTRY=[scheme://]host[:port][/namespace], e.g. docker.io=mirror.lan:5000
-    #[arg(long, global = true, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
+    // Not `global`: see REPEATABLE.
+    #[arg(long, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
     pub mirror: Vec<MirrorArg>,
 
     /// Read mirrors, remapped and blocked registries from this podman registries.conf
@@ -79,7 +147,8 @@ pub struct GlobalArgs {
     pub quiet: bool,
 
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG is honoured too
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    // Not `global`: see REPEATABLE.
+    #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 }
 
@@ -426,6 +495,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn repeatable_options_keep_every_value_on_both_sides_of_the_command() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["mcreg"].iter().chain(args)).unwrap();
+        let cli = parse(&[
+            "--mirror",
+            "a.io=m1",
+            "--mirror=a.io=m2",
+            "tags",
+            "a",
+            "--mirror",
+            "a.io=m3",
+        ]);
+        let mirrors: Vec<&str> = cli.global.mirror.iter().map(|m| m.location.as_str()).collect();
+        assert_eq!(mirrors, ["m1", "m2", "m3"]);
+        assert_eq!(
+            parse(&["--mirror", "a.io=m1", "tags", "a"]).global.mirror.len(),
+            1
+        );
+        assert_eq!(
+            parse(&["tags", "a", "--mirror", "a.io=m1"]).global.mirror.len(),
+            1
+        );
+        assert_eq!(parse(&["-v", "tags", "a", "-vv"]).global.verbose, 3);
+        assert_eq!(parse(&["-vv", "tags", "a"]).global.verbose, 2);
+        assert_eq!(parse(&["providers", "-v"]).global.verbose, 1);
+        // Each side still checks its values and -q against -v.
+        assert!(Cli::try_parse_from(["mcreg", "tags", "a", "--mirror", "bad"]).is_err());
+        assert!(Cli::try_parse_from(["mcreg", "tags", "a", "-q", "-v"]).is_err());
+        assert!(Cli::try_parse_from(["mcreg", "-q", "-v", "tags", "a"]).is_err());
     }
 
     #[test]

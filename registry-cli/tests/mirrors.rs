@@ -5,8 +5,8 @@
 mod common;
 
 use common::{Sandbox, path_str};
-use conformance::harness::fault_proxy::FaultProxy;
-use conformance::harness::{AuthMode, TestRegistry, free_port};
+use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures, free_port};
 use url::Url;
 
 async fn mirror_of(registry: &TestRegistry) -> FaultProxy {
@@ -171,4 +171,56 @@ async fn config_files_choose_the_sources() {
         "{:?}",
         mirror.requests()
     );
+}
+
+#[tokio::test]
+async fn tags_lists_the_mirrors_tags() {
+    let (mirror_registry, registry) = tokio::join!(
+        TestRegistry::start_empty(AuthMode::None),
+        TestRegistry::start_empty(AuthMode::None)
+    );
+    let push = |registry: &TestRegistry, tag: &str| {
+        let mut image = fixtures().single_oci.clone();
+        image.repository = "app".into();
+        image.tag = Some(tag.into());
+        let pusher = Pusher::new(&registry.url());
+        async move { pusher.image(&image).await }
+    };
+    push(&mirror_registry, "one").await;
+    push(&mirror_registry, "two").await;
+    push(&registry, "three").await;
+    let (failing, mirror, origin) = tokio::join!(
+        mirror_of(&mirror_registry),
+        mirror_of(&mirror_registry),
+        mirror_of(&registry)
+    );
+    failing.inject_when(Matcher::any(), Fault::status(503, usize::MAX));
+    let repository = format!("{}/app", origin.host());
+    let mirror_flag = |location: &str| format!("--mirror={}={location}", origin.host());
+    let sandbox = Sandbox::new();
+
+    let run = sandbox
+        .mcreg(&["tags", &repository, &mirror_flag(&mirror.host())])
+        .ok();
+    assert_eq!(run.stdout_text(), "one\ntwo\n");
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
+
+    // Mirrors on both sides of the command name: all are kept, in order.
+    let run = sandbox
+        .mcreg(&[
+            &mirror_flag(&failing.host()),
+            "tags",
+            &repository,
+            &mirror_flag(&mirror.host()),
+            "--json",
+        ])
+        .ok();
+    assert_eq!(run.json()["tags"], serde_json::json!(["one", "two"]));
+    assert_eq!(failing.requests().len(), 1, "{:?}", failing.requests());
+    assert!(
+        run.stderr.contains(&format!("skipped {}", failing.host())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
 }
