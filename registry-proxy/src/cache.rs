@@ -198,10 +198,25 @@ impl Cache {
     ) -> Shared<ManifestAnswer> {
         let (repository, tag) = (reference.repository(), reference.reference());
         let known = self.storage.tag(&route.name, repository, tag).await?;
-        if let Some(record) = known.as_ref().filter(|r| r.age() < route.tag_ttl)
-            && let Some(manifest) = self.storage.manifest(&route.name, &record.digest).await?
-        {
-            return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
+        if let Some(record) = known.as_ref().filter(|r| r.age() < route.tag_ttl) {
+            if let Some(manifest) = self.storage.manifest(&route.name, &record.digest).await? {
+                return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
+            }
+            // The digest is fresh but its manifest is still being fetched for
+            // another request (or was evicted): no need to ask about the tag again.
+            if head {
+                return Ok(ManifestAnswer {
+                    digest: record.digest.clone(),
+                    media_type: record.media_type.clone(),
+                    size: record.size,
+                    bytes: None,
+                    cache: CacheResult::Hit,
+                    upstream: None,
+                });
+            }
+            let by_digest = reference.with_digest(&record.digest).map_err(upstream)?;
+            let (manifest, source) = self.fetch_manifest(route, &by_digest).await?;
+            return Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)));
         }
         let key = format!("{} {repository}:{tag}", route.name);
         let checked = self
