@@ -641,6 +641,23 @@ async fn mirror_only_never_asks_the_registry() {
         !error.to_string().contains(&format!("{}: ", origin.host())),
         "{error}"
     );
+
+    // A lone mirror is named too: the reference names only the registry.
+    let lone = self::client(
+        RegistrySources::new(origin.host())
+            .mirror(Mirror::new(lacking.host()))
+            .mirror_only(),
+        &events,
+    )
+    .build()
+    .expect("client");
+    let error = lone.pull(&tag("v1")).await.unwrap_err();
+    assert!(error.is_not_found(), "{error}");
+    let Error::Sources { attempts, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].source, lacking.host());
     assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
 }
 

@@ -118,9 +118,10 @@ impl Route {
 }
 
 /// The error when `last` failed with `error` after `attempts`: the error
-/// itself when nothing else was in play (or it is local), else all of them.
+/// itself when the registry alone was in play (or it is local), else all of
+/// them (a lone mirror is named: the reference does not say it was asked).
 fn all_failed(what: &str, mut attempts: Vec<SourceAttempt>, last: &Source, error: Error) -> Error {
-    if attempts.is_empty() || !next_may_help(&error) {
+    if (attempts.is_empty() && last.is_the_registry) || !next_may_help(&error) {
         return error;
     }
     attempts.push(SourceAttempt {

@@ -30,6 +30,9 @@ pub(crate) struct Source {
     auth_host: String,
     /// Sent as `?ns=` (containerd's way of telling a mirror the registry).
     namespace: Option<String>,
+    /// The registry the reference names, at its own address (not a mirror,
+    /// nor where a rule moved it).
+    pub is_the_registry: bool,
 }
 
 impl Source {
@@ -218,6 +221,7 @@ impl RepositoryClient {
             repository: reference.repository().to_owned(),
             auth_host: reference.registry().to_owned(),
             namespace: None,
+            is_the_registry: true,
         })
     }
 }
@@ -256,6 +260,7 @@ fn at_location(
         auth_host: location.host.clone(),
         namespace: (send_namespace && is_proxy(&host_port(&location.api_root), registry))
             .then(|| registry.to_owned()),
+        is_the_registry: false,
     })
 }
 
