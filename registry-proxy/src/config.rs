@@ -888,7 +888,8 @@ mod tests {
             (hub.name.as_str(), hub.prefix.as_deref(), hub.default),
             ("dockerhub", Some("docker.io"), true)
         );
-        assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
+        // Five minutes, as the docs promise.
+        assert_eq!(hub.tag_ttl, Duration::from_secs(5 * 60));
         let local = &config.routes[1];
         assert_eq!(
             (local.name.as_str(), local.prefix.as_deref(), local.default),
