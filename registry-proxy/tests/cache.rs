@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config};
+use common::{RunningProxy, config, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
@@ -242,19 +242,6 @@ async fn a_blob_head_on_a_miss_downloads_nothing_and_ranges_work_on_miss_and_hit
         format!("bytes */{}", layer.size)
     );
     assert_eq!(blob_gets(&upstream).get(&layer.digest), Some(&1));
-}
-
-/// Waits until the cache has committed a blob (its fill may still be closing).
-async fn wait_for_hit(blob: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let head = http().head(blob).send().await.expect("HEAD");
-        if header(&head, "x-cache") == "HIT" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{blob} was never committed");
 }
 
 #[tokio::test]

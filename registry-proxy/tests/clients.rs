@@ -17,12 +17,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{RunningProxy, config, metric, route};
+use common::{RunningProxy, config, metric, route, wait_for_hit};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{
     AuthMode, Containerd, ImageFixture, TestRegistry, fixtures, write_ca_signed_tls_files,
 };
-use registry_proxy::{Config, UpstreamConfig};
+use registry_proxy::{Config, RouteConfig, UpstreamConfig};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LINK};
 use serde_json::Value;
@@ -49,6 +49,19 @@ impl Upstream {
             direct,
             registry,
         }
+    }
+
+    /// A route for the registry as clients name it, fetching from
+    /// `via_cache` first (the registry, asked after it, must see nothing).
+    fn route_via_cache(&self, prefix: Option<&str>) -> RouteConfig {
+        let mut route = route(&self.direct.host());
+        route.prefix = prefix.map(str::to_owned);
+        route.mirrors = vec![UpstreamConfig {
+            url: format!("http://{}", self.via_cache.host()),
+            credentials: None,
+            insecure: true,
+        }];
+        route
     }
 
     /// The blob digests the cache fetched (GETs that reached the registry).
@@ -622,13 +635,7 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
     // The route is for the registry containerd names; it fetches from the
     // recording proxy first (and would fall back to the registry, which
     // must then see nothing).
-    let mut by_ns = route(&registry);
-    by_ns.prefix = None;
-    by_ns.mirrors = vec![UpstreamConfig {
-        url: format!("http://{}", up.via_cache.host()),
-        credentials: None,
-        insecure: true,
-    }];
+    let by_ns = up.route_via_cache(None);
     let cache = RunningProxy::start(&hand_made(dir.path(), vec![default, by_ns]));
     // What containerd sends the cache, recorded.
     let front = FaultProxy::start(Url::parse(&cache.url()).expect("URL")).await;
@@ -929,6 +936,10 @@ async fn blob_answers() {
     );
 
     for cache in ["MISS", "HIT"] {
+        if cache == "HIT" {
+            // The first answer may end before the fill's commit does.
+            wait_for_hit(&url).await;
+        }
         let response = client.get(&url).send().await.expect("GET");
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers().clone();
@@ -1259,7 +1270,7 @@ async fn tag_list_pages() {
 }
 
 /// A Docker Hub route whose content comes from a mirror (`mirror_only`).
-fn hub_route(mirror: &FaultProxy) -> registry_proxy::RouteConfig {
+fn hub_route(mirror: &FaultProxy) -> RouteConfig {
     let mut hub = route("docker.io");
     hub.default = true;
     hub.mirror_only = true;
@@ -1271,7 +1282,7 @@ fn hub_route(mirror: &FaultProxy) -> registry_proxy::RouteConfig {
     hub
 }
 
-fn hand_made(dir: &Path, routes: Vec<registry_proxy::RouteConfig>) -> Config {
+fn hand_made(dir: &Path, routes: Vec<RouteConfig>) -> Config {
     Config::with_routes("127.0.0.1:0".parse().expect("address"), dir.join("cache"), routes)
 }
 
@@ -1578,13 +1589,7 @@ async fn containerd_override_path_with_a_prefix_reaches_the_ns_route() {
     let mut default = route(&other.via_cache.host());
     default.default = true;
     default.prefix = Some("other".into());
-    let mut by_ns = route(&registry);
-    by_ns.prefix = Some("up".into());
-    by_ns.mirrors = vec![UpstreamConfig {
-        url: format!("http://{}", up.via_cache.host()),
-        credentials: None,
-        insecure: true,
-    }];
+    let by_ns = up.route_via_cache(Some("up"));
     let cache = RunningProxy::start(&hand_made(dir.path(), vec![default, by_ns]));
     let front = FaultProxy::start(Url::parse(&cache.url()).expect("URL")).await;
 

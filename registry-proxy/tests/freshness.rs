@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, pull_through};
+use common::{RunningProxy, config, pull_through, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest};
 use registry_client::RetryConfig;
@@ -92,19 +92,6 @@ fn blob_gets(upstream: &FaultProxy, digest: &str) -> Vec<RecordedRequest> {
 fn error_code(body: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     json["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Waits until the cache has committed a blob (its fill may still be closing).
-async fn wait_for_hit(blob: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let head = http().head(blob).send().await.expect("HEAD");
-        if header(&head, "x-cache") == "HIT" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{blob} was never committed");
 }
 
 #[tokio::test]

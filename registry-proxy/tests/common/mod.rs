@@ -157,3 +157,17 @@ pub fn metric(metrics: &str, series: &str) -> f64 {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
+
+/// Waits until the cache has committed a blob (its fill may still be closing).
+pub async fn wait_for_hit(blob: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let http = reqwest::Client::new();
+    while std::time::Instant::now() < deadline {
+        let head = http.head(blob).send().await.expect("HEAD");
+        if head.headers().get("x-cache").is_some_and(|v| v == "HIT") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{blob} was never committed");
+}
