@@ -766,20 +766,28 @@ async fn tags_are_listed_by_the_first_source_that_has_the_repository() {
     .build()
     .expect("client");
 
-    let tags = client
-        .list_tags(&reference(&format!("{}/app", origin.host())))
+    let listed = client
+        .tag_list(&reference(&format!("{}/app", origin.host())))
         .await
         .expect("tags");
-    assert_eq!(tags, ["one", "two"]);
+    assert_eq!(listed.tags, ["one", "two"]);
+    assert_eq!(listed.source, mirror.host());
     assert_eq!(origin.requests().len(), 0, "{:?}", origin.requests());
     assert!(events.skips().is_empty(), "{:?}", events.skips());
 
     // A repository the mirror lacks: listed by the registry.
-    let tags = client
-        .list_tags(&reference(&format!("{}/other", origin.host())))
+    let listed = client
+        .tag_list(&reference(&format!("{}/other", origin.host())))
         .await
         .expect("tags");
-    assert_eq!(tags, ["four"]);
+    assert_eq!(listed.tags, ["four"]);
+    assert_eq!(listed.source, origin.host());
+    // Listed again from the client's cache: still said where from.
+    let again = client
+        .tag_list(&reference(&format!("{}/other", origin.host())))
+        .await
+        .expect("tags");
+    assert_eq!(again, listed);
     let skips = events.skips_of(&mirror.host());
     assert!(skips.len() == 1 && skips[0].contains("not found"), "{skips:?}");
 }

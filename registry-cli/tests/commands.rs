@@ -105,6 +105,7 @@ async fn every_command_in_every_auth_mode() {
         let tags = &fixtures.tags;
         let listed = run(&["tags", &format!("{host}/{}", tags.repository), "--json"]).json();
         assert_eq!(listed["repository"], format!("{host}/{}", tags.repository));
+        assert_eq!(listed["source"], host.as_str());
         let mut got = strings(&listed["tags"]);
         got.sort();
         assert_eq!(got, tags.tags);

@@ -216,6 +216,7 @@ async fn tags_lists_the_mirrors_tags() {
         ])
         .ok();
     assert_eq!(run.json()["tags"], serde_json::json!(["one", "two"]));
+    assert_eq!(run.json()["source"], mirror.host());
     assert_eq!(failing.requests().len(), 1, "{:?}", failing.requests());
     assert!(
         run.stderr.contains(&format!("skipped {}", failing.host())),

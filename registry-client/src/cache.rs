@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::future::Cache;
 
-use crate::client::ManifestDescriptor;
+use crate::client::{ManifestDescriptor, TagList};
 
 /// Default lifetime of answers that can change (tags, catalog, tag→digest).
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -19,6 +19,7 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
 pub(crate) enum Expiring {
     Descriptor(ManifestDescriptor),
     Names(Arc<Vec<String>>),
+    Tags(Arc<TagList>),
 }
 
 /// Immutable content, keyed by digest.
@@ -51,6 +52,9 @@ impl ResponseCache {
                 let size = match value {
                     Expiring::Descriptor(d) => d.digest.len() + d.media_type.len() + 16,
                     Expiring::Names(names) => names.iter().map(|n| n.len() + 24).sum(),
+                    Expiring::Tags(list) => {
+                        list.source.len() + list.tags.iter().map(|n| n.len() + 24).sum::<usize>()
+                    }
                 };
                 weight(key.len() + size)
             })

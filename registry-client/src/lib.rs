@@ -21,7 +21,7 @@ pub use auth::{Challenge, Credentials};
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use client::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, ImageConfig, Manifest, ManifestDescriptor, ManifestKind,
-    RawManifest, RepositoryClient, RepositoryClientBuilder, media_types,
+    RawManifest, RepositoryClient, RepositoryClientBuilder, TagList, media_types,
 };
 pub use driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord, register_provider};
 pub use error::{Error, Result};

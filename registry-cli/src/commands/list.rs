@@ -11,6 +11,8 @@ use crate::exit::Failure;
 struct TagsReport {
     repository: String,
     tags: Vec<String>,
+    /// The mirror or registry that listed them.
+    source: String,
 }
 
 /// `catalog --json`.
@@ -27,10 +29,11 @@ pub async fn tags(context: &Context, args: &TagsArgs) -> Result<(), Failure> {
         ..ClientSettings::default()
     };
     let client = context.client(reference.registry(), settings)?;
-    let tags = client.list_tags(&reference).await?;
+    let list = client.tag_list(&reference).await?;
     let report = TagsReport {
         repository: reference.name(),
-        tags,
+        tags: list.tags,
+        source: list.source,
     };
     context.out.result(&report, || lines(&report.tags))
 }

@@ -19,6 +19,14 @@ const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
 /// A registry that keeps sending new `next` links is broken too.
 const MAX_PAGES: usize = 10_000;
 
+/// A repository's tags and where they were listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagList {
+    pub tags: Vec<String>,
+    /// The mirror or registry that listed them (`mirror.example.com/hub`, `docker.io`).
+    pub source: String,
+}
+
 impl RepositoryClient {
     /// Checks that the registry speaks the `/v2/` API and accepts our
     /// credentials (authenticating if it asks). Asks the registry itself,
@@ -44,19 +52,24 @@ impl RepositoryClient {
     /// Every tag of the reference's repository (its tag or digest is ignored),
     /// from the first of its sources that lists them.
     pub async fn list_tags(&self, repository: &ImageReference) -> Result<Vec<String>> {
+        Ok(self.tag_list(repository).await?.tags)
+    }
+
+    /// [`list_tags`](Self::list_tags), with the source that listed them.
+    pub async fn tag_list(&self, repository: &ImageReference) -> Result<TagList> {
         #[derive(Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
         }
         let key = format!("tags {} {}", repository.registry(), repository.repository());
-        if let Some(Expiring::Names(names)) = self.cache().expiring(&key).await {
-            return Ok(names.as_ref().clone());
+        if let Some(Expiring::Tags(list)) = self.cache().expiring(&key).await {
+            return Ok(list.as_ref().clone());
         }
         // Listed like a pull by tag: digest-only mirrors are left out.
         let by_tag = ImageReference::parse(&repository.name())?;
         let route = self.route(&by_tag)?;
         let what = format!("tags of {}", repository.name());
-        let (names, _) = route
+        let (tags, source) = route
             .first_success(
                 &preferring(&route, None),
                 Need::Tag,
@@ -71,10 +84,14 @@ impl RepositoryClient {
                 },
             )
             .await?;
+        let list = TagList {
+            tags,
+            source: source.name.clone(),
+        };
         self.cache()
-            .put_expiring(key, Expiring::Names(Arc::new(names.clone())))
+            .put_expiring(key, Expiring::Tags(Arc::new(list.clone())))
             .await;
-        Ok(names)
+        Ok(list)
     }
 
     /// Every repository in the registry's catalog.

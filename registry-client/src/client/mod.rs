@@ -24,6 +24,7 @@ use crate::transport::circuit::CircuitBreakerConfig;
 use crate::transport::retry::RetryConfig;
 use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
 
+pub use listing::TagList;
 pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest, media_types};
 
 /// Default time allowed to establish a connection.
