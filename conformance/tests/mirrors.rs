@@ -486,7 +486,8 @@ async fn a_mirror_that_times_out_is_passed_over_for_the_next_source() {
         RegistrySources::new(origin.host()).mirror(Mirror::new(slow.host())),
         &events,
     )
-    .read_timeout(Duration::from_millis(300))
+    // Far below the delay, far above what a loaded machine's registry takes.
+    .read_timeout(Duration::from_secs(1))
     .build()
     .expect("client");
     let image = &registry.fixtures().single_oci;
