@@ -10,12 +10,10 @@
 //! locked (`flock` on its directory) while a writer has it open, so that one
 //! writer cannot remove a blob another has just referenced.
 
-// The pull engine (`pull/mod.rs`) calls this writer; until that module is wired into the crate
-// the items look unused outside the tests.
-
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
@@ -26,6 +24,10 @@ const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 const BLOBS_DIR: &str = "blobs";
 const LAYOUT_VERSION: &str = "1.0.0";
+/// How long a writer waits for the layout's lock. A lock released a moment
+/// ago can still be held briefly: a child process that another thread of
+/// this program is starting holds a copy of every descriptor until its exec.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// Writes one or more images into an OCI image layout; see the module docs.
 #[derive(Debug)]
@@ -64,6 +66,30 @@ pub(crate) struct BlobWriter {
     root: PathBuf,
 }
 
+/// Takes the layout's lock, waiting up to [`LOCK_WAIT`] for another holder.
+fn lock_layout(lock: &File, dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::InvalidConfig(format!(
+                    "OCI image layout {} is being written by another writer",
+                    dir.display()
+                )));
+            }
+            // A filesystem without locks (some network filesystems): write unlocked.
+            Err(fs::TryLockError::Error(e)) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot lock the OCI image layout");
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl OciLayoutWriter {
     /// Opens `dir` as a layout: an existing layout (its `oci-layout` is checked) or an empty
     /// directory is written in place; a missing `dir` is built under a temporary directory
@@ -93,19 +119,7 @@ impl OciLayoutWriter {
 
     fn open_existing(dir: &Path) -> Result<Self> {
         let lock = File::open(dir).map_err(io_at(dir, "opening"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::InvalidConfig(format!(
-                    "OCI image layout {} is being written by another writer",
-                    dir.display()
-                )));
-            }
-            // A filesystem without locks (some network filesystems): write unlocked.
-            Err(fs::TryLockError::Error(e)) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "cannot lock the OCI image layout");
-            }
-        }
+        lock_layout(&lock, dir)?;
 
         let marker = dir.join(LAYOUT_FILE);
         match fs::read(&marker) {
@@ -1052,8 +1066,13 @@ mod tests {
         let first = OciLayoutWriter::open(&dir).unwrap();
         let err = OciLayoutWriter::open(&dir).unwrap_err().to_string();
         assert!(err.contains("another writer"), "{err}");
-        drop(first);
+        // Released while the next writer waits for it: taken.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(first);
+        });
         OciLayoutWriter::open(&dir).unwrap();
+        release.join().unwrap();
     }
 
     #[test]

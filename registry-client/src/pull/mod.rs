@@ -475,7 +475,12 @@ impl Image {
                 .chain(self.artifacts.iter().flat_map(artifact_blobs)),
         );
         let cached = self.cached_files(&blobs);
-        let mut writer = OciLayoutWriter::open(dir)?;
+        // Opening may wait for the layout's lock: not on the runtime's threads.
+        let mut writer = blocking({
+            let dir = dir.to_owned();
+            move || OciLayoutWriter::open(&dir)
+        })
+        .await?;
         let mut pulled = Vec::new();
         let mut jobs = Vec::new();
         let cached = &cached.await?;
