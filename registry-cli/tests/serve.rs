@@ -302,8 +302,8 @@ async fn the_access_log_names_the_upstream_bytes_and_time_of_a_blob() {
 /// an `auths` entry with base64 `user:password`, as `docker login` writes
 /// it): the cache fetches from a registry that needs them, and a pull
 /// through it works. Without the file the registry refuses the cache (`403
-/// DENIED`). The password, and the `auth` value, never appear in the log,
-/// even at `-vv`.
+/// DENIED`); with it, the cache will not start until told `--public`. The
+/// password, and the `auth` value, never appear in the log, even at `-vv`.
 #[tokio::test]
 async fn serve_fetches_with_credentials_from_docker_config_json() {
     let registry = TestRegistry::start(AuthMode::Basic).await;
@@ -329,10 +329,28 @@ async fn serve_fetches_with_credentials_from_docker_config_json() {
     let (code, log) = server.terminate();
     assert_eq!(code, 0, "{log}");
 
-    // With it: the manifest, then a whole pull, through the cache.
+    // With it, the content is private: not served to anyone unless asked.
+    let refused = Command::new(MCREG)
+        .args(["serve", "--upstream", &registry.host()])
+        .args(["--cache-dir", &path_str(&sandbox.path("cache"))])
+        .env("HOME", sandbox.path("home"))
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("run mcreg serve");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&registry.host())
+            && said.contains("config.json")
+            && said.contains("--public")
+            && said.contains("--htpasswd"),
+        "{said}"
+    );
+
+    // Said public: the manifest, then a whole pull, through the cache.
     let server = Server::start(
         &sandbox,
-        &["--upstream", &registry.host(), "-vv"],
+        &["--upstream", &registry.host(), "--public", "-vv"],
         &[("DOCKER_CONFIG", &path_str(&docker_config))],
     );
     let (status, body) = http_get(&server.host(), &manifest);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use registry_client::RepositoryClientBuilder;
+use registry_client::auth::DockerConfig;
 use registry_proxy::config::{DEFAULT_LISTEN, DEFAULT_TOKEN_TTL};
 use registry_proxy::{AuthConfig, Config, Proxy};
 
@@ -57,6 +58,7 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
             config
         }
     };
+    refuse_hidden_credentials(&config)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -88,6 +90,49 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
         .map_err(proxy_failure)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Credentials from docker's `config.json` make a route's content as private
+/// as credentials in the file, which the configuration's own check sees: without
+/// `[auth]`, such a route must say it is public.
+fn refuse_hidden_credentials(config: &Config) -> Result<(), Failure> {
+    if config.auth.is_some() {
+        return Ok(());
+    }
+    // A broken file is reported, naming it, by the first fetch that reads it.
+    let Ok(docker) = DockerConfig::load() else {
+        return Ok(());
+    };
+    for route in config.routes.iter().filter(|r| r.public.is_none()) {
+        let mirrors = route
+            .mirrors
+            .iter()
+            .filter(|m| m.credentials.is_none())
+            .map(|m| mirror_host(&m.url));
+        let registry = (!route.mirror_only).then_some(route.registry.as_str());
+        if let Some(host) = registry
+            .into_iter()
+            .chain(mirrors)
+            .find(|host| docker.names_credentials_for(host))
+        {
+            let file = docker
+                .path()
+                .map_or("docker's config.json".into(), |p| p.display().to_string());
+            return Err(Failure::Usage(format!(
+                "serve: route {:?} would fetch from {host} with the credentials in {file}, so without \
+                 [auth] its content would be served to anyone: give --htpasswd FILE ([auth] htpasswd), \
+                 or say --public (public = true in the route)",
+                route.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `host[:port]` of a mirror's URL (`http://mirror.lan:5000/hub` → `mirror.lan:5000`).
+fn mirror_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// SIGTERM (a service manager) or Ctrl-C: stop accepting, finish what is under way.

@@ -324,6 +324,17 @@ impl DockerConfig {
         self.auths.is_empty() && self.creds_store.is_none() && self.cred_helpers.is_empty()
     }
 
+    /// Whether the file itself gives credentials for `host`: a `credHelpers`
+    /// entry, or an `auths` entry that holds some. No helper is run, so what a
+    /// `credsStore` holds is not counted.
+    pub fn names_credentials_for(&self, host: &str) -> bool {
+        let target = Target::new(host);
+        target.find(&self.cred_helpers).is_some()
+            || target
+                .find(&self.auths)
+                .is_some_and(|(key, entry)| !matches!(entry.credentials(key, self.path()), Ok(None)))
+    }
+
     /// The credentials for a registry host as written in an image reference
     /// (`docker.io`, `ghcr.io`, `localhost:5000`); `None` for anonymous access.
     pub async fn credentials_for(&self, host: &str) -> Result<Option<Credentials>> {
@@ -394,6 +405,20 @@ mod tests {
 
     fn pair(u: &str, p: &str) -> Option<(String, String)> {
         Some((u.to_owned(), p.to_owned()))
+    }
+
+    #[test]
+    fn names_credentials_only_where_the_file_gives_some() {
+        let c = config(&format!(
+            r#"{{"auths":{{"ghcr.io":{{"auth":"{}"}},"https://index.docker.io/v1/":{{}}}},
+                "credHelpers":{{"quay.io":"quay"}},"credsStore":"desktop"}}"#,
+            b64("alice:pw")
+        ));
+        assert!(c.names_credentials_for("ghcr.io"));
+        assert!(c.names_credentials_for("quay.io"));
+        // An empty entry (what a credsStore leaves) and a host only the store might know.
+        assert!(!c.names_credentials_for("docker.io"));
+        assert!(!c.names_credentials_for("localhost:5000"));
     }
 
     #[tokio::test]
