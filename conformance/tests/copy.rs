@@ -344,6 +344,45 @@ async fn an_upload_cut_mid_way_starts_the_blob_again_when_the_registry_drops_it(
 }
 
 #[tokio::test]
+async fn a_blob_stream_longer_than_its_size_is_a_size_mismatch_and_commits_nothing() {
+    let (registry, proxy) = destination(AuthMode::None).await;
+    let data = noise(7, 9 * 1024 * 1024);
+    // Said to be 1 MiB shorter than what the stream brings: caught once the
+    // stream passes the size, before its last chunk goes up.
+    let size = (data.len() - 1024 * 1024) as u64;
+    let digest = sha256(&data[..size as usize]);
+    let pieces: Vec<registry_client::Result<bytes::Bytes>> = data
+        .chunks(1024 * 1024)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let to = reference(&proxy.host(), "long/blob");
+    let error = client(None)
+        .upload_blob(&to, &digest, size, futures::stream::iter(pieces))
+        .await
+        .expect_err("a stream longer than its size");
+    assert!(
+        matches!(&error, registry_client::Error::SizeMismatch { expected, actual, .. }
+            if *expected == size && *actual > size),
+        "{error:?}"
+    );
+    assert!(error.is_integrity(), "{error}");
+    let log = proxy.requests();
+    assert!(
+        !log.iter()
+            .any(|r| r.query.as_deref().is_some_and(|q| q.contains("digest="))),
+        "a commit was sent: {log:#?}"
+    );
+    // The session was cancelled, and the registry has no such blob.
+    assert!(log.iter().any(|r| r.method == Method::DELETE), "{log:#?}");
+    let head = reqwest::Client::new()
+        .head(format!("{}/v2/long/blob/blobs/{digest}", registry.url()))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), 404);
+}
+
+#[tokio::test]
 async fn a_corrupted_download_commits_nothing_at_the_destination() {
     // The piped bytes are hashed once, by the download: the upload must still never
     // commit a blob whose download failed its check, however far it got.

@@ -86,7 +86,8 @@ impl RepositoryClient {
     /// Uploads blob `digest` of `size` bytes from `chunks` (its bytes in order) into
     /// `reference`'s repository: in one `PUT` when small, else in `PATCH` chunks, each sent
     /// again from the registry's offset when its request fails. The bytes are checked
-    /// against `digest` and `size` before the registry is asked to commit them; on any
+    /// against `digest` and `size` before the registry is asked to commit them (a stream
+    /// that brings more than `size` is [`Error::SizeMismatch`] as soon as it does); on any
     /// error the upload is cancelled and nothing is committed.
     pub async fn upload_blob<S>(
         &self,
@@ -110,11 +111,14 @@ impl RepositoryClient {
                 if let Some(bytes) = &next {
                     hasher.update(bytes);
                     buffer.extend_from_slice(bytes);
-                    if (sent + buffer.len() as u64) > size {
-                        return Err(Error::invalid_response(
-                            &host_port(&session.location),
-                            format!("blob {digest} has more than its {size} bytes"),
-                        ));
+                    // The stream's fault, not the registry's: stop before sending more.
+                    let seen = sent + buffer.len() as u64;
+                    if seen > size {
+                        return Err(Error::SizeMismatch {
+                            digest: digest.to_owned(),
+                            expected: size,
+                            actual: seen,
+                        });
                     }
                 }
                 let last = next.is_none();
