@@ -35,7 +35,7 @@ const HOSTS_FILE: &str = "hosts.toml";
 const DEFAULT_DIRECTORY: &str = "_default";
 
 /// Reads every `<host>/hosts.toml` under `dir`: one rule per registry, and
-/// one for `_default` (prefix [`ANY_REGISTRY`]).
+/// one for `_default` (prefix `*`: any registry without a rule of its own).
 pub fn load(dir: &Path) -> Result<Vec<RegistrySources>> {
     let mut by_registry: BTreeMap<String, HostDirectory> = BTreeMap::new();
     for directory in host_directories(dir)? {
