@@ -12,14 +12,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, wait_for_hit};
+use common::{RunningProxy, config, header, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use reqwest::StatusCode;
-use url::Url;
 
 /// An SDK client that talks to the cache as its registry.
 fn client() -> RepositoryClient {
@@ -28,10 +27,6 @@ fn client() -> RepositoryClient {
         .platform("linux/amd64")
         .build()
         .expect("client")
-}
-
-async fn recorded(registry: &TestRegistry) -> FaultProxy {
-    FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await
 }
 
 fn through(proxy: &RunningProxy, image: &ImageFixture) -> ImageReference {
@@ -61,18 +56,10 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_cold_pulls_fetch_each_blob_once() {
     let registry = TestRegistry::start(AuthMode::None).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     // Slow blobs: every pull arrives while the first fill is still running.
     upstream.inject_when(
         Matcher::blob_gets(),
@@ -155,7 +142,7 @@ fn registry_fixture_named(image: &ImageFixture, repository: &str) -> ImageFixtur
 #[tokio::test]
 async fn a_corrupted_upstream_blob_is_never_cached_and_cuts_the_client() {
     let registry = TestRegistry::start(AuthMode::None).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
     let image = &registry.fixtures().single_oci;
@@ -195,7 +182,7 @@ async fn a_corrupted_upstream_blob_is_never_cached_and_cuts_the_client() {
 #[tokio::test]
 async fn a_blob_head_on_a_miss_downloads_nothing_and_ranges_work_on_miss_and_hit() {
     let registry = TestRegistry::start(AuthMode::None).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
     let image = &registry.fixtures().many_layers;
@@ -286,7 +273,7 @@ async fn a_manifest_fetch_under_way_for_one_repository_does_not_answer_another()
     let mut image = fixtures().single_oci.clone();
     image.repository = "team/app".into();
     Pusher::new(&registry.url()).image(&image).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     // The first fetch is still under way when the second request comes.
     upstream.inject_when(
         Matcher::path_contains(format!("/v2/team/app/manifests/{}", image.digest)),
@@ -322,7 +309,7 @@ async fn a_manifest_fetch_under_way_for_one_repository_does_not_answer_another()
 #[tokio::test]
 async fn a_fill_outlives_the_client_that_started_it() {
     let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     // Big enough to be sent in many chunks.
     let data: Vec<u8> = (0..8 * 1024 * 1024_u32).map(|i| (i % 251) as u8).collect();
     let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
@@ -352,7 +339,7 @@ async fn a_fill_outlives_the_client_that_started_it() {
 #[tokio::test]
 async fn a_commit_that_fails_after_the_blob_was_verified_serves_it_and_caches_nothing() {
     let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     let data: Vec<u8> = (0..2 * 1024 * 1024_u32).map(|i| (i % 241) as u8).collect();
     let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
     let dir = tempfile::tempdir().expect("tempdir");

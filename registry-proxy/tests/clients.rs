@@ -17,7 +17,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{RunningProxy, config, metric, route, wait_for_hit};
+use common::{RunningProxy, config, config_with_routes, fetched_blobs, metric, route, wait_for_hit};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{
     AuthMode, Containerd, ImageFixture, TestRegistry, fixtures, write_ca_signed_tls_files,
@@ -66,15 +66,7 @@ impl Upstream {
 
     /// The blob digests the cache fetched (GETs that reached the registry).
     fn blob_gets(&self) -> Vec<String> {
-        let mut digests: Vec<String> = self
-            .via_cache
-            .requests()
-            .iter()
-            .filter(|r| r.is_blob_get() && r.forwarded)
-            .filter_map(|r| r.path.rsplit_once("/blobs/").map(|(_, d)| d.to_owned()))
-            .collect();
-        digests.sort();
-        digests
+        fetched_blobs(&self.via_cache)
     }
 
     fn assert_not_contacted_directly(&self) {
@@ -1283,7 +1275,7 @@ fn hub_route(mirror: &FaultProxy) -> RouteConfig {
 }
 
 fn hand_made(dir: &Path, routes: Vec<RouteConfig>) -> Config {
-    Config::with_routes("127.0.0.1:0".parse().expect("address"), dir.join("cache"), routes)
+    config_with_routes(&dir.join("cache"), routes)
 }
 
 /// podman pulling `docker.io/…` with the cache as Docker Hub's mirror (the

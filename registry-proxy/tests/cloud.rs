@@ -24,14 +24,11 @@ mod fake_ali;
 #[path = "../../registry-gcp/tests/common/mod.rs"]
 mod fake_google;
 
-use common::RunningProxy;
+use common::{RunningProxy, config_with_routes, fetched_blobs, recorded};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{AuthMode, ImageFixture, TestRegistry, moto_url};
 use registry_aws::{ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::PullOptions;
-use registry_client::{ImageReference, RepositoryClient};
-use registry_proxy::{Config, RouteConfig};
+use registry_proxy::RouteConfig;
 
 /// The password in moto's token for its default account 123456789012.
 const MOTO_PASSWORD: &str = "123456789012-auth-token";
@@ -58,26 +55,12 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     ] {
         route.options.insert(name.into(), value.into());
     }
-    let config = Config::with_routes("127.0.0.1:0".parse().unwrap(), dir.path().to_owned(), vec![route]);
-    let proxy = RunningProxy::start(&config);
+    let proxy = RunningProxy::start(&config_with_routes(dir.path(), vec![route]));
 
     let image = &registry.fixtures().single_oci;
-    let reference: ImageReference = image.reference(&proxy.host()).parse().expect("reference");
-    let client = RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
-        .build()
-        .expect("client");
-    let layout = tempfile::tempdir().expect("tempdir");
-    let result = client
-        .pull(&reference)
-        .await
-        .expect("resolve through the cache")
-        .write_oci_layout(&layout.path().join("layout"), &PullOptions::default())
-        .await
-        .expect("pull through the cache");
     // The registry takes nothing but `AWS` and moto's token: the pull
     // proves the route's client was the aws provider's.
-    assert_eq!(result.digest, image.digest);
+    assert_eq!(common::pull_through(&proxy, "single/oci:v1").await, image.digest);
 }
 
 #[tokio::test]
@@ -89,18 +72,14 @@ async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_i
     let oauth = FakeOAuth::start(Tokens::Fixed(ACCESS_TOKEN), 3600);
     // The token server takes nothing but `oauth2accesstoken` and the fake's token.
     let registry = TestRegistry::start_as(AuthMode::Token, USERNAME, ACCESS_TOKEN).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     let mut route = cloud_route(ARTIFACT_REGISTRY, "gcp", &upstream);
     route.options.insert(
         CREDENTIALS_FILE_OPTION.into(),
         oauth.credentials_file().display().to_string(),
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = RunningProxy::start(&Config::with_routes(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_owned(),
-        vec![route],
-    ));
+    let proxy = RunningProxy::start(&config_with_routes(dir.path(), vec![route]));
 
     let image = &registry.fixtures().single_oci;
     pull_twice(&proxy, image, &upstream).await;
@@ -124,7 +103,7 @@ async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api
     // The token server takes nothing but the temporary user and password
     // the fake hands out.
     let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
-    let upstream = recorded(&registry).await;
+    let upstream = recorded(&registry.url()).await;
     let mut route = cloud_route(ACR, "ali", &upstream);
     // The AccessKey and the fake's URL, as the provider's own tests pass them.
     for (name, value) in account.options() {
@@ -134,11 +113,7 @@ async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api
         .options
         .insert(registry_ali::INSTANCE_ID_OPTION.into(), MCREG_INSTANCE_ID.into());
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = RunningProxy::start(&Config::with_routes(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_owned(),
-        vec![route],
-    ));
+    let proxy = RunningProxy::start(&config_with_routes(dir.path(), vec![route]));
 
     let image = &registry.fixtures().single_oci;
     pull_twice(&proxy, image, &upstream).await;
@@ -158,11 +133,6 @@ async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api
         Some(MCREG_INSTANCE_ID)
     );
     assert_registry_tokens_for(&registry, TEMP_USER);
-}
-
-/// A recording proxy in front of `registry`: the cache's upstream.
-async fn recorded(registry: &TestRegistry) -> FaultProxy {
-    FaultProxy::start(registry.url().parse().expect("registry URL")).await
 }
 
 /// The default route for the cloud registry `registry` with `provider`'s
@@ -185,22 +155,14 @@ async fn pull_twice(proxy: &RunningProxy, image: &ImageFixture, upstream: &Fault
     let mut expected: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
     expected.push(&image.config_digest);
     expected.sort();
-    assert_eq!(blob_gets(upstream), expected, "each blob fetched once");
+    assert_eq!(fetched_blobs(upstream), expected, "each blob fetched once");
 
     assert_eq!(common::pull_through(proxy, &name).await, image.digest);
-    assert_eq!(blob_gets(upstream), expected, "the second pull fetched no blob");
-}
-
-/// The digests of the blob GETs that reached the registry, sorted.
-fn blob_gets(upstream: &FaultProxy) -> Vec<String> {
-    let mut digests: Vec<String> = upstream
-        .requests()
-        .iter()
-        .filter(|r| r.is_blob_get() && r.forwarded)
-        .filter_map(|r| r.path.rsplit_once("/blobs/").map(|(_, d)| d.to_owned()))
-        .collect();
-    digests.sort();
-    digests
+    assert_eq!(
+        fetched_blobs(upstream),
+        expected,
+        "the second pull fetched no blob"
+    );
 }
 
 /// The registry's token server was asked, and only ever as `user` (the

@@ -12,14 +12,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, pull_through, wait_for_hit};
+use common::{RunningProxy, config, config_with_routes, header, pull_through, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest};
 use registry_client::RetryConfig;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_proxy::{Config, Proxy, UpstreamConfig};
 use reqwest::{Method, StatusCode};
-use url::Url;
 
 const MIB: usize = 1024 * 1024;
 
@@ -45,10 +44,6 @@ fn start(config: &Config, read_timeout: Option<Duration>) -> RunningProxy {
     RunningProxy::serve(proxy)
 }
 
-async fn recorded(upstream: &str) -> FaultProxy {
-    FaultProxy::start(Url::parse(upstream).expect("URL")).await
-}
-
 /// `image` as `team/app:v1`.
 fn app(image: &ImageFixture) -> ImageFixture {
     let mut image = image.clone();
@@ -59,14 +54,6 @@ fn app(image: &ImageFixture) -> ImageFixture {
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
-}
-
-fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// The requests the upstream received for `/manifests/<reference>` with `method`.
@@ -496,7 +483,7 @@ async fn a_route_whose_first_upstream_is_down_pulls_from_the_next() {
         credentials: None,
         insecure: true,
     }];
-    let config = Config::with_routes("127.0.0.1:0".parse().unwrap(), dir.path().to_owned(), vec![route]);
+    let config = config_with_routes(dir.path(), vec![route]);
     let proxy = start(&config, None);
     let image = &registry.fixtures().single_oci;
 

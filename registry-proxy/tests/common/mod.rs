@@ -8,6 +8,7 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use conformance::harness::fault_proxy::FaultProxy;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient, RetryConfig};
@@ -111,6 +112,37 @@ pub fn config(dir: &Path, registries: &[String]) -> Config {
         route.default = i == 0;
     }
     config
+}
+
+/// A cache in `dir` with exactly `routes`.
+pub fn config_with_routes(dir: &Path, routes: Vec<RouteConfig>) -> Config {
+    Config::with_routes("127.0.0.1:0".parse().unwrap(), dir.to_owned(), routes)
+}
+
+/// A recording fault proxy in front of the registry at `url`.
+pub async fn recorded(url: &str) -> FaultProxy {
+    FaultProxy::start(url.parse().expect("upstream URL")).await
+}
+
+/// The digests of the blob GETs `upstream` forwarded to its registry, sorted.
+pub fn fetched_blobs(upstream: &FaultProxy) -> Vec<String> {
+    let mut digests: Vec<String> = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob_get() && r.forwarded)
+        .filter_map(|r| r.path.rsplit_once("/blobs/").map(|(_, d)| d.to_owned()))
+        .collect();
+    digests.sort();
+    digests
+}
+
+/// A response header as text; empty when missing.
+pub fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// One route, as `RouteConfig::for_registry` makes it.
