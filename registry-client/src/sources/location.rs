@@ -8,6 +8,13 @@ use crate::error::{Error, Result};
 use crate::reference::check_repository_path;
 use crate::transport::{Transport, host_port, is_loopback};
 
+/// `host[:port]` of a mirror location (`[scheme://]host[:port][/namespace]`),
+/// without checking the rest: whose credentials a mirror is asked with.
+pub fn location_host(location: &str) -> Option<&str> {
+    let rest = location.split_once("://").map_or(location, |(_, rest)| rest);
+    rest.split('/').next().filter(|h| !h.is_empty())
+}
+
 /// A mirror's location, checked and resolved to a URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Location {

@@ -20,6 +20,7 @@ mod table;
 use std::fmt;
 
 pub(crate) use fallback::{Need, preferring};
+pub use location::location_host;
 pub(crate) use route::{Route, Source};
 pub(crate) use table::{SourceTable, insecure_hosts};
 

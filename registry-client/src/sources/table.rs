@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::location::Location;
+use super::location::{Location, location_host};
 use super::{Mirror, RegistrySources, RegistryTarget, Serves};
 use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
@@ -210,12 +210,6 @@ pub(crate) fn insecure_hosts(rules: &[RegistrySources]) -> (Vec<String>, Vec<Str
         }
     }
     (hosts, domains)
-}
-
-/// `host[:port]` of a location, without parsing it fully.
-fn location_host(location: &str) -> Option<&str> {
-    let rest = location.split_once("://").map_or(location, |(_, rest)| rest);
-    rest.split('/').next().filter(|h| !h.is_empty())
 }
 
 fn describe(rules: &RegistrySources) -> String {
