@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use registry_client::reference::DOCKER_HUB;
+use registry_client::sources::location_host;
 use registry_client::{Credentials, ImageReference};
 use serde::Deserialize;
 
@@ -397,6 +398,36 @@ impl Config {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// The same rule for credentials the configuration cannot show (docker's
+    /// `config.json`, say): `has_credentials(host)` tells whether a registry
+    /// or mirror host has some. Without `[auth]`, a route that would fetch
+    /// with them must say it is public.
+    pub fn check_hidden_credentials(&self, has_credentials: impl Fn(&str) -> bool) -> Result<()> {
+        if self.auth.is_some() {
+            return Ok(());
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.public.is_some() {
+                continue;
+            }
+            let registry = (!route.mirror_only).then_some(route.registry.as_str());
+            let mirrors = route
+                .mirrors
+                .iter()
+                .filter(|m| m.credentials.is_none())
+                .filter_map(|m| location_host(&m.url));
+            if let Some(host) = registry.into_iter().chain(mirrors).find(|h| has_credentials(h)) {
+                return Err(Error::Invalid(format!(
+                    "route[{i}].public: route {:?} would fetch from {host} with credentials the \
+                     configuration does not show, so without [auth] its content would be served \
+                     to anyone: give [auth] htpasswd, or say public = true",
+                    route.name
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1062,6 +1093,37 @@ password = "m1rr0r-pa55"
         assert!(m.starts_with("proxy.toml, auth.token_ttl:"), "{m}");
         let m = message("[auth]\nhtpasswd = \"h\"\nrealm = \"token\"\n[[route]]\nregistry = \"a.io\"\n");
         assert!(m.starts_with("proxy.toml, auth.realm:"), "{m}");
+    }
+
+    #[test]
+    fn credentials_the_file_does_not_show_need_the_route_to_say_public() {
+        let with = |host: &str| host == "a.io" || host == "m.io";
+        let config = |text: &str| parse(text).unwrap();
+        let m = config("[[route]]\nregistry = \"a.io\"\n")
+            .check_hidden_credentials(with)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("route[0].public") && m.contains("a.io") && m.contains("[auth]"),
+            "{m}"
+        );
+        // A mirror without credentials of its own is asked with the hidden ones.
+        let m = config("[[route]]\nregistry = \"b.io\"\n[[route.mirror]]\nurl = \"https://m.io/hub\"\n")
+            .check_hidden_credentials(with)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("m.io"), "{m}");
+        for fine in [
+            // Said public, or private behind [auth].
+            "[[route]]\nregistry = \"a.io\"\npublic = true\n",
+            "[auth]\nhtpasswd = \"h\"\n[[route]]\nregistry = \"a.io\"\n",
+            // Nothing for its hosts; a mirror with its own; a registry never asked.
+            "[[route]]\nregistry = \"b.io\"\n",
+            "[[route]]\nregistry = \"b.io\"\npublic = true\n[[route.mirror]]\nurl = \"m.io\"\nusername = \"u\"\npassword = \"p\"\n",
+            "[[route]]\nregistry = \"a.io\"\nmirror_only = true\n[[route.mirror]]\nurl = \"c.io\"\n",
+        ] {
+            config(fine).check_hidden_credentials(with).unwrap();
+        }
     }
 
     #[test]

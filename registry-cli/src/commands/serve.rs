@@ -58,7 +58,25 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
             config
         }
     };
-    refuse_hidden_credentials(&config)?;
+    // A broken file is reported, naming it, by the first fetch that reads it.
+    if let Ok(docker) = DockerConfig::load() {
+        config
+            .check_hidden_credentials(|host| docker.names_credentials_for(host))
+            .map_err(|e| {
+                let file = docker
+                    .path()
+                    .map_or("docker's config.json".into(), |p| p.display().to_string());
+                let hint = if args.config.is_none() {
+                    "; on the command line: --htpasswd FILE, or --public"
+                } else {
+                    ""
+                };
+                Failure::Usage(format!(
+                    "serve: {} (the credentials are in {file}{hint})",
+                    registry_client::error::display_chain(&e)
+                ))
+            })?;
+    }
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -90,49 +108,6 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
         .map_err(proxy_failure)?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Credentials from docker's `config.json` make a route's content as private
-/// as credentials in the file, which the configuration's own check sees: without
-/// `[auth]`, such a route must say it is public.
-fn refuse_hidden_credentials(config: &Config) -> Result<(), Failure> {
-    if config.auth.is_some() {
-        return Ok(());
-    }
-    // A broken file is reported, naming it, by the first fetch that reads it.
-    let Ok(docker) = DockerConfig::load() else {
-        return Ok(());
-    };
-    for route in config.routes.iter().filter(|r| r.public.is_none()) {
-        let mirrors = route
-            .mirrors
-            .iter()
-            .filter(|m| m.credentials.is_none())
-            .map(|m| mirror_host(&m.url));
-        let registry = (!route.mirror_only).then_some(route.registry.as_str());
-        if let Some(host) = registry
-            .into_iter()
-            .chain(mirrors)
-            .find(|host| docker.names_credentials_for(host))
-        {
-            let file = docker
-                .path()
-                .map_or("docker's config.json".into(), |p| p.display().to_string());
-            return Err(Failure::Usage(format!(
-                "serve: route {:?} would fetch from {host} with the credentials in {file}, so without \
-                 [auth] its content would be served to anyone: give --htpasswd FILE ([auth] htpasswd), \
-                 or say --public (public = true in the route)",
-                route.name
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `host[:port]` of a mirror's URL (`http://mirror.lan:5000/hub` → `mirror.lan:5000`).
-fn mirror_host(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
 }
 
 /// SIGTERM (a service manager) or Ctrl-C: stop accepting, finish what is under way.
