@@ -71,6 +71,18 @@ impl ManifestAnswer {
             upstream,
         }
     }
+
+    /// What an upstream `HEAD` said, for a client's `HEAD` (no bytes).
+    fn upstream_head(descriptor: ManifestDescriptor) -> ManifestAnswer {
+        ManifestAnswer {
+            digest: descriptor.digest,
+            media_type: descriptor.media_type,
+            size: descriptor.size,
+            bytes: None,
+            cache: CacheResult::Miss,
+            upstream: descriptor.source,
+        }
+    }
 }
 
 /// Where a blob's bytes are.
@@ -174,14 +186,7 @@ impl Cache {
                 .head_manifest(reference)
                 .await
                 .map_err(upstream)?;
-            return Ok(ManifestAnswer {
-                digest: descriptor.digest,
-                media_type: descriptor.media_type,
-                size: descriptor.size,
-                bytes: None,
-                cache: CacheResult::Miss,
-                upstream: descriptor.source,
-            });
+            return Ok(ManifestAnswer::upstream_head(descriptor));
         }
         let (manifest, source) = self.fetch_manifest(route, reference).await?;
         Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
@@ -263,19 +268,15 @@ impl Cache {
             size,
             &self.metrics,
         );
-        let source = descriptor.source.clone();
         if let Some(manifest) = self.storage.manifest(&route.name, &descriptor.digest).await? {
-            return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, source));
+            return Ok(ManifestAnswer::stored(
+                manifest,
+                CacheResult::Hit,
+                descriptor.source,
+            ));
         }
         if head {
-            return Ok(ManifestAnswer {
-                digest: descriptor.digest,
-                media_type: descriptor.media_type,
-                size: descriptor.size,
-                bytes: None,
-                cache: CacheResult::Miss,
-                upstream: source,
-            });
+            return Ok(ManifestAnswer::upstream_head(descriptor));
         }
         let by_digest = reference.with_digest(&descriptor.digest).map_err(upstream)?;
         let (manifest, source) = self.fetch_manifest(route, &by_digest).await?;
