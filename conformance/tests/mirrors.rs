@@ -2,7 +2,8 @@
 //! behind a recording fault proxy: the first source that has an image serves
 //! it, each source with its own credentials; dead, failing, resetting, slow
 //! (timed out) and refusing (401, 403) mirrors are passed over, named with
-//! their reasons, and breakers open; mirror-only rules never ask the
+//! their reasons, and breakers open; a hung mirror uses up the request's
+//! deadline, which the registry shares; mirror-only rules never ask the
 //! registry; a mirror's path is a namespace, in its token scope too; tags
 //! are listed by the first source that has them; what a mirror may serve
 //! (digest pulls only, tag pulls only, content only) is respected; blobs come
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
-use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
+use conformance::harness::{AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{Progress, ProgressEvent, PullOptions, PullResult};
 use registry_client::push::CopyOptions;
@@ -512,6 +513,57 @@ async fn a_mirror_that_times_out_is_passed_over_for_the_next_source() {
     let asked = slow.requests();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert!(asked[0].is_manifest() && asked[0].status.is_none(), "{asked:?}");
+}
+
+/// One deadline for the whole request: a mirror that takes the request and
+/// never answers uses it up, and the registry is then not asked at all;
+/// with a read timeout well inside the deadline, the registry answers.
+#[tokio::test]
+async fn a_hung_mirror_shares_the_requests_deadline_with_the_registry() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let origin = proxy(&registry).await;
+    let hung = HungServer::accepting();
+    let events = Events::default();
+    let sources = || RegistrySources::new(origin.host()).mirror(Mirror::new(hung.host()));
+    let image = &registry.fixtures().single_oci;
+    let by_tag = reference(&image.reference(&origin.host()));
+
+    let hurried = client(sources(), &events).build().expect("client");
+    let deadline = Duration::from_millis(800);
+    let started = Instant::now();
+    let err = hurried
+        .with_deadline(Instant::now() + deadline)
+        .head_manifest(&by_tag)
+        .await
+        .expect_err("the mirror used the deadline up");
+    let took = started.elapsed();
+    assert!(took >= deadline && took < deadline * 3, "{took:?}");
+    assert!(err.is_timeout(), "{err:?}");
+    let Error::Sources { attempts, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let shown: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            format!("{}: timed out talking to {}", hung.host(), hung.host()),
+            format!("{}: not asked (the request's deadline had passed)", origin.host()),
+        ]
+    );
+    assert!(origin.requests().is_empty(), "{:?}", origin.requests());
+
+    // A read timeout inside the deadline leaves the registry time to answer.
+    let patient = client(sources(), &events)
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let descriptor = patient
+        .with_deadline(Instant::now() + Duration::from_secs(10))
+        .head_manifest(&by_tag)
+        .await
+        .expect("the registry answers");
+    assert_eq!(descriptor.digest, image.digest);
+    assert_eq!(descriptor.source.as_deref(), Some(&*origin.host()));
 }
 
 #[tokio::test]

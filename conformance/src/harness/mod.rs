@@ -21,6 +21,7 @@
 pub mod containerd;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod hung;
 pub mod logs;
 pub mod moto;
 pub mod registry;
@@ -32,6 +33,7 @@ pub use fixtures::{
     FileKind, FixtureFile, Fixtures, ImageFixture, IndexFixture, LayerFixture, Platform, Pusher, TagsFixture,
     fixtures,
 };
+pub use hung::HungServer;
 pub use moto::moto_url;
 pub use registry::{
     AuthMode, CaSignedTlsFiles, TestRegistry, TlsFiles, write_ca_signed_tls_files, write_tls_files,

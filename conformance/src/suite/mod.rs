@@ -235,6 +235,7 @@ macro_rules! __all_modes_cases {
         rejects_garbage,
         redirect_drops_authorization,
         times_out,
+        deadline_bounds_a_hung_registry,
         circuit_breaker,
         pull_docker_archive,
         pull_by_digest,

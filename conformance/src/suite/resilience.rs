@@ -1,8 +1,9 @@
 //! Cases for failures: retries, rate limits, broken and corrupted bodies,
-//! redirects to other hosts, timeouts and the circuit breaker.
+//! redirects to other hosts, timeouts, deadlines and the circuit breaker.
 
 use std::time::{Duration, Instant};
 
+use registry_client::pull::BlobSink;
 use registry_client::{CircuitBreakerConfig, Error, RepositoryClient, RetryConfig};
 
 use super::SuiteEnv;
@@ -218,6 +219,109 @@ pub async fn times_out(_client: &RepositoryClient, env: &SuiteEnv) {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A deadline bounds a request to a registry that takes the request and
+/// never answers: with retries left and a read timeout far away, the call
+/// fails when the deadline passes, and each such attempt counts against
+/// the host's breaker, which opens. A blob's deadline is for its first
+/// bytes only: a body that takes longer arrives whole.
+pub async fn deadline_bounds_a_hung_registry(client: &RepositoryClient, env: &SuiteEnv) {
+    warm_up(client, env).await;
+    let fixture = &env.fixtures().single_oci;
+    let reference = env.image(fixture);
+    let client = env
+        .builder()
+        .circuit_breaker(CircuitBreakerConfig::new(3, Duration::from_secs(60)))
+        .no_cache()
+        .build()
+        .expect("client");
+    // The blob first, while the registry answers (slowly).
+    let layer = &fixture.layers[0];
+    let bytes_per_second = (layer.data.len() as u64).div_ceil(2).max(1);
+    env.proxy.inject_when(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second,
+            times: usize::MAX,
+        },
+    );
+    let started = Instant::now();
+    let mut sink = MemorySink::default();
+    client
+        .with_deadline(Instant::now() + Duration::from_millis(500))
+        .fetch_blob(
+            &reference,
+            &layer.digest,
+            Some(layer.data.len() as u64),
+            &mut sink,
+        )
+        .await
+        .expect("a body slower than the deadline");
+    assert_eq!(sink.bytes, layer.data);
+    assert!(
+        started.elapsed() > Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    env.proxy.clear();
+
+    env.proxy.inject_when(
+        Matcher::manifests(),
+        Fault::Delay {
+            duration: Duration::from_secs(30),
+            times: usize::MAX,
+        },
+    );
+    let deadline = Duration::from_millis(400);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = client
+            .with_deadline(Instant::now() + deadline)
+            .head_manifest(&reference)
+            .await
+            .expect_err("hung");
+        let took = started.elapsed();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(took >= deadline && took < deadline * 3, "{took:?}");
+    }
+    // One attempt each, cut by the deadline (no retry fits after it).
+    assert_eq!(env.proxy.count(|r| r.method == "HEAD" && r.is_manifest()), 3);
+    let started = Instant::now();
+    let err = client
+        .with_deadline(Instant::now() + deadline)
+        .head_manifest(&reference)
+        .await
+        .expect_err("open");
+    assert!(err.is_circuit_open(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    env.proxy.clear();
+}
+
+/// A blob kept in memory, hashed as it comes.
+#[derive(Default)]
+struct MemorySink {
+    bytes: Vec<u8>,
+}
+
+impl BlobSink for MemorySink {
+    async fn write(&mut self, chunk: bytes::Bytes) -> registry_client::Result<()> {
+        self.bytes.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn restart(&mut self) -> registry_client::Result<()> {
+        self.bytes.clear();
+        Ok(())
+    }
+
+    async fn digest(&mut self) -> registry_client::Result<String> {
+        Ok(registry_client::digest::sha256(&self.bytes))
+    }
 }
 
 /// Repeated failures open the circuit: calls then fail at once without

@@ -44,6 +44,7 @@ impl RepositoryClient {
             on_retry: None,
             fail_fast: false,
             body: None,
+            deadline: self.deadline(),
         };
         self.transport().send_and_read(&request, MAX_PAGE_SIZE).await?;
         Ok(())
@@ -112,6 +113,7 @@ impl RepositoryClient {
             on_retry: None,
             fail_fast: false,
             body: None,
+            deadline: self.deadline(),
         };
         if let Some(Expiring::Names(names)) = self.cache().expiring(&key).await {
             return Ok(names.as_ref().clone());

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
@@ -38,6 +38,8 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct RepositoryClient {
     inner: Arc<Inner>,
+    /// When this handle's requests must be answered by (see [`with_deadline`](Self::with_deadline)).
+    deadline: Option<Instant>,
 }
 
 struct Inner {
@@ -76,6 +78,27 @@ impl RepositoryClient {
     /// (the generic `oci` provider when no specific one claims it).
     pub fn builder_for(reference: &ImageReference) -> RepositoryClientBuilder {
         RepositoryClientBuilder::new(ProviderChoice::Host(reference.registry().to_owned()))
+    }
+
+    /// The same client, whose requests must be answered by `deadline`: each
+    /// request, from its first attempt to its answer, across retries and
+    /// sources (a mirror that hangs leaves less time for the next source).
+    /// An attempt the deadline cuts short fails with [`Error::Timeout`] and
+    /// counts against its host's circuit breaker. For a blob, the deadline
+    /// is for the answer's first bytes: its body is bounded by the read
+    /// timeout, and a resumed download is not held to it.
+    ///
+    /// Clones share everything else (connections, tokens, breakers, cache).
+    pub fn with_deadline(&self, deadline: Instant) -> RepositoryClient {
+        RepositoryClient {
+            inner: self.inner.clone(),
+            deadline: Some(deadline),
+        }
+    }
+
+    /// The deadline set by [`with_deadline`](Self::with_deadline), if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// The id of the provider this client uses.
@@ -446,6 +469,7 @@ impl RepositoryClientBuilder {
                 sources,
                 events: self.events,
             }),
+            deadline: None,
         })
     }
 }

@@ -276,6 +276,8 @@ impl RepositoryClient {
             if download.written > 0 {
                 let range = HeaderValue::from_str(&format!("bytes={}-", download.written)).expect("ASCII");
                 request.headers.insert(header::RANGE, range);
+                // The deadline is for the blob's first bytes, not its body.
+                request.deadline = None;
             }
             let mut response = source.transport().send(&request).await?;
             let host = host_port(response.url());

@@ -94,6 +94,17 @@ impl Route {
         );
         for (n, source) in candidates.iter().enumerate() {
             let last = n + 1 == candidates.len();
+            if n > 0 && self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // The sources before took all the time there was.
+                attempts.extend(candidates[n..].iter().map(|s| SourceAttempt {
+                    source: s.name.clone(),
+                    outcome: SourceOutcome::NotAsked("the request's deadline had passed".into()),
+                }));
+                return Err(Error::Sources {
+                    what: what.to_owned(),
+                    attempts,
+                });
+            }
             match attempt(source, last).await {
                 Ok(value) => return Ok((value, source)),
                 Err(error) if !last && next_may_help(&error) => {

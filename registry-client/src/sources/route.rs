@@ -2,6 +2,7 @@
 //! of them is addressed.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderMap, Method};
 use url::Url;
@@ -33,6 +34,8 @@ pub(crate) struct Source {
     /// The registry the reference names, at its own address (not a mirror,
     /// nor where a rule moved it).
     pub is_the_registry: bool,
+    /// When its answers must have come by (the client's deadline).
+    pub deadline: Option<Instant>,
 }
 
 impl Source {
@@ -85,6 +88,7 @@ impl Source {
             on_retry: None,
             fail_fast: !last,
             body: None,
+            deadline: self.deadline,
         })
     }
 
@@ -102,6 +106,8 @@ pub(crate) struct Route {
     pub not_asked: Vec<(String, String)>,
     /// Where skip events go (the client's progress, or a write's).
     pub events: Option<Progress>,
+    /// When the answer must have come by: no source is asked after it.
+    pub deadline: Option<Instant>,
 }
 
 impl Route {
@@ -150,6 +156,7 @@ impl RepositoryClient {
                 sources: vec![self.registry_source(reference)?],
                 not_asked: Vec::new(),
                 events,
+                deadline: self.deadline(),
             });
         };
         if rule.blocked {
@@ -163,6 +170,7 @@ impl RepositoryClient {
             sources: Vec::new(),
             not_asked: Vec::new(),
             events,
+            deadline: self.deadline(),
         };
         for mirror in &rule.mirrors {
             if mirror.serves.serves_pull(by_digest) {
@@ -187,6 +195,9 @@ impl RepositoryClient {
                 rest,
             )?),
             RegistrySource::Off => {}
+        }
+        for source in &mut route.sources {
+            source.deadline = self.deadline();
         }
         let what = reference.to_string();
         for (source, reason) in &route.not_asked {
@@ -222,6 +233,7 @@ impl RepositoryClient {
             auth_host: reference.registry().to_owned(),
             namespace: None,
             is_the_registry: true,
+            deadline: self.deadline(),
         })
     }
 }
@@ -261,6 +273,7 @@ fn at_location(
         namespace: (send_namespace && is_proxy(&host_port(&location.api_root), registry))
             .then(|| registry.to_owned()),
         is_the_registry: false,
+        deadline: None,
     })
 }
 

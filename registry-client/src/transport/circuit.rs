@@ -53,7 +53,11 @@ enum State {
         until: Instant,
     },
     /// One trial request is in flight; everyone else waits for its outcome.
-    HalfOpen,
+    /// A trial that never reports (its caller gave up on it) is written off
+    /// at `until`, and the next request is the new trial.
+    HalfOpen {
+        until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -82,13 +86,15 @@ impl CircuitBreakers {
         let now = Instant::now();
         match *state {
             State::Closed { .. } => Ok(()),
-            State::Open { until } if now >= until => {
-                *state = State::HalfOpen;
+            State::Open { until } | State::HalfOpen { until } if now >= until => {
+                *state = State::HalfOpen {
+                    until: now + self.config.open_for,
+                };
                 Ok(())
             }
             State::Open { until } => Err(open_error(host, until - now)),
             // The trial's outcome is not known yet; treat as open for a moment.
-            State::HalfOpen => Err(open_error(host, Duration::from_secs(1))),
+            State::HalfOpen { .. } => Err(open_error(host, Duration::from_secs(1))),
         }
     }
 
@@ -120,7 +126,7 @@ impl CircuitBreakers {
                 failures: failures + 1,
             },
             // A failed trial (or a late failure while open) reopens it.
-            State::HalfOpen | State::Open { .. } => open,
+            State::HalfOpen { .. } | State::Open { .. } => open,
         };
     }
 }
@@ -159,6 +165,21 @@ mod tests {
         b.record_success("h");
         assert!(b.check("h").is_ok());
         assert!(b.check("h").is_ok(), "closed again after a good trial");
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_is_written_off() {
+        let b = CircuitBreakers::new(CircuitBreakerConfig::new(1, Duration::from_millis(50)));
+        b.record_failure("h");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.check("h").is_ok(), "the trial");
+        // Its caller dropped it: no success, no failure.
+        assert!(b.check("h").is_err(), "still waiting for the trial");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            b.check("h").is_ok(),
+            "a new trial once the lost one is written off"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -61,6 +61,9 @@ pub(crate) struct RegistryRequest {
     pub fail_fast: bool,
     /// What an upload sends (kept whole, so that it can be sent again).
     pub body: Option<Bytes>,
+    /// When the answer must have come by, across retries (see
+    /// [`RepositoryClient::with_deadline`](crate::RepositoryClient::with_deadline)).
+    pub deadline: Option<Instant>,
 }
 
 /// Called with the retry number and the error being retried.
@@ -241,29 +244,38 @@ impl Transport {
         } else {
             self.config.retry.max_retries
         };
-        self.retrying(&request.url, max_retries, request.on_retry.as_ref(), || async {
+        self.retrying(request, max_retries, || async {
             let response = self.authenticated(request).await?;
             then(response).await
         })
         .await
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or retries run out.
-    async fn retrying<T, F, Fut>(
-        &self,
-        url: &Url,
-        max_retries: u32,
-        observer: Option<&RetryObserver>,
-        attempt: F,
-    ) -> Result<T>
+    /// Runs `attempt` until it succeeds, fails for good, or retries run out;
+    /// within the request's deadline, if it has one. An attempt the deadline
+    /// cuts short counts as a timeout against the host's circuit breaker.
+    async fn retrying<T, F, Fut>(&self, request: &RegistryRequest, max_retries: u32, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         let retry = &self.config.retry;
+        let url = &request.url;
+        let timed_out = || Error::Timeout { host: host_port(url) };
         let mut retries = 0;
         loop {
-            match attempt().await {
+            let outcome = match request.deadline {
+                Some(deadline) if Instant::now() >= deadline => return Err(timed_out()),
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), attempt()).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        self.breakers.record_failure(&host_port(url));
+                        return Err(timed_out());
+                    }
+                },
+                None => attempt().await,
+            };
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Transient { error, .. }) if retries >= max_retries => {
@@ -271,8 +283,12 @@ impl Transport {
                 }
                 Err(Failure::Transient { error, wait }) => {
                     let wait = wait.map_or_else(|| retry.backoff(retries), |w| retry.server_wait(w));
+                    // No time for another attempt after the wait: this error is the answer.
+                    if request.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                        return Err(error);
+                    }
                     retries += 1;
-                    if let Some(observer) = observer {
+                    if let Some(observer) = &request.on_retry {
                         (observer.0)(retries, &error);
                     }
                     tracing::info!(
