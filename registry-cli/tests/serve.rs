@@ -420,4 +420,86 @@ async fn a_bad_config_file_names_the_file_and_the_key() {
         .mcreg(&["serve", "--config", &path_str(&config), "--upstream", "ghcr.io"])
         .expect_code(2);
     assert!(run.stderr.contains("--upstream"), "{}", run.stderr);
+
+    // An unknown key is reported at its own line, in a route or a mirror.
+    for (text, expected) in [
+        (
+            "[[route]]\nregistry = \"docker.io\"\n\nfrobnicate = true\n",
+            "line 4, route[0].frobnicate:",
+        ),
+        (
+            "[[route]]\nregistry = \"docker.io\"\n[[route.mirror]]\nurl = \"m.io\"\nfrobnicate = true\n",
+            "line 5, route[0].mirror[0].frobnicate:",
+        ),
+        (
+            "[server]\nidle_timeout = \"0s\"\n[[route]]\nregistry = \"docker.io\"\n",
+            "server.idle_timeout:",
+        ),
+        (
+            "[server]\nmax_connections = 0\n[[route]]\nregistry = \"docker.io\"\n",
+            "server.max_connections:",
+        ),
+        (
+            "[[route]]\nregistry = \"docker.io\"\nupstream_timeout = \"0s\"\n",
+            "route[0].upstream_timeout:",
+        ),
+    ] {
+        std::fs::write(&config, text).expect("write");
+        let run = sandbox
+            .mcreg(&["serve", "--config", &path_str(&config)])
+            .expect_code(1);
+        let expected = format!("{}, {expected}", path_str(&config));
+        assert!(run.stderr.contains(&expected), "{text:?}: {}", run.stderr);
+    }
+}
+
+/// A registry given twice with `--upstream` (as written, or the same after
+/// normalisation: `index.docker.io` is `docker.io`) is a usage error that
+/// names the flag and the registry, not a route name used twice with a hint
+/// about access.
+#[test]
+fn a_repeated_upstream_is_a_usage_error() {
+    let sandbox = Sandbox::new();
+    let cache = path_str(&sandbox.path("cache"));
+    let serve = |upstreams: &[&str]| {
+        let mut args = vec!["serve", "--cache-dir", cache.as_str()];
+        for upstream in upstreams {
+            args.extend(["--upstream", upstream]);
+        }
+        sandbox.mcreg(&args).expect_code(2).stderr
+    };
+    let said = serve(&["ghcr.io", "quay.io", "ghcr.io"]);
+    assert!(
+        said.contains("--upstream ghcr.io is given twice") && !said.contains("--htpasswd"),
+        "{said}"
+    );
+    let said = serve(&["docker.io", "index.docker.io"]);
+    assert!(
+        said.contains("--upstream docker.io and --upstream index.docker.io are both docker.io")
+            && !said.contains("--htpasswd"),
+        "{said}"
+    );
+    // Two registries whose routes get one name: a usage error, not about access.
+    let said = serve(&["a.example:5000", "a.example-5000"]);
+    assert!(
+        said.contains("route[1].name") && !said.contains("--htpasswd"),
+        "{said}"
+    );
+}
+
+/// The `--htpasswd FILE, or --public` hint is for errors about access: a
+/// cloud registry's route fetches with the cloud's credentials.
+#[test]
+fn a_private_upstream_on_the_command_line_hints_at_htpasswd_or_public() {
+    let sandbox = Sandbox::new();
+    let cache = path_str(&sandbox.path("cache"));
+    let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    let said = sandbox
+        .mcreg(&["serve", "--cache-dir", &cache, "--upstream", ecr])
+        .expect_code(2)
+        .stderr;
+    assert!(
+        said.contains("route[0].public") && said.contains("--htpasswd FILE, or --public"),
+        "{said}"
+    );
 }

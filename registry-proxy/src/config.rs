@@ -34,6 +34,8 @@ use crate::error::{Error, Result};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 /// How long a tag is trusted before it is checked upstream again.
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+/// The time a route's upstreams have to answer one request.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -64,9 +66,17 @@ pub struct Config {
 pub struct ServerConfig {
     /// Serve HTTPS (and HTTP/2) with this certificate chain and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Time a client has to send a request's headers (also: how long an
-    /// idle connection is kept).
+    /// Time a client has to send its first request's headers after
+    /// connecting, and a request's headers once it starts one.
     pub header_timeout: Duration,
+    /// How long a connection may go without progress from its client:
+    /// between requests on a kept-alive connection, or while the client
+    /// does not read the answer being sent. Then it is closed.
+    pub idle_timeout: Duration,
+    /// Client connections open at once; at the limit, the oldest idle
+    /// connection is closed to make room. `None`: the server derives it at
+    /// start from the process's open-file limit.
+    pub max_connections: Option<usize>,
     /// The most a request's headers may take.
     pub max_header_bytes: usize,
     /// On SIGTERM, how long answers under way may take before they are cut.
@@ -80,6 +90,8 @@ impl Default for ServerConfig {
         ServerConfig {
             tls: None,
             header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: None,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             upstream_fetches: 16,
@@ -165,6 +177,10 @@ pub struct RouteConfig {
     /// Requests that name no route get this one.
     pub default: bool,
     pub tag_ttl: Duration,
+    /// The time the upstreams have to answer one request (waiting for a
+    /// fetch slot, connecting, retries, every mirror and the registry)
+    /// before the cache answers stale or 503.
+    pub upstream_timeout: Duration,
     /// Upstreams tried before the registry itself, in order.
     pub mirrors: Vec<UpstreamConfig>,
     /// Never fall back to the registry itself.
@@ -206,6 +222,7 @@ impl fmt::Debug for RouteConfig {
             .field("hosts", &self.hosts)
             .field("default", &self.default)
             .field("tag_ttl", &self.tag_ttl)
+            .field("upstream_timeout", &self.upstream_timeout)
             .field("mirrors", &self.mirrors)
             .field("mirror_only", &self.mirror_only)
             .field("credentials", &self.credentials)
@@ -243,6 +260,7 @@ impl RouteConfig {
             hosts: Vec::new(),
             default: false,
             tag_ttl: DEFAULT_TAG_TTL,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             mirrors: Vec::new(),
             mirror_only: false,
             provider: None,
@@ -463,6 +481,8 @@ struct FileServer {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
     max_header_size: Option<String>,
     shutdown_grace: Option<String>,
     upstream_fetches: Option<usize>,
@@ -501,9 +521,18 @@ impl FileServer {
         if self.upstream_fetches == Some(0) {
             return Err(("server.upstream_fetches".into(), "must be at least 1".into()));
         }
+        if self.max_connections == Some(0) {
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        }
+        let idle_timeout = duration("idle_timeout", self.idle_timeout, defaults.idle_timeout)?;
+        if idle_timeout.is_zero() {
+            return Err(("server.idle_timeout".into(), "must be longer than 0s".into()));
+        }
         Ok(ServerConfig {
             tls,
             header_timeout: duration("header_timeout", self.header_timeout, defaults.header_timeout)?,
+            idle_timeout,
+            max_connections: self.max_connections,
             max_header_bytes,
             shutdown_grace: duration("shutdown_grace", self.shutdown_grace, defaults.shutdown_grace)?,
             upstream_fetches: self.upstream_fetches.unwrap_or(defaults.upstream_fetches),
@@ -622,12 +651,16 @@ struct FileRoute {
     hosts: Vec<String>,
     default: Option<bool>,
     tag_ttl: Option<String>,
+    upstream_timeout: Option<String>,
     #[serde(default, rename = "mirror")]
     mirrors: Vec<FileUpstream>,
     #[serde(default)]
     mirror_only: bool,
-    #[serde(flatten)]
-    login: FileLogin,
+    // A login, written out rather than a flattened `FileLogin`: flatten
+    // would report an unknown key at the `[[route]]` line, not its own.
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
     provider: Option<String>,
     region: Option<String>,
     #[serde(default)]
@@ -642,14 +675,15 @@ struct FileRoute {
 #[serde(deny_unknown_fields)]
 struct FileUpstream {
     url: String,
-    #[serde(flatten)]
-    login: FileLogin,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
     #[serde(default)]
     insecure: bool,
 }
 
-/// A user and a password, inline or (better) from an environment variable.
-#[derive(Deserialize, Default)]
+/// A user and a password, inline or (better) from an environment variable
+/// (the `username`, `password` and `password_env` keys of a route or mirror).
 struct FileLogin {
     username: Option<String>,
     password: Option<String>,
@@ -731,7 +765,12 @@ impl FileRoute {
             route.credentials = credentials_from_env(&name).map_err(|e| (key("name"), plain(e)))?;
             route.name = name;
         }
-        if let Some(login) = self.login.credentials(&key).transpose() {
+        let login = FileLogin {
+            username: self.username,
+            password: self.password,
+            password_env: self.password_env,
+        };
+        if let Some(login) = login.credentials(&key).transpose() {
             route.credentials = Some(login?);
         }
         if self.prefix.is_some() {
@@ -747,6 +786,17 @@ impl FileRoute {
                 )
             })?;
         }
+        if let Some(timeout) = self.upstream_timeout {
+            route.upstream_timeout = humantime::parse_duration(&timeout).map_err(|e| {
+                (
+                    key("upstream_timeout"),
+                    format!("{timeout:?} is not a duration (e.g. 10s, 1m): {e}"),
+                )
+            })?;
+            if route.upstream_timeout.is_zero() {
+                return Err((key("upstream_timeout"), "must be longer than 0s".into()));
+            }
+        }
         route.mirrors = self
             .mirrors
             .into_iter()
@@ -754,7 +804,12 @@ impl FileRoute {
             .map(|(m, mirror)| {
                 let key = |field: &str| format!("route[{index}].mirror[{m}].{field}");
                 Ok(UpstreamConfig {
-                    credentials: mirror.login.credentials(&key)?,
+                    credentials: FileLogin {
+                        username: mirror.username,
+                        password: mirror.password,
+                        password_env: mirror.password_env,
+                    }
+                    .credentials(&key)?,
                     url: mirror.url,
                     insecure: mirror.insecure,
                 })
@@ -1032,6 +1087,36 @@ password = "m1rr0r-pa55"
         assert!(m.starts_with("proxy.toml, route[0].tag_ttl:"), "{m}");
         let m = message("[[route]]\nregistry = \"docker.io\"\nfrobnicate = true\n");
         assert!(m.contains("frobnicate"), "{m}");
+        // An unknown key is reported at its own line, not at its table's.
+        let m = message("[[route]]\nregistry = \"docker.io\"\n\nfrobnicate = true\n");
+        assert!(
+            m.starts_with("proxy.toml, line 4, route[0]") && m.contains("frobnicate"),
+            "{m}"
+        );
+        let m = message(
+            "[[route]]\nregistry = \"docker.io\"\n[[route.mirror]]\nurl = \"m.io\"\n\nfrobnicate = true\n",
+        );
+        assert!(
+            m.starts_with("proxy.toml, line 6, route[0].mirror[0]") && m.contains("frobnicate"),
+            "{m}"
+        );
+        let m = message("[server]\n\nfrobnicate = true\n[[route]]\nregistry = \"docker.io\"\n");
+        assert!(
+            m.starts_with("proxy.toml, line 3, server") && m.contains("frobnicate"),
+            "{m}"
+        );
+        // The login keys keep their names and checks without flatten.
+        let m = message("[[route]]\nregistry = \"a.io\"\npassword = \"p\"\n");
+        assert!(m.starts_with("proxy.toml, route[0].password:"), "{m}");
+        let m = message("[[route]]\nregistry = \"a.io\"\nusername = 5\n");
+        assert!(m.starts_with("proxy.toml, line 3, route[0].username:"), "{m}");
+        let m = message(
+            "[[route]]\nregistry = \"a.io\"\n[[route.mirror]]\nurl = \"m\"\nusername = \"u\"\npassword = \"p\"\npassword_env = \"V\"\n",
+        );
+        assert!(
+            m.starts_with("proxy.toml, route[0].mirror[0].password_env:"),
+            "{m}"
+        );
         let m = message("listen = \"nowhere\"\n[[route]]\nregistry = \"docker.io\"\n");
         assert!(m.starts_with("proxy.toml, listen:"), "{m}");
         let m = message("[[route]]\nregistry = \"Not A Host\"\n");
@@ -1051,6 +1136,86 @@ password = "m1rr0r-pa55"
         assert!(message("").contains("no route"));
         let m = message("[[route]]\nregistry = \"a.io\"\nname = \"Bad Name\"\n");
         assert!(m.contains("route[0].name"), "{m}");
+    }
+
+    #[test]
+    fn connection_and_upstream_limits() {
+        let hub = "[[route]]\nregistry = \"docker.io\"\n";
+        // Defaults: two minutes idle, connections from the open-file limit
+        // (the server's choice), ten seconds for the upstreams.
+        let config = parse(hub).unwrap();
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.server.max_connections, None);
+        assert_eq!(config.routes[0].upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(DEFAULT_UPSTREAM_TIMEOUT, Duration::from_secs(10));
+        let server = ServerConfig::default();
+        assert_eq!(
+            (server.idle_timeout, server.max_connections),
+            (Duration::from_secs(120), None)
+        );
+
+        let config = parse(&format!(
+            "[server]\nheader_timeout = \"10s\"\nidle_timeout = \"2m 30s\"\nmax_connections = 4096\n\
+             {hub}upstream_timeout = \"30s\"\n[[route]]\nregistry = \"ghcr.io\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(150));
+        assert_eq!(config.server.max_connections, Some(4096));
+        assert_eq!(config.routes[0].upstream_timeout, Duration::from_secs(30));
+        assert_eq!(config.routes[1].upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(format!("{:?}", config.routes[0]).contains("upstream_timeout: 30s"));
+
+        for (text, start) in [
+            (
+                "[server]\nidle_timeout = \"0s\"\n",
+                "proxy.toml, server.idle_timeout: must be",
+            ),
+            (
+                "[server]\nidle_timeout = \"soon\"\n",
+                "proxy.toml, server.idle_timeout:",
+            ),
+            (
+                "[server]\nidle_timeout = 120\n",
+                "proxy.toml, line 2, server.idle_timeout:",
+            ),
+            (
+                "[server]\nmax_connections = 0\n",
+                "proxy.toml, server.max_connections: must be at least 1",
+            ),
+            (
+                "[server]\nmax_connections = -1\n",
+                "proxy.toml, line 2, server.max_connections:",
+            ),
+            (
+                "[server]\n\nmax_connections = \"many\"\n",
+                "proxy.toml, line 3, server.max_connections:",
+            ),
+        ] {
+            let m = message(&format!("{text}{hub}"));
+            assert!(m.starts_with(start), "{text:?}: {m}");
+        }
+        for (route, start) in [
+            (
+                "upstream_timeout = \"0s\"\n",
+                "proxy.toml, route[0].upstream_timeout: must be",
+            ),
+            (
+                "upstream_timeout = \"soon\"\n",
+                "proxy.toml, route[0].upstream_timeout:",
+            ),
+            (
+                "upstream_timeout = 10\n",
+                "proxy.toml, line 3, route[0].upstream_timeout:",
+            ),
+        ] {
+            let m = message(&format!("{hub}{route}"));
+            assert!(m.starts_with(start), "{route:?}: {m}");
+        }
+        let m = message(&format!(
+            "{hub}[[route]]\nregistry = \"ghcr.io\"\nupstream_timeout = \"0s\"\n"
+        ));
+        assert!(m.starts_with("proxy.toml, route[1].upstream_timeout:"), "{m}");
     }
 
     #[test]
@@ -1136,6 +1301,8 @@ password = "m1rr0r-pa55"
         .unwrap();
         assert_eq!(config.routes[1].registry, "docker.io");
         assert!(config.routes[1].default && !config.routes[0].default);
+        assert_eq!(config.routes[0].upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(120));
         assert_eq!(env_name("ghcr-io"), "GHCR_IO");
     }
 }

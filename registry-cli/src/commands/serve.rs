@@ -36,6 +36,24 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
             };
             let mut config =
                 Config::for_registries(listen, default_storage, &upstreams).map_err(proxy_failure)?;
+            // One route per registry: a second --upstream for one (`docker.io`
+            // and `index.docker.io`) would otherwise be a route name used twice.
+            for (i, route) in config.routes.iter().enumerate() {
+                if let Some(first) = config.routes[..i]
+                    .iter()
+                    .position(|r| r.registry == route.registry)
+                {
+                    let (a, b) = (&upstreams[first], &upstreams[i]);
+                    let registry = &route.registry;
+                    return Err(Failure::Usage(if a == b {
+                        format!("serve: --upstream {a} is given twice: give each registry once")
+                    } else {
+                        format!(
+                            "serve: --upstream {a} and --upstream {b} are both {registry}: give each registry once"
+                        )
+                    }));
+                }
+            }
             if let Some(htpasswd) = &args.htpasswd {
                 config.auth = Some(AuthConfig {
                     htpasswd: htpasswd.clone(),
@@ -50,8 +68,13 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
                 }
             }
             config.validate().map_err(|e| {
+                let hint = if about_access(&e) {
+                    " (on the command line: --htpasswd FILE, or --public)"
+                } else {
+                    ""
+                };
                 Failure::Usage(format!(
-                    "serve: {} (on the command line: --htpasswd FILE, or --public)",
+                    "serve: {}{hint}",
                     registry_client::error::display_chain(&e)
                 ))
             })?;
@@ -137,6 +160,17 @@ fn default_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("mcreg").join("proxy")
+}
+
+/// Whether a [`Config::validate`] error is about who may pull (a
+/// `route[i].public` key), which `--htpasswd` or `--public` settle.
+fn about_access(error: &registry_proxy::Error) -> bool {
+    match error {
+        registry_proxy::Error::Invalid(message) => message
+            .split_once(": ")
+            .is_some_and(|(key, _)| key.starts_with("route[") && key.ends_with("].public")),
+        _ => false,
+    }
 }
 
 fn proxy_failure(error: registry_proxy::Error) -> Failure {
