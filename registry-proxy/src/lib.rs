@@ -10,10 +10,12 @@ mod log;
 mod maintenance;
 mod metrics;
 mod routes;
+mod server;
 mod singleflight;
 pub mod storage;
 mod tls;
 mod usage;
+mod warnings;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use registry_client::RepositoryClientBuilder;
 pub use config::{AuthConfig, Config, RouteConfig, S3Config, UpstreamConfig};
 pub use error::{Error, Result};
 use routes::Routes;
+pub use server::raise_open_file_limit;
 use storage::Storage;
 
 /// A pull-through cache: its routes and their upstream clients, its storage.
@@ -102,7 +105,8 @@ impl Proxy {
     }
 
     /// Serves on `listener` (HTTPS and HTTP/2 when the configuration has a
-    /// certificate) until `shutdown` completes, then lets the answers under
+    /// certificate) until `shutdown` completes, within the configured
+    /// bounds on connections (see [`server`]); then lets the answers under
     /// way finish for the grace period and cuts what is left. The
     /// housekeeping (use records, eviction) runs alongside.
     pub async fn serve(
@@ -110,70 +114,34 @@ impl Proxy {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let addr = listener.local_addr().ok();
-        let failed = |context: &str, source: std::io::Error| Error::Serve {
-            context: format!("{context} ({addr:?})"),
-            source,
-        };
-        let listener = listener
-            .into_std()
-            .map_err(|e| failed("cannot use the listening socket", e))?;
         let settings = self.server.clone();
         let tls = match &settings.tls {
-            Some((cert, key)) => Some(tls::config(cert, key)?),
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
             None => None,
         };
+        let limits = server::Limits {
+            header_timeout: settings.header_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: settings
+                .max_connections
+                .unwrap_or_else(server::default_max_connections),
+            max_header_bytes: settings.max_header_bytes,
+            shutdown_grace: settings.shutdown_grace,
+        };
+        tracing::info!(
+            max_connections = limits.max_connections,
+            header_timeout = ?limits.header_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            "connection limits"
+        );
         let maintenance = self.maintenance.clone();
         let housekeeping = tokio::spawn(maintenance.clone().run());
-        let service = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let handle = axum_server::Handle::new();
-        let grace = settings.shutdown_grace;
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stopper.graceful_shutdown(Some(grace));
-        });
-        let served = match tls {
-            Some(tls) => {
-                let mut server = axum_server::from_tcp_rustls(listener, tls)
-                    .map_err(|e| failed("cannot serve", e))?
-                    .handle(handle);
-                limit(server.http_builder(), &settings);
-                server.serve(service).await
-            }
-            None => {
-                let mut server = axum_server::from_tcp(listener)
-                    .map_err(|e| failed("cannot serve", e))?
-                    .handle(handle);
-                limit(server.http_builder(), &settings);
-                server.serve(service).await
-            }
-        };
+        let metrics = self.metrics.clone();
+        server::serve(listener, self.router(), tls, limits, metrics, shutdown).await;
         housekeeping.abort();
         maintenance.flush().await;
-        served.map_err(|e| failed("serving failed", e))
+        Ok(())
     }
-}
-
-/// Bounds what a client may make the server hold: time and bytes for a
-/// request's headers, on HTTP/1 and HTTP/2.
-fn limit(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    settings: &config::ServerConfig,
-) {
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_header_bytes.max(8 * 1024));
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_header_list_size(settings.max_header_bytes as u32)
-        .keep_alive_interval(Some(settings.header_timeout))
-        .keep_alive_timeout(settings.header_timeout);
 }
 
 /// This machine's name, for its record of uses in shared storage.

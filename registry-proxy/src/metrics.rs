@@ -35,6 +35,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     route: String,
     upstream: String,
@@ -50,6 +55,10 @@ pub struct Metrics {
     fetched_bytes: Family<RouteLabels, Counter>,
     upstream_errors: Family<UpstreamLabels, Counter>,
     fills: Gauge,
+    connections: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
+    connection_limit: Counter,
+    accept_errors: Counter,
     /// What the cache holds, as its index counts it.
     pub cache_bytes: Gauge,
     pub cache_objects: Gauge,
@@ -81,6 +90,10 @@ impl Default for Metrics {
             fetched_bytes: Family::default(),
             upstream_errors: Family::default(),
             fills: Gauge::default(),
+            connections: Gauge::default(),
+            connections_closed: Family::default(),
+            connection_limit: Counter::default(),
+            accept_errors: Counter::default(),
             cache_bytes: Gauge::default(),
             cache_objects: Gauge::default(),
             evictions: Counter::default(),
@@ -113,6 +126,26 @@ impl Default for Metrics {
             metrics.upstream_errors.clone(),
         );
         registry.register("fills_in_flight", "Blob fills under way", metrics.fills.clone());
+        registry.register(
+            "connections",
+            "Client connections open",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections the server closed, by reason (header_timeout, idle_timeout, evicted)",
+            metrics.connections_closed.clone(),
+        );
+        registry.register(
+            "connection_limit_reached",
+            "Times a new connection found the connection limit reached",
+            metrics.connection_limit.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Connections that could not be accepted (out of file descriptors, most often)",
+            metrics.accept_errors.clone(),
+        );
         registry.register("cache_bytes", "Bytes in the cache", metrics.cache_bytes.clone());
         registry.register(
             "cache_objects",
@@ -189,6 +222,30 @@ impl Metrics {
 
     pub fn fill_ended(&self) {
         self.fills.dec();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// The server closed a connection, for `reason`; every connection's
+    /// end is counted by [`connection_ended`](Self::connection_ended).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn connection_ended(&self) {
+        self.connections.dec();
+    }
+
+    pub fn connection_limit_reached(&self) {
+        self.connection_limit.inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// The Prometheus text format.

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, Result};
 
-/// Reads `cert` and `key` into a server configuration.
-pub fn config(cert: &Path, key: &Path) -> Result<RustlsConfig> {
+/// Reads `cert` and `key` into a TLS acceptor.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     let invalid = |path: &Path, message: String| Error::Config {
         path: path.to_owned(),
         line: None,
@@ -35,5 +35,5 @@ pub fn config(cert: &Path, key: &Path) -> Result<RustlsConfig> {
         .with_single_cert(chain, key_der)
         .map_err(|e| invalid(key, format!("the key does not go with the certificate: {e}")))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(server)))
+    Ok(TlsAcceptor::from(Arc::new(server)))
 }

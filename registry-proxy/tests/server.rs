@@ -226,3 +226,188 @@ async fn upstream_fetches_beyond_the_limit_wait_their_turn() {
         );
     }
 }
+
+/// Whether the server closes `stream` within `within`: its read ends
+/// (EOF or reset) rather than timing out.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buffer = [0; 1024];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // An answer (a 408, say): keep reading to the close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_sends_its_first_request_is_closed_at_the_header_timeout() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    config.server.header_timeout = Duration::from_secs(1);
+    config.server.idle_timeout = Duration::from_secs(60);
+    let proxy = RunningProxy::start(&config);
+
+    // Silent (hyper waits for the first bytes to tell HTTP/1 from HTTP/2),
+    // one byte, and half of HTTP/2's preface.
+    for first in [&b""[..], b"G", b"PRI * HTTP/2.0\r\n"] {
+        let started = Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(proxy.host())
+            .await
+            .expect("connect");
+        silent.write_all(first).await.expect("send");
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(5)).await,
+            "{first:?}: still open after 5 s"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{first:?}: closed after {took:?}"
+        );
+    }
+    let metrics = common::metrics(&proxy).await;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            "mcreg_connections_closed_total{reason=\"header_timeout\"}"
+        ),
+        3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_gets_the_idle_timeout_between_requests() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    config.server.header_timeout = Duration::from_millis(500);
+    config.server.idle_timeout = Duration::from_secs(3);
+    let proxy = RunningProxy::start(&config);
+
+    let mut stream = tokio::net::TcpStream::connect(proxy.host())
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: cache\r\n\r\n")
+        .await
+        .expect("send");
+    let mut answer = vec![0; 1024];
+    let read = stream.read(&mut answer).await.expect("answer");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    let answered = Instant::now();
+    // Long past the header timeout, the connection is still there for the next request.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: cache\r\n\r\n")
+        .await
+        .expect("send again");
+    let read = stream.read(&mut answer).await.expect("second answer");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "kept alive");
+    let answered_again = Instant::now();
+    assert!(answered_again - answered > Duration::from_secs(1));
+    // Then nothing: closed at the idle timeout.
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(6)).await,
+        "never closed"
+    );
+    let idle = answered_again.elapsed();
+    assert!(idle >= Duration::from_millis(2900), "closed after {idle:?}");
+    let metrics = common::metrics(&proxy).await;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            "mcreg_connections_closed_total{reason=\"idle_timeout\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_the_connection_idle_longest_makes_room() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    config.server.max_connections = Some(8);
+    config.server.header_timeout = Duration::from_secs(60);
+    let proxy = RunningProxy::start(&config);
+
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(
+            tokio::net::TcpStream::connect(proxy.host())
+                .await
+                .expect("connect"),
+        );
+        // Distinct ages.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A well-behaved client still gets in, and pulls.
+    let image = &registry.fixtures().single_oci;
+    assert_eq!(common::pull_through(&proxy, "single/oci:v1").await, image.digest);
+    // The oldest silent connections made room; the newest is still open.
+    assert!(
+        closed_within(&mut silent[0], Duration::from_secs(5)).await,
+        "the oldest stayed"
+    );
+    assert!(
+        !closed_within(&mut silent[7], Duration::from_millis(300)).await,
+        "the newest went"
+    );
+    let metrics = common::metrics(&proxy).await;
+    assert!(common::metric(&metrics, "mcreg_connections_closed_total{reason=\"evicted\"}") >= 1.0);
+    assert!(common::metric(&metrics, "mcreg_connection_limit_reached_total") >= 1.0);
+    assert!(common::metric(&metrics, "mcreg_connections") <= 8.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let data: Vec<u8> = (0..32 * 1024 * 1024_u32).map(|i| (i % 239) as u8).collect();
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[registry.host()]);
+    config.server.idle_timeout = Duration::from_secs(1);
+    let proxy = RunningProxy::start(&config);
+    let blob = format!("{}/v2/big/blob/blobs/{digest}", proxy.url());
+    let cached = reqwest::get(&blob)
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("fill");
+    assert_eq!(cached.len(), data.len());
+
+    let mut stalled = tokio::net::TcpStream::connect(proxy.host())
+        .await
+        .expect("connect");
+    let request = format!("GET /v2/big/blob/blobs/{digest} HTTP/1.1\r\nHost: cache\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.expect("send");
+    let mut first = vec![0; 1024];
+    let _ = stalled.read(&mut first).await.expect("the answer starts");
+    // The client reads nothing more: its socket's buffers fill, then the
+    // server's writes wait, then the server gives up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = common::metrics(&proxy).await;
+        if common::metric(&metrics, "mcreg_connections") == 1.0 {
+            break; // only the metrics request's own connection
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled answer is still held:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut received = 0;
+    let mut buffer = vec![0; 1024 * 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    assert!(received < data.len(), "the whole blob was sent after all");
+}

@@ -106,6 +106,10 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
     if let Some(dir) = &args.cache_dir {
         config.storage = dir.clone();
     }
+    match registry_proxy::raise_open_file_limit() {
+        Ok(files) => tracing::debug!(files, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let proxy = Proxy::new(&config, |builder| context.upstream_options(builder)).map_err(proxy_failure)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
