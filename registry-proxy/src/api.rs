@@ -20,7 +20,7 @@ use crate::Proxy;
 use crate::auth::{Client, TOKEN_PATH};
 use crate::cache::{BlobFound, CacheResult, ManifestAnswer};
 use crate::error::Error;
-use crate::log::Served;
+use crate::log::{RequestId, Served};
 use crate::routes::{NoRoute, Route, Selector};
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -45,7 +45,22 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
                 "not an OCI distribution endpoint",
             )
         })
+        .layer(axum::middleware::from_fn(require_host))
         .with_state(proxy)
+}
+
+/// An HTTP/1.1 request without `Host` is refused (RFC 9112, 3.2): routes
+/// are chosen by it, and a server must not guess.
+async fn require_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.version() == axum::http::Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            "an HTTP/1.1 request needs a Host header",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// `/v2/`: a client's first request, where docker and podman learn how
@@ -173,7 +188,8 @@ async fn health() -> Response {
         .into_response()
 }
 
-/// Ready when the storage answers (a load balancer's check).
+/// Ready when the storage works (a load balancer's check). The reason
+/// names no path: `/ready` answers anyone; the log has the details.
 async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
     match proxy.cache.storage_ready().await {
         Ok(()) => (
@@ -181,12 +197,22 @@ async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
             r#"{"status":"ready"}"#,
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            json!({"status": "unavailable", "reason": display_chain(&e)}).to_string(),
-        )
-            .into_response(),
+        Err(down) => {
+            let since = down
+                .since
+                .map(|since| humantime::format_rfc3339_seconds(since).to_string());
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                json!({
+                    "status": "unavailable",
+                    "reason": format!("the cache's storage is failing ({}): answers come from the upstreams, nothing is stored", down.doing),
+                    "since": since,
+                })
+                .to_string(),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -258,7 +284,18 @@ async fn v2(
         headers: &headers,
     };
     let mut response = match target(&path) {
-        Target::Upload => unsupported(""),
+        // Nothing is ever being uploaded: the status of an upload is
+        // "unknown" (as a registry says of one it never started), and
+        // starting or continuing one is not allowed.
+        Target::Upload => match method {
+            Method::GET | Method::HEAD => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "BLOB_UPLOAD_UNKNOWN",
+                "this cache takes no uploads",
+            )
+            .into_response(),
+            _ => unsupported(READ),
+        },
         Target::Unknown => ApiError::new(
             StatusCode::NOT_FOUND,
             "UNSUPPORTED",
@@ -415,9 +452,10 @@ async fn blob(
     }
     .map_err(|e| ApiError::from_error(&e, Resource::Blob))?;
     let cache = found.cache();
-    let upstream = match &found.location {
-        crate::cache::BlobLocation::Upstream(source) => Some(source.clone()),
-        _ => None,
+    let (upstream, fill) = match &found.location {
+        crate::cache::BlobLocation::Upstream(source) => (Some(source.clone()), None),
+        crate::cache::BlobLocation::Filling(fill) => (None, Some(fill.clone())),
+        _ => (None, None),
     };
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -451,15 +489,13 @@ async fn blob(
     } else {
         let stream = proxy
             .cache
-            .read_blob(&route, digest, &found, span)
+            .read_blob(&route, &image, digest, found, span)
             .await
             .map_err(|e| ApiError::from_error(&e, Resource::Blob))?;
         Body::from_stream(stream)
     };
     let mut served = Served::new(cache, upstream);
-    if let crate::cache::BlobLocation::Filling(fill) = &found.location {
-        served.fill = Some(fill.clone());
-    }
+    served.fill = fill;
     let mut response = (status, headers, body).into_response();
     response.extensions_mut().insert(served);
     Ok(response)
@@ -486,12 +522,11 @@ async fn tags(
             )
         })?),
     };
-    let mut all = route
-        .upstream()
-        .await
-        .list_tags(&image)
-        .await
-        .map_err(|e| ApiError::from_error(&Error::Upstream(e), Resource::Repository))?;
+    let listed = match route.upstream().await {
+        Ok(upstream) => upstream.list_tags(&image).await.map_err(Error::Upstream),
+        Err(error) => Err(error),
+    };
+    let mut all = listed.map_err(|e| ApiError::from_error(&e, Resource::Repository))?;
     all.sort();
     all.dedup();
     let after: Vec<String> = match last.as_deref().filter(|l| !l.is_empty()) {
@@ -579,11 +614,11 @@ fn byte_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return ByteRange::Whole;
     };
-    let (first, last) = (first.trim(), last.trim());
-    let span = match (first.parse::<u64>(), last.parse::<u64>()) {
-        (Ok(first), Ok(last)) if first <= last => first..last.saturating_add(1).min(size),
-        (Ok(first), Err(_)) if last.is_empty() => first..size,
-        (Err(_), Ok(suffix)) if first.is_empty() => size.saturating_sub(suffix)..size,
+    let (first_text, last_text) = (first.trim(), last.trim());
+    let span = match (position(first_text), position(last_text)) {
+        (Some(first), Some(last)) if first <= last => first..last.saturating_add(1).min(size),
+        (Some(first), None) if last_text.is_empty() => first..size,
+        (None, Some(suffix)) if first_text.is_empty() => size.saturating_sub(suffix)..size,
         _ => return ByteRange::Whole,
     };
     if span.start >= size || span.is_empty() {
@@ -591,6 +626,15 @@ fn byte_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
     } else {
         ByteRange::Part(span)
     }
+}
+
+/// A byte position: digits, however many (more than a `u64` holds is past
+/// the end of any blob).
+fn position(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
@@ -603,8 +647,7 @@ fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
     })
 }
 
-/// `405 UNSUPPORTED`, with the methods this endpoint does allow (none for
-/// the upload endpoints).
+/// `405 UNSUPPORTED`, with the methods this endpoint does allow.
 fn unsupported(allow: &'static str) -> Response {
     let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -630,6 +673,9 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// `WWW-Authenticate`, on a `401`.
     challenge: Option<HeaderValue>,
+    /// What failed inside the cache: logged (with the request's id), never
+    /// sent, since it may name local paths.
+    hidden: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -640,17 +686,39 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             challenge: None,
+            hidden: None,
         }
     }
 
     /// What an error means to a client: not found stays not found; an
     /// upstream that is down, busy or refusing the cache is not the client's
-    /// fault and says so.
+    /// fault and says so. What went wrong inside the cache (its storage, a
+    /// credential helper, a file) is not told: the client gets the request's
+    /// id, the log has the rest.
     fn from_error(error: &Error, what: Resource) -> ApiError {
         let message = display_chain(error);
         let Error::Upstream(upstream) = error else {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message);
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "").hiding(message);
         };
+        let answer = Self::from_upstream(upstream, what, message.clone());
+        if about_the_upstream_only(upstream) {
+            answer
+        } else {
+            answer.hiding(message)
+        }
+    }
+
+    /// Tells the client only that the cache failed, and the request's id.
+    fn hiding(mut self, detail: String) -> ApiError {
+        self.message = match RequestId::current() {
+            Some(id) => format!("the cache could not answer; its log has the details under request id {id}"),
+            None => "the cache could not answer; its log has the details".to_owned(),
+        };
+        self.hidden = Some(detail.into());
+        self
+    }
+
+    fn from_upstream(upstream: &registry_client::Error, what: Resource, message: String) -> ApiError {
         let kind = upstream.kind();
         match kind {
             registry_client::Error::NotFound { .. } => {
@@ -676,6 +744,35 @@ impl ApiError {
     }
 }
 
+/// Whether an upstream error's text tells of the upstream alone (hosts,
+/// repositories, statuses, digests) and of nothing local (files, helpers).
+fn about_the_upstream_only(error: &registry_client::Error) -> bool {
+    use registry_client::Error as E;
+    use registry_client::error::SourceOutcome;
+    match error {
+        E::Sources { attempts, .. } => attempts.iter().all(|attempt| match &attempt.outcome {
+            SourceOutcome::Failed(error) => about_the_upstream_only(error),
+            _ => true,
+        }),
+        E::CannotRefetch { cause, .. } => about_the_upstream_only(cause),
+        E::NotFound { .. }
+        | E::Unauthorized { .. }
+        | E::Denied { .. }
+        | E::RateLimited { .. }
+        | E::Timeout { .. }
+        | E::Connection { .. }
+        | E::CircuitOpen { .. }
+        | E::DigestMismatch { .. }
+        | E::SizeMismatch { .. }
+        | E::InvalidResponse { .. }
+        | E::Registry { .. }
+        | E::InvalidReference { .. }
+        | E::UnsupportedMediaType { .. }
+        | E::NoMatchingPlatform { .. } => true,
+        _ => false,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =
@@ -693,6 +790,12 @@ impl IntoResponse for ApiError {
         }
         if let Some(challenge) = self.challenge {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(hidden) = self.hidden {
+            response.extensions_mut().insert(Served {
+                error: Some(hidden.into()),
+                ..Served::default()
+            });
         }
         response
     }
@@ -745,6 +848,11 @@ mod tests {
         assert_eq!(r("bytes=0-1,5-6", 100), ByteRange::Whole);
         assert_eq!(r("items=0-1", 100), ByteRange::Whole);
         assert_eq!(byte_range(None, 100), ByteRange::Whole);
+        // Positions past what a u64 holds are past the end of the blob.
+        assert_eq!(r("bytes=99999999999999999999999-", 100), ByteRange::Unsatisfiable);
+        assert_eq!(r("bytes=0-99999999999999999999999", 100), ByteRange::Part(0..100));
+        assert_eq!(r("bytes=-99999999999999999999999", 100), ByteRange::Part(0..100));
+        assert_eq!(r("bytes=1x-5", 100), ByteRange::Whole);
     }
 
     #[test]

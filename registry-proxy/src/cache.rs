@@ -8,6 +8,11 @@
 //! once the upstream has shown it there (a link per repository): a digest
 //! cached for one repository is confirmed with an upstream `HEAD` before
 //! another repository serves it, as the registry itself would refuse it.
+//!
+//! Every upstream request has the route's `upstream_timeout`. The storage is
+//! never a reason to fail a client: a read that fails is a miss, a write
+//! that fails leaves the answer as it is, and while the storage is failing
+//! a blob miss is passed through from the upstream without a fill.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,11 +23,15 @@ use registry_client::{ImageReference, ManifestDescriptor};
 
 use crate::error::Error;
 use crate::fill::{Fill, FillJob, Fills};
+use crate::health::StorageHealth;
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
+use crate::passthrough::PassThrough;
 use crate::routes::Route;
 use crate::singleflight::SingleFlight;
 use crate::storage::{self, Kind, Storage, StoredManifest, TagRecord};
 use crate::usage::Usage;
+use crate::warnings::Occasional;
 
 /// What errors the cache passes on: shared, because one upstream failure
 /// answers every request that waited for it.
@@ -89,6 +98,8 @@ impl ManifestAnswer {
 pub enum BlobLocation {
     Stored,
     Filling(Arc<Fill>),
+    /// Coming from the upstream without being stored (the storage is failing).
+    Passing(PassThrough),
     /// Only its size is known, from an upstream `HEAD` (that upstream).
     Upstream(String),
 }
@@ -102,7 +113,9 @@ impl BlobFound {
     pub fn cache(&self) -> CacheResult {
         match self.location {
             BlobLocation::Stored => CacheResult::Hit,
-            BlobLocation::Filling(_) | BlobLocation::Upstream(_) => CacheResult::Miss,
+            BlobLocation::Filling(_) | BlobLocation::Passing(_) | BlobLocation::Upstream(_) => {
+                CacheResult::Miss
+            }
         }
     }
 }
@@ -112,20 +125,60 @@ pub struct Cache {
     metrics: Arc<Metrics>,
     fills: Arc<Fills>,
     usage: Arc<Usage>,
+    health: Arc<StorageHealth>,
     manifests: SingleFlight<String, Shared<(StoredManifest, String)>>,
     tags: SingleFlight<String, Shared<ManifestDescriptor>>,
+    /// Stale answers and bad manifests, warned about now and then.
+    stale_warnings: Occasional,
+    manifest_warnings: Occasional,
 }
 
 impl Cache {
-    pub fn new(storage: Storage, metrics: Arc<Metrics>, usage: Arc<Usage>) -> Cache {
-        Cache {
+    pub fn new(maintenance: Maintenance) -> Cache {
+        let Maintenance {
             storage,
-            fills: Arc::new(Fills::new(metrics.clone(), usage.clone())),
             usage,
             metrics,
+            health,
+        } = maintenance.clone();
+        Cache {
+            fills: Arc::new(Fills::new(
+                metrics.clone(),
+                usage.clone(),
+                health.clone(),
+                maintenance,
+            )),
+            storage,
+            usage,
+            metrics,
+            health,
             manifests: SingleFlight::default(),
             tags: SingleFlight::default(),
+            stale_warnings: Occasional::new(std::time::Duration::from_secs(10)),
+            manifest_warnings: Occasional::new(std::time::Duration::from_secs(10)),
         }
+    }
+
+    /// The fills under way (to let them settle at shutdown).
+    pub fn fills(&self) -> Arc<Fills> {
+        self.fills.clone()
+    }
+
+    /// What a storage read found; a failed read is a miss (the upstream
+    /// answers instead).
+    fn read<T>(&self, doing: &'static str, read: Result<Option<T>, Error>) -> Option<T> {
+        read.unwrap_or_else(|error| {
+            self.health.failed(doing, &error, &self.metrics);
+            None
+        })
+    }
+
+    /// Whether a storage write worked; one that failed changes nothing for
+    /// the client.
+    fn wrote<T>(&self, doing: &'static str, written: Result<T, Error>) -> Option<T> {
+        written
+            .map_err(|error| self.health.failed(doing, &error, &self.metrics))
+            .ok()
     }
 
     /// The manifest `reference` names (by tag or digest).
@@ -153,6 +206,7 @@ impl Cache {
     fn count_failure(&self, route: &Route, error: &Error) {
         let Error::Upstream(error) = error else { return };
         match error {
+            _ if error.is_not_found() => self.metrics.not_found_upstream(&route.name),
             registry_client::Error::Sources { attempts, .. } => {
                 for attempt in attempts {
                     if let registry_client::error::SourceOutcome::Failed(e) = &attempt.outcome
@@ -162,8 +216,7 @@ impl Cache {
                     }
                 }
             }
-            e if !e.is_not_found() => self.metrics.upstream_failed(&route.name, &route.registry),
-            _ => {}
+            _ => self.metrics.upstream_failed(&route.name, &route.registry),
         }
     }
 
@@ -174,7 +227,7 @@ impl Cache {
         digest: &str,
         head: bool,
     ) -> Shared<ManifestAnswer> {
-        if let Some(manifest) = self.storage.manifest(&route.name, digest).await? {
+        if let Some(manifest) = self.stored_manifest(route, digest).await {
             self.confirm(route, reference, Kind::Manifest, digest).await?;
             return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
         }
@@ -182,7 +235,7 @@ impl Cache {
             // An upstream HEAD: nothing to fetch, nothing counted as a pull.
             let descriptor = route
                 .upstream()
-                .await
+                .await?
                 .head_manifest(reference)
                 .await
                 .map_err(upstream)?;
@@ -190,6 +243,13 @@ impl Cache {
         }
         let (manifest, source) = self.fetch_manifest(route, reference).await?;
         Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
+    }
+
+    async fn stored_manifest(&self, route: &Route, digest: &str) -> Option<StoredManifest> {
+        self.read(
+            "read a manifest",
+            self.storage.manifest(&route.name, digest).await,
+        )
     }
 
     /// A tag: trusted while fresh, else checked with an upstream `HEAD`;
@@ -202,9 +262,9 @@ impl Cache {
         head: bool,
     ) -> Shared<ManifestAnswer> {
         let (repository, tag) = (reference.repository(), reference.reference());
-        let known = self.storage.tag(&route.name, repository, tag).await?;
+        let known = self.read("read a tag", self.storage.tag(&route.name, repository, tag).await);
         if let Some(record) = known.as_ref().filter(|r| r.age() < route.tag_ttl) {
-            if let Some(manifest) = self.storage.manifest(&route.name, &record.digest).await? {
+            if let Some(manifest) = self.stored_manifest(route, &record.digest).await {
                 return Ok(ManifestAnswer::stored(manifest, CacheResult::Hit, None));
             }
             // The digest is fresh but its manifest is still being fetched for
@@ -227,30 +287,42 @@ impl Cache {
         let checked = self
             .tags
             .run(key, || async {
-                route
+                Ok(route
                     .upstream()
-                    .await
+                    .await?
                     .head_manifest(reference)
                     .await
-                    .map_err(upstream)
+                    .map_err(Error::Upstream)?)
             })
             .await;
         let descriptor = match checked {
             Ok(descriptor) => descriptor,
             Err(error) if is_not_found(&error) => {
                 // Gone upstream: not resurrected later by a stale answer.
-                self.storage.delete_tag(&route.name, repository, tag).await?;
+                self.wrote(
+                    "forget a tag",
+                    self.storage.delete_tag(&route.name, repository, tag).await,
+                );
                 return Err(error);
             }
             Err(error) => {
                 let stale = match &known {
-                    Some(record) => self.storage.manifest(&route.name, &record.digest).await?,
+                    Some(record) => self.stored_manifest(route, &record.digest).await,
                     None => None,
                 };
                 let Some(manifest) = stale else {
                     return Err(error);
                 };
-                tracing::warn!(route = %route.name, %repository, tag, "every upstream failed, answering with the last known digest: {error}");
+                if let Some(held_back) = self.stale_warnings.ready() {
+                    tracing::warn!(
+                        route = %route.name,
+                        %repository,
+                        tag,
+                        held_back,
+                        "every upstream failed, answering with the last known digest: {}",
+                        registry_client::error::display_chain(&*error)
+                    );
+                }
                 return Ok(ManifestAnswer::stored(manifest, CacheResult::Stale, None));
             }
         };
@@ -259,16 +331,17 @@ impl Cache {
             descriptor.media_type.clone(),
             descriptor.size,
         );
-        let size = self
-            .storage
-            .put_tag(&route.name, repository, tag, &record)
-            .await?;
-        self.usage.added(
-            storage::tag_record_key(&route.name, repository, tag),
-            size,
-            &self.metrics,
-        );
-        if let Some(manifest) = self.storage.manifest(&route.name, &descriptor.digest).await? {
+        if let Some(size) = self.wrote(
+            "store a tag",
+            self.storage.put_tag(&route.name, repository, tag, &record).await,
+        ) {
+            self.usage.added(
+                storage::tag_record_key(&route.name, repository, tag),
+                size,
+                &self.metrics,
+            );
+        }
+        if let Some(manifest) = self.stored_manifest(route, &descriptor.digest).await {
             return Ok(ManifestAnswer::stored(
                 manifest,
                 CacheResult::Hit,
@@ -283,7 +356,8 @@ impl Cache {
         Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
     }
 
-    /// Fetches a manifest by digest (once, however many ask) and stores it.
+    /// Fetches a manifest by digest (once, however many ask) and stores it
+    /// (when it can: it is answered either way).
     async fn fetch_manifest(
         &self,
         route: &Route,
@@ -299,38 +373,65 @@ impl Cache {
         );
         self.manifests
             .run(key, || async {
-                let raw = route
+                let fetched = route
                     .upstream()
-                    .await
+                    .await?
                     .get_raw_manifest(reference)
                     .await
+                    .inspect_err(|e| self.warn_if_bad_manifest(route, reference, e))
                     .map_err(upstream)?;
                 let manifest = StoredManifest {
-                    digest: raw.descriptor.digest,
-                    media_type: raw.descriptor.media_type,
-                    bytes: raw.bytes,
+                    digest: fetched.descriptor.digest,
+                    media_type: fetched.descriptor.media_type,
+                    bytes: fetched.bytes,
                 };
-                let size = self.storage.put_manifest(&route.name, &manifest).await?;
-                self.usage.added(
-                    storage::manifest_key(&route.name, &manifest.digest)?,
-                    size,
-                    &self.metrics,
-                );
                 self.metrics.fetched(&route.name, manifest.bytes.len() as u64);
-                self.storage
-                    .link(
-                        &route.name,
-                        reference.repository(),
-                        Kind::Manifest,
-                        &manifest.digest,
-                    )
-                    .await?;
-                Ok((manifest, raw.descriptor.source.unwrap_or_default()))
+                if let Some(size) = self.wrote(
+                    "store a manifest",
+                    self.storage.put_manifest(&route.name, &manifest).await,
+                ) && let Ok(key) = storage::manifest_key(&route.name, &manifest.digest)
+                {
+                    self.usage.added(key, size, &self.metrics);
+                }
+                self.wrote(
+                    "store a link",
+                    self.storage
+                        .link(
+                            &route.name,
+                            reference.repository(),
+                            Kind::Manifest,
+                            &manifest.digest,
+                        )
+                        .await,
+                );
+                Ok((manifest, fetched.descriptor.source.unwrap_or_default()))
             })
             .await
     }
 
-    /// A blob to send: from storage, or from its fill (joined or started).
+    /// An upstream that sends a manifest other than the one asked for is
+    /// worth a warning (now and then: a client can ask again and again).
+    fn warn_if_bad_manifest(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        error: &registry_client::Error,
+    ) {
+        if error.is_integrity()
+            && let Some(held_back) = self.manifest_warnings.ready()
+        {
+            tracing::warn!(
+                route = %route.name,
+                reference = %reference,
+                held_back,
+                "the upstream sent a wrong manifest: {}",
+                registry_client::error::display_chain(error)
+            );
+        }
+    }
+
+    /// A blob to send: from storage, or from its fill (joined or started),
+    /// or straight from the upstream while the storage is failing.
     pub async fn blob_for_get(
         &self,
         route: &Route,
@@ -347,26 +448,58 @@ impl Cache {
         let fill = match self.fills.running(&route.name, digest) {
             Some(fill) => fill,
             None => {
-                if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+                if let Some(size) = self.stored_blob_size(route, digest).await {
                     self.confirm(route, reference, Kind::Blob, digest).await?;
                     return Ok(BlobFound {
                         size,
                         location: BlobLocation::Stored,
                     });
                 }
+                if self.health.still_failing(&self.storage).await {
+                    return self.pass_through(route, reference, digest).await;
+                }
                 let job = FillJob {
                     client: route.client().clone(),
                     fetches: route.fetches.clone(),
+                    timeout: route.upstream_timeout,
                     reference: reference.clone(),
                     route: route.name.clone(),
                     digest: digest.to_owned(),
                 };
                 // May join a fill another request started meanwhile.
-                self.fills.join_or_start(&self.storage, job)?
+                match self.fills.join_or_start(&self.storage, job) {
+                    Ok(fill) => fill,
+                    Err(error) => {
+                        self.health.failed("start a fill", &error, &self.metrics);
+                        return self.pass_through(route, reference, digest).await;
+                    }
+                }
             }
         };
         self.confirm_for_fill(route, reference, &fill, digest).await?;
         filling(fill).await
+    }
+
+    async fn stored_blob_size(&self, route: &Route, digest: &str) -> Option<u64> {
+        self.read(
+            "read a blob's size",
+            self.storage.blob_size(&route.name, digest).await,
+        )
+    }
+
+    /// The blob straight from the upstream, not stored.
+    async fn pass_through(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+        digest: &str,
+    ) -> Shared<BlobFound> {
+        let upstream = route.upstream().await?;
+        let passing = PassThrough::start((*upstream).clone(), reference.clone(), digest.to_owned()).await?;
+        Ok(BlobFound {
+            size: passing.size,
+            location: BlobLocation::Passing(passing),
+        })
     }
 
     /// A fill started for another repository serves this one only once the
@@ -402,7 +535,7 @@ impl Cache {
             self.confirm_for_fill(route, reference, &fill, digest).await?;
             return filling(fill).await;
         }
-        if let Some(size) = self.storage.blob_size(&route.name, digest).await? {
+        if let Some(size) = self.stored_blob_size(route, digest).await {
             self.confirm(route, reference, Kind::Blob, digest).await?;
             return Ok(BlobFound {
                 size,
@@ -411,7 +544,7 @@ impl Cache {
         }
         let head = route
             .upstream()
-            .await
+            .await?
             .head_blob(reference, digest)
             .await
             .map_err(upstream)?;
@@ -421,9 +554,23 @@ impl Cache {
         })
     }
 
-    /// Whether the storage answers (for `/ready`).
-    pub async fn storage_ready(&self) -> Result<(), Error> {
-        self.storage.probe().await
+    /// Whether the storage works (for `/ready`): not failing (or a probe
+    /// says it works again), and it answers.
+    pub async fn storage_ready(&self) -> Result<(), StorageDown> {
+        if self.health.still_failing(&self.storage).await {
+            let failing = self.health.failing();
+            return Err(StorageDown {
+                since: failing.as_ref().map(|f| f.since),
+                doing: failing.map_or("", |f| f.doing),
+            });
+        }
+        self.storage.probe().await.map_err(|error| {
+            self.health.failed("list the cache", &error, &self.metrics);
+            StorageDown {
+                since: None,
+                doing: "list the cache",
+            }
+        })
     }
 
     /// Makes sure the upstream has `digest` in `reference`'s repository
@@ -437,23 +584,29 @@ impl Cache {
         digest: &str,
     ) -> Shared<()> {
         let repository = reference.repository();
-        if self.storage.linked(&route.name, repository, kind, digest).await? {
+        let linked = self
+            .wrote(
+                "read a link",
+                self.storage.linked(&route.name, repository, kind, digest).await,
+            )
+            .unwrap_or(false);
+        if linked {
             return Ok(());
         }
+        let asked = route.upstream().await?;
         match kind {
-            Kind::Blob => route
-                .upstream()
-                .await
-                .head_blob(reference, digest)
-                .await
-                .map(drop),
+            Kind::Blob => asked.head_blob(reference, digest).await.map(drop),
             Kind::Manifest => {
                 let by_digest = reference.with_digest(digest).map_err(upstream)?;
-                route.upstream().await.head_manifest(&by_digest).await.map(drop)
+                asked.head_manifest(&by_digest).await.map(drop)
             }
         }
         .map_err(upstream)?;
-        Ok(self.storage.link(&route.name, repository, kind, digest).await?)
+        self.wrote(
+            "store a link",
+            self.storage.link(&route.name, repository, kind, digest).await,
+        );
+        Ok(())
     }
 
     /// A stored blob was asked for: it is recently used.
@@ -468,36 +621,60 @@ impl Cache {
         }
     }
 
-    /// `range` of a blob found by [`blob_for_get`](Self::blob_for_get).
+    /// `range` of a blob found by [`blob_for_get`](Self::blob_for_get). A
+    /// stored blob that cannot be read is passed through from the upstream.
     pub async fn read_blob(
         &self,
         route: &Route,
+        reference: &ImageReference,
         digest: &str,
-        found: &BlobFound,
+        found: BlobFound,
         range: Range<u64>,
     ) -> Shared<BoxStream<'static, std::io::Result<Bytes>>> {
-        match &found.location {
+        match found.location {
             BlobLocation::Filling(fill) => Ok(fill.read(range)),
-            BlobLocation::Stored => match self.storage.read_blob(&route.name, digest, Some(range)).await? {
-                Some(read) => {
-                    // Not evicted while it is being sent.
-                    let pin = self.usage.pin(&storage::blob_key(&route.name, digest)?);
-                    Ok(read
-                        .body
-                        .map(move |chunk| {
-                            let _pinned = &pin;
-                            chunk
-                        })
-                        .boxed())
-                }
-                None => Err(Arc::new(Error::storage(
-                    "a cached blob went away while it was being read",
-                    std::io::Error::from(std::io::ErrorKind::NotFound),
-                ))),
-            },
+            BlobLocation::Passing(passing) => Ok(passing.read(range)),
+            BlobLocation::Stored => {
+                let read = self.read(
+                    "read a blob",
+                    self.storage
+                        .read_blob(&route.name, digest, Some(range.clone()))
+                        .await,
+                );
+                let Some(read) = read else {
+                    // Evicted meanwhile, or unreadable: the upstream has it.
+                    let passing = self.pass_through(route, reference, digest).await?;
+                    return match passing.location {
+                        BlobLocation::Passing(passing) if passing.size == found.size => {
+                            Ok(passing.read(range))
+                        }
+                        _ => Err(Arc::new(Error::storage(
+                            "a cached blob went away while it was being read",
+                            std::io::Error::from(std::io::ErrorKind::NotFound),
+                        ))),
+                    };
+                };
+                // Not evicted while it is being sent.
+                let pin = self.usage.pin(&storage::blob_key(&route.name, digest)?);
+                Ok(read
+                    .body
+                    .map(move |chunk| {
+                        let _pinned = &pin;
+                        chunk
+                    })
+                    .boxed())
+            }
             BlobLocation::Upstream(_) => unreachable!("a HEAD answer is never read"),
         }
     }
+}
+
+/// Why `/ready` says no: since when the storage fails, and what failed
+/// (no paths: the answer is for anyone).
+#[derive(Debug)]
+pub struct StorageDown {
+    pub since: Option<std::time::SystemTime>,
+    pub doing: &'static str,
 }
 
 async fn filling(fill: Arc<Fill>) -> Shared<BlobFound> {

@@ -1,35 +1,60 @@
 //! Single-flight blob fills: one upstream fetch per blob, however many
 //! clients ask. The fetch writes into a spool file and publishes how far it
 //! has got; every client (the first, later ones, ones with a `Range`) reads
-//! the spool file up to there, so bytes reach them as they arrive. The fill
-//! runs on its own task: a client that goes away stops nothing. When the
+//! the spool file up to there, so bytes reach them as they arrive. When the
 //! blob is complete and verified it is committed to storage; when it fails,
 //! every reader's body ends in an error (the connection is cut: no client
 //! mistakes a partial blob for a whole one) and nothing is stored. No
 //! reader, whole blob or range, reaches its end before the blob is verified.
+//!
+//! A fill runs on its own task, so a client that goes away stops nothing
+//! at once. A fill left with no client at all goes on when it is worth it
+//! (at least half done, or at most [`FINISH_WITHIN`] to go: the next pull
+//! of the image wants it, and clients retry); otherwise it stops once
+//! [`LINGER`] has passed without a client coming back, so that clients that
+//! ask for big blobs and leave cannot keep the upstream link busy.
+//!
+//! A fill can also stop for the cache's own reasons: the disk is full (and
+//! evicting, when a size limit allows it, made no room) or failing. Its
+//! readers then go on from the upstream without storing (`passthrough`),
+//! from the byte each had reached.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use registry_client::digest::Hasher;
 use registry_client::pull::BlobSink;
 use registry_client::{ImageReference, RepositoryClient};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, Result};
+use crate::health::StorageHealth;
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
+use crate::passthrough::PassThrough;
 use crate::storage::{Kind, Storage};
 use crate::usage::Usage;
+use crate::warnings::Occasional;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
 const FLUSH_BYTES: usize = 256 * 1024;
 /// Bytes a reader takes from the spool at a time. Small enough that hundreds of
 /// answers under way hold little memory between them.
 const READ_BYTES: u64 = 64 * 1024;
+/// A fill without clients that has at most this much left is finished.
+pub const FINISH_WITHIN: u64 = 64 * 1024 * 1024;
+/// How long a fill without clients waits for one to come back before it
+/// stops (when it is not worth finishing).
+pub const LINGER: Duration = Duration::from_secs(5);
+/// Room kept free beside a blob being filled (manifests, tag records).
+const MARGIN: u64 = 1024 * 1024;
 
 /// How far a fill has got.
 #[derive(Debug, Clone)]
@@ -48,7 +73,11 @@ pub enum FillState {
         size: u64,
         source: String,
     },
+    /// The blob failed (upstream, integrity): readers are cut.
     Failed(Arc<Error>),
+    /// Stopped for the cache's own reasons (no room, a failing disk, no
+    /// client left): readers go on from the upstream.
+    Stopped,
 }
 
 /// A blob being fetched.
@@ -59,6 +88,55 @@ pub struct Fill {
     state: watch::Receiver<FillState>,
     /// The repository it is fetched for (linked to the blob when it is done).
     repository: String,
+    readers: Arc<Readers>,
+    /// Where readers go on from when the fill stops.
+    upstream: Arc<Upstream>,
+}
+
+/// What a reader needs to fetch the rest of the blob itself.
+struct Upstream {
+    client: RepositoryClient,
+    reference: ImageReference,
+    digest: String,
+    timeout: Duration,
+}
+
+/// How many clients read a fill, and since when it has had none.
+struct Readers {
+    count: AtomicUsize,
+    alone_since: Mutex<Instant>,
+}
+
+impl Readers {
+    fn join(self: &Arc<Self>) -> ReaderSlot {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        ReaderSlot(self.clone())
+    }
+
+    /// How long the fill has had no reader; `None` while it has some.
+    fn alone_for(&self) -> Option<Duration> {
+        if self.count.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(
+            self.alone_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+        )
+    }
+}
+
+/// A reader of a fill; the fill knows when the last one leaves.
+struct ReaderSlot(Arc<Readers>);
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        let mut since = self.0.alone_since.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *since = Instant::now();
+        }
+    }
 }
 
 impl Fill {
@@ -78,6 +156,12 @@ impl Fill {
                     return Ok(*size);
                 }
                 FillState::Failed(error) => return Err(error.clone()),
+                FillState::Stopped => {
+                    return Err(Arc::new(Error::storage(
+                        "the fill stopped before its size was known",
+                        std::io::Error::other("stopped"),
+                    )));
+                }
                 FillState::Running { size: None, .. } => {}
             }
             if state.changed().await.is_err() {
@@ -100,10 +184,13 @@ impl Fill {
     /// `range` of the blob as it lands: ends with an error if the fill fails.
     pub fn read(&self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
         let reader = Reader {
-            file: self.file.clone(),
+            file: Some(self.file.clone()),
             state: self.state.clone(),
             at: range.start,
             end: range.end,
+            upstream: self.upstream.clone(),
+            rest: None,
+            _slot: self.readers.join(),
         };
         Box::pin(futures::stream::unfold(reader, |mut reader| async move {
             let next = reader.next().await?;
@@ -113,15 +200,24 @@ impl Fill {
 }
 
 struct Reader {
-    file: Arc<std::fs::File>,
+    /// `None` once the reader has gone on from the upstream (so that the
+    /// spool's room is given back).
+    file: Option<Arc<std::fs::File>>,
     state: watch::Receiver<FillState>,
     at: u64,
     end: u64,
+    upstream: Arc<Upstream>,
+    /// The rest, from the upstream, after the fill stopped.
+    rest: Option<BoxStream<'static, std::io::Result<Bytes>>>,
+    _slot: ReaderSlot,
 }
 
 impl Reader {
     /// The next bytes there are, once there are some; `None` at the end.
     async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        if let Some(rest) = &mut self.rest {
+            return rest.next().await;
+        }
         if self.at >= self.end {
             return None;
         }
@@ -130,16 +226,22 @@ impl Reader {
             // a range, like a whole blob, must not end cleanly with bytes of
             // a blob that fails its digest.
             let readable = match &*self.state.borrow_and_update() {
-                FillState::Running { written, .. } => (*written).min(self.end - 1),
-                FillState::Verified { size, .. } | FillState::Done { size, .. } => (*size).min(self.end),
+                FillState::Running { written, .. } => Some((*written).min(self.end - 1)),
+                FillState::Verified { size, .. } | FillState::Done { size, .. } => {
+                    Some((*size).min(self.end))
+                }
                 FillState::Failed(error) => {
                     self.at = self.end;
                     return Some(Err(std::io::Error::other(error.to_string())));
                 }
+                FillState::Stopped => None,
+            };
+            let Some(readable) = readable else {
+                return self.go_on_from_upstream().await;
             };
             if readable > self.at {
                 let len = (readable - self.at).min(READ_BYTES);
-                let (file, at) = (self.file.clone(), self.at);
+                let (file, at) = (self.file.clone()?, self.at);
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buffer = vec![0; len as usize];
                     file.read_exact_at(&mut buffer, at).map(|()| Bytes::from(buffer))
@@ -158,44 +260,101 @@ impl Reader {
             }
         }
     }
+
+    /// The fill stopped: the rest of the range straight from the upstream.
+    async fn go_on_from_upstream(&mut self) -> Option<std::io::Result<Bytes>> {
+        self.file = None;
+        let upstream = &self.upstream;
+        let client = upstream
+            .client
+            .with_deadline(std::time::Instant::now() + upstream.timeout);
+        let started = PassThrough::start(client, upstream.reference.clone(), upstream.digest.clone()).await;
+        match started {
+            Ok(rest) if rest.size >= self.end => {
+                self.rest = Some(rest.read(self.at..self.end));
+                self.rest.as_mut()?.next().await
+            }
+            Ok(rest) => {
+                self.at = self.end;
+                Some(Err(std::io::Error::other(format!(
+                    "the upstream now says the blob has {} bytes",
+                    rest.size
+                ))))
+            }
+            Err(error) => {
+                self.at = self.end;
+                Some(Err(std::io::Error::other(registry_client::error::display_chain(
+                    &error,
+                ))))
+            }
+        }
+    }
 }
 
 /// The fills under way, by storage key.
 pub struct Fills {
     running: Mutex<HashMap<String, Arc<Fill>>>,
+    /// A fill ended.
+    ended: Notify,
     metrics: Arc<Metrics>,
     usage: Arc<Usage>,
+    health: Arc<StorageHealth>,
+    maintenance: Maintenance,
+    failures: Occasional,
 }
 
 /// What a fill fetches.
 pub struct FillJob {
+    /// The route's client, without a deadline.
     pub client: RepositoryClient,
     /// The route's upstream fetch limit.
     pub fetches: Arc<tokio::sync::Semaphore>,
+    /// The time the upstream has to answer.
+    pub timeout: Duration,
     pub reference: ImageReference,
     pub route: String,
     pub digest: String,
 }
 
+/// How a fill ended, for its readers and the log.
+enum Outcome {
+    Done(u64, String),
+    Failed(Error),
+    /// `reason` is a metric label; the error, if any, is the storage's.
+    Stopped(&'static str, Option<Error>),
+}
+
 impl Fills {
-    pub fn new(metrics: Arc<Metrics>, usage: Arc<Usage>) -> Fills {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        usage: Arc<Usage>,
+        health: Arc<StorageHealth>,
+        maintenance: Maintenance,
+    ) -> Fills {
         Fills {
             running: Mutex::new(HashMap::new()),
+            ended: Notify::new(),
             metrics,
             usage,
+            health,
+            maintenance,
+            failures: Occasional::new(Duration::from_secs(10)),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Fill>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The fill of a blob under way, if there is one.
     pub fn running(&self, route: &str, digest: &str) -> Option<Arc<Fill>> {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.get(&fill_key(route, digest)).cloned()
+        self.lock().get(&fill_key(route, digest)).cloned()
     }
 
     /// The fill of `job`'s blob under way, or a new one.
     pub fn join_or_start(self: &Arc<Self>, storage: &Storage, job: FillJob) -> Result<Arc<Fill>> {
         let key = fill_key(&job.route, &job.digest);
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.lock();
         if let Some(fill) = running.get(&key) {
             return Ok(fill.clone());
         }
@@ -210,48 +369,176 @@ impl Fills {
             written: 0,
             size: None,
         });
+        let readers = Arc::new(Readers {
+            count: AtomicUsize::new(0),
+            alone_since: Mutex::new(Instant::now()),
+        });
         let fill = Arc::new(Fill {
             file: file.clone(),
             state: receiver,
             repository: job.reference.repository().to_owned(),
+            readers: readers.clone(),
+            upstream: Arc::new(Upstream {
+                client: job.client.clone(),
+                reference: job.reference.clone(),
+                digest: job.digest.clone(),
+                timeout: job.timeout,
+            }),
         });
         running.insert(key.clone(), fill.clone());
         drop(running);
         let (fills, storage) = (self.clone(), storage.clone());
         self.metrics.fill_started();
         tokio::spawn(async move {
-            let outcome = run(&storage, &job, file, spool, &state).await;
+            let outcome = fills.run(&storage, &job, file, spool, &state, &readers).await;
             fills.metrics.fill_ended();
-            state.send_replace(match outcome {
-                Ok((size, source)) => {
-                    fills.metrics.fetched(&job.route, size);
-                    if let Ok(key) = crate::storage::blob_key(&job.route, &job.digest) {
-                        fills.usage.added(key, size, &fills.metrics);
-                    }
-                    FillState::Done { size, source }
+            state.send_replace(fills.ended(&job, outcome, &state));
+            fills.lock().remove(&key);
+            fills.ended.notify_waiters();
+        });
+        Ok(fill)
+    }
+
+    /// The state a fill ends in, once its outcome is counted and logged.
+    fn ended(&self, job: &FillJob, outcome: Outcome, state: &watch::Sender<FillState>) -> FillState {
+        match outcome {
+            Outcome::Done(size, source) => {
+                self.metrics.fetched(&job.route, size);
+                if let Ok(key) = crate::storage::blob_key(&job.route, &job.digest) {
+                    self.usage.added(key, size, &self.metrics);
                 }
-                Err(error) => {
+                FillState::Done { size, source }
+            }
+            Outcome::Stopped(reason, error) => {
+                self.metrics.fill_stopped(reason);
+                match &error {
+                    Some(error) => self.health.failed("fill a blob", error, &self.metrics),
+                    None => {
+                        tracing::debug!(route = %job.route, digest = %job.digest, reason, "blob fill stopped")
+                    }
+                }
+                FillState::Stopped
+            }
+            Outcome::Failed(error) => {
+                if matches!(&error, Error::Upstream(e) if e.is_not_found()) {
+                    // Any client can ask for what does not exist: no warning.
+                    self.metrics.not_found_upstream(&job.route);
+                } else if let Error::Storage { .. } = &error {
+                    // Verified, then the commit failed: served all the same.
+                    self.health.failed("commit a blob", &error, &self.metrics);
+                } else if let Some(held_back) = self.failures.ready() {
                     tracing::warn!(
                         route = %job.route,
                         digest = %job.digest,
+                        held_back,
                         "blob fill failed: {}",
                         registry_client::error::display_chain(&error)
                     );
-                    // Verified bytes stay readable for the answers under way; only
-                    // the commit failed, and the next request fills again.
-                    match &*state.borrow() {
-                        verified @ FillState::Verified { .. } => verified.clone(),
-                        _ => FillState::Failed(Arc::new(error)),
-                    }
                 }
-            });
-            fills
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+                // Verified bytes stay readable for the answers under way; only
+                // the commit failed, and the next request fills again.
+                match &*state.borrow() {
+                    verified @ FillState::Verified { .. } => verified.clone(),
+                    _ => FillState::Failed(Arc::new(error)),
+                }
+            }
+        }
+    }
+
+    /// Fetches the blob into the spool, then commits it.
+    async fn run(
+        &self,
+        storage: &Storage,
+        job: &FillJob,
+        file: Arc<std::fs::File>,
+        spool: crate::storage::SpoolFile,
+        state: &watch::Sender<FillState>,
+        readers: &Readers,
+    ) -> Outcome {
+        let deadline = Instant::now() + job.timeout;
+        let mut sink = SpoolSink {
+            file,
+            hasher: match Hasher::for_digest(&job.digest) {
+                Ok(hasher) => Some(hasher),
+                Err(error) => return Outcome::Failed(error.into()),
+            },
+            pending: Vec::new(),
+            pending_bytes: 0,
+            written: 0,
+            published: 0,
+            size: None,
+            state,
+            storage,
+            maintenance: &self.maintenance,
+            readers,
+            room_checked: false,
+            stopped: None,
+        };
+        let permit = match tokio::time::timeout_at(deadline.into(), job.fetches.acquire()).await {
+            Ok(permit) => permit.expect("the semaphore is never closed"),
+            Err(_) => {
+                return Outcome::Failed(Error::Upstream(registry_client::Error::Timeout {
+                    host: job.reference.registry().to_owned(),
+                }));
+            }
+        };
+        let fetched = job
+            .client
+            .with_deadline(deadline)
+            .fetch_blob(&job.reference, &job.digest, None, &mut sink)
+            .await;
+        drop(permit);
+        let fetched = match (fetched, sink.stopped.take()) {
+            (_, Some((reason, error))) => return Outcome::Stopped(reason, error),
+            (Err(error), None) => return Outcome::Failed(error.into()),
+            (Ok(fetched), None) => fetched,
+        };
+        // Verified: readers may have the last bytes now, not after the commit's fsync.
+        state.send_replace(FillState::Verified {
+            size: fetched.size,
+            source: fetched.source.clone(),
         });
-        Ok(fill)
+        let committed = async {
+            storage.commit_blob(&job.route, &job.digest, spool).await?;
+            storage
+                .link(&job.route, job.reference.repository(), Kind::Blob, &job.digest)
+                .await
+        };
+        match committed.await {
+            Ok(()) => Outcome::Done(fetched.size, fetched.source),
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+
+    /// Waits for the fills under way until `deadline`, and past it for
+    /// those already verified (their commit is under way), so that a blob a
+    /// client received whole during a shutdown is kept.
+    pub async fn settle(&self, deadline: Instant) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let waiting: Vec<Arc<Fill>> = self.lock().values().cloned().collect();
+            let past = Instant::now() >= deadline;
+            let committing = |fill: &Arc<Fill>| matches!(&*fill.state.borrow(), FillState::Verified { .. });
+            if waiting.is_empty() || (past && !waiting.iter().any(committing)) {
+                if !waiting.is_empty() {
+                    tracing::info!(
+                        fills = waiting.len(),
+                        "stopping with blob fills under way: they are dropped"
+                    );
+                }
+                return;
+            }
+            if past {
+                ended.await;
+            } else {
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                }
+            }
+        }
     }
 }
 
@@ -259,44 +546,16 @@ fn fill_key(route: &str, digest: &str) -> String {
     format!("{route} {digest}")
 }
 
-/// Fetches the blob into the spool, then commits it.
-async fn run(
-    storage: &Storage,
-    job: &FillJob,
-    file: Arc<std::fs::File>,
-    spool: crate::storage::SpoolFile,
-    state: &watch::Sender<FillState>,
-) -> Result<(u64, String)> {
-    let mut sink = SpoolSink {
-        file,
-        hasher: Some(Hasher::for_digest(&job.digest)?),
-        pending: Vec::new(),
-        pending_bytes: 0,
-        written: 0,
-        published: 0,
-        size: None,
-        state,
-    };
-    let permit = job
-        .fetches
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
-    let fetched = job
-        .client
-        .fetch_blob(&job.reference, &job.digest, None, &mut sink)
-        .await?;
-    drop(permit);
-    // Verified: readers may have the last bytes now, not after the commit's fsync.
-    state.send_replace(FillState::Verified {
-        size: fetched.size,
-        source: fetched.source.clone(),
-    });
-    storage.commit_blob(&job.route, &job.digest, spool).await?;
-    storage
-        .link(&job.route, job.reference.repository(), Kind::Blob, &job.digest)
-        .await?;
-    Ok((fetched.size, fetched.source))
+/// Whether a fill without clients is worth finishing: at least half done,
+/// or little left.
+fn worth_finishing(written: u64, size: Option<u64>) -> bool {
+    match size {
+        Some(size) => {
+            let left = size.saturating_sub(written);
+            left <= FINISH_WITHIN || written >= left
+        }
+        None => false,
+    }
 }
 
 /// Writes a fill into its spool file in batches, and tells readers.
@@ -312,33 +571,94 @@ struct SpoolSink<'a> {
     published: u64,
     size: Option<u64>,
     state: &'a watch::Sender<FillState>,
+    storage: &'a Storage,
+    maintenance: &'a Maintenance,
+    readers: &'a Readers,
+    /// Whether the blob's room on disk was looked at.
+    room_checked: bool,
+    /// Why the fill stopped itself (the error the download then ends with
+    /// is this, not the upstream's).
+    stopped: Option<(&'static str, Option<Error>)>,
 }
 
 impl SpoolSink<'_> {
+    /// Stops the fill for `reason`: the download ends with this error.
+    fn stop(&mut self, reason: &'static str, error: Option<Error>) -> registry_client::Error {
+        let message = match &error {
+            Some(error) => error.to_string(),
+            None => format!("fill stopped: {reason}"),
+        };
+        self.stopped = Some((reason, error));
+        registry_client::Error::Io(std::io::Error::other(message))
+    }
+
+    /// Before the first bytes: is there room for the blob? Evicts to make
+    /// some when a size limit allows.
+    async fn check_room(&mut self) -> registry_client::Result<()> {
+        self.room_checked = true;
+        let (Some(size), Some(free)) = (self.size, self.storage.free_space()) else {
+            return Ok(());
+        };
+        let needed = size.saturating_add(MARGIN);
+        if free >= needed {
+            return Ok(());
+        }
+        if self.maintenance.make_room(needed - free).await
+            && self.storage.free_space().is_some_and(|free| free >= needed)
+        {
+            return Ok(());
+        }
+        let error = Error::storage(
+            format!("no room for a blob of {size} bytes: {free} bytes free"),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        Err(self.stop("no_room", Some(error)))
+    }
+
     /// Hashes and writes what is gathered; shows it to readers if `publish`.
     /// The last bytes are not shown until the blob is verified: a reader
-    /// must never reach the end of a blob that fails.
+    /// must never reach the end of a blob that fails. A full disk is given
+    /// one more chance: evicting (with a size limit), then writing again.
     async fn flush(&mut self, publish: bool) -> registry_client::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.pending);
+        let batch = Arc::new(std::mem::take(&mut self.pending));
         self.pending_bytes = 0;
         let (file, mut hasher, offset) = (self.file.clone(), self.hasher.take(), self.written);
-        let (hasher, written) = tokio::task::spawn_blocking(move || {
-            let mut at = offset;
-            for chunk in &batch {
-                if let Some(h) = hasher.as_mut() {
+        let hashed = batch.clone();
+        let (hasher, mut written) = tokio::task::spawn_blocking(move || {
+            if let Some(h) = hasher.as_mut() {
+                for chunk in hashed.iter() {
                     h.update(chunk);
                 }
-                file.write_all_at(chunk, at)?;
-                at += chunk.len() as u64;
             }
-            Ok::<_, std::io::Error>((hasher, at))
+            let written = write_batch(&file, &hashed, offset);
+            (hasher, written)
         })
         .await
-        .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))??;
+        .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))?;
         self.hasher = hasher;
+        if written
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+        {
+            let wanted = self.size.map_or(0, |size| size.saturating_sub(offset)) + MARGIN;
+            if self.maintenance.make_room(wanted).await {
+                let file = self.file.clone();
+                written = tokio::task::spawn_blocking(move || write_batch(&file, &batch, offset))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+            }
+        }
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                let error = Error::storage("cannot write a spool file", error);
+                return Err(self.stop("storage", Some(error)));
+            }
+        };
         self.written = written;
         if publish {
             self.published = written;
@@ -349,14 +669,37 @@ impl SpoolSink<'_> {
         }
         Ok(())
     }
+
+    /// Whether a fill without clients should stop now.
+    fn abandoned(&self) -> bool {
+        self.readers
+            .alone_for()
+            .is_some_and(|alone| alone >= LINGER && !worth_finishing(self.written, self.size))
+    }
+}
+
+/// Writes `batch` at `offset`; the new end.
+fn write_batch(file: &std::fs::File, batch: &[Bytes], offset: u64) -> std::io::Result<u64> {
+    let mut at = offset;
+    for chunk in batch {
+        file.write_all_at(chunk, at)?;
+        at += chunk.len() as u64;
+    }
+    Ok(at)
 }
 
 impl BlobSink for SpoolSink<'_> {
     async fn write(&mut self, chunk: Bytes) -> registry_client::Result<()> {
+        if !self.room_checked {
+            self.check_room().await?;
+        }
         self.pending_bytes += chunk.len();
         self.pending.push(chunk);
         if self.pending_bytes >= FLUSH_BYTES {
             self.flush(true).await?;
+            if self.abandoned() {
+                return Err(self.stop("abandoned", None));
+            }
         }
         Ok(())
     }
@@ -408,8 +751,42 @@ mod tests {
             file: Arc::new(file),
             state: receiver,
             repository: "app".into(),
+            readers: Arc::new(Readers {
+                count: AtomicUsize::new(0),
+                alone_since: Mutex::new(Instant::now()),
+            }),
+            upstream: Arc::new(Upstream {
+                client: RepositoryClient::builder("oci").build().expect("client"),
+                reference: "127.0.0.1:1/app:v1".parse().expect("reference"),
+                digest: registry_client::digest::sha256(content),
+                timeout: Duration::from_secs(1),
+            }),
         };
         (fill, state)
+    }
+
+    #[test]
+    fn a_fill_without_clients_is_finished_when_half_done_or_nearly_done() {
+        const MIB: u64 = 1024 * 1024;
+        assert!(worth_finishing(0, Some(FINISH_WITHIN)), "little to go");
+        assert!(!worth_finishing(0, Some(FINISH_WITHIN + 1)));
+        assert!(worth_finishing(500 * MIB, Some(1000 * MIB)), "half done");
+        assert!(!worth_finishing(400 * MIB, Some(1000 * MIB)));
+        assert!(!worth_finishing(10 * MIB, None), "no size: nothing to go by");
+    }
+
+    #[tokio::test]
+    async fn the_fill_knows_when_its_last_reader_leaves() {
+        let (fill, _state) = fill(b"0123456789");
+        assert!(fill.readers.alone_for().is_some());
+        let first = fill.read(0..4);
+        let second = fill.read(4..8);
+        assert_eq!(fill.readers.alone_for(), None);
+        drop(first);
+        assert_eq!(fill.readers.alone_for(), None);
+        drop(second);
+        let alone = fill.readers.alone_for().expect("alone");
+        assert!(alone < Duration::from_millis(100), "{alone:?}");
     }
 
     async fn next(stream: &mut BoxStream<'static, std::io::Result<Bytes>>) -> Option<std::io::Result<Bytes>> {

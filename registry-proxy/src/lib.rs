@@ -6,9 +6,11 @@ mod cache;
 pub mod config;
 pub mod error;
 mod fill;
+mod health;
 mod log;
 mod maintenance;
 mod metrics;
+mod passthrough;
 mod routes;
 mod server;
 mod singleflight;
@@ -38,6 +40,8 @@ pub struct Proxy {
     server: config::ServerConfig,
     /// Users and tokens, when some route is not public.
     access: Option<auth::Access>,
+    /// The cache's directory (with S3, where blobs are spooled).
+    directory: std::path::PathBuf,
 }
 
 impl Proxy {
@@ -72,18 +76,20 @@ impl Proxy {
             max_age: config.max_age,
         };
         let replica = config.replica.clone().unwrap_or_else(host_name);
-        let usage = Arc::new(usage::Usage::new(limits, replica));
+        let maintenance = maintenance::Maintenance {
+            storage,
+            usage: Arc::new(usage::Usage::new(limits, replica)),
+            metrics: metrics.clone(),
+            health: Arc::default(),
+        };
         Ok(Proxy {
             routes: Routes::build(config, &customize)?,
-            cache: cache::Cache::new(storage.clone(), metrics.clone(), usage.clone()),
-            maintenance: maintenance::Maintenance {
-                storage,
-                usage,
-                metrics: metrics.clone(),
-            },
+            cache: cache::Cache::new(maintenance.clone()),
+            maintenance,
             metrics,
             server: config.server.clone(),
             access,
+            directory: config.storage.clone(),
         })
     }
 
@@ -93,6 +99,11 @@ impl Proxy {
     pub fn router(self) -> Router {
         let metrics = self.metrics.clone();
         api::router(Arc::new(self)).layer(axum::middleware::from_fn_with_state(metrics, log::layer))
+    }
+
+    /// The cache's directory on local disk (with S3, where blobs are spooled).
+    pub fn directory(&self) -> &std::path::Path {
+        &self.directory
     }
 
     /// The routes: name, registry, and whether anonymous clients may use
@@ -113,6 +124,17 @@ impl Proxy {
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        self.serve_with(listener, shutdown, |router| router).await
+    }
+
+    /// [`serve`](Self::serve), with `wrap` applied to the HTTP service
+    /// (more routes, or layers of the embedder's own, outside the access log).
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        wrap: impl FnOnce(Router) -> Router,
     ) -> Result<()> {
         let settings = self.server.clone();
         let tls = match &settings.tls {
@@ -136,8 +158,18 @@ impl Proxy {
         );
         let maintenance = self.maintenance.clone();
         let housekeeping = tokio::spawn(maintenance.clone().run());
-        let metrics = self.metrics.clone();
-        server::serve(listener, self.router(), tls, limits, metrics, shutdown).await;
+        let (metrics, fills, grace) = (self.metrics.clone(), self.cache.fills(), limits.shutdown_grace);
+        let stopping = Arc::new(std::sync::OnceLock::new());
+        let stopped_at = stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopped_at.set(std::time::Instant::now());
+        };
+        server::serve(listener, wrap(self.router()), tls, limits, metrics, shutdown).await;
+        // A fill that ends within the grace period is kept (its client may
+        // have had every byte already): its commit is waited for.
+        let since = stopping.get().copied().unwrap_or_else(std::time::Instant::now);
+        fills.settle(since + grace).await;
         housekeeping.abort();
         maintenance.flush().await;
         Ok(())

@@ -1,6 +1,8 @@
-//! One log line per request, when its answer has been sent: method, path,
-//! status, route, upstream, cache result, bytes and time. Also the header
-//! every answer carries.
+//! One log line per request, when its answer has been sent (or the client
+//! has gone: status 499): its id, method, path, status, route, upstream,
+//! cache result, bytes and time, and what went wrong inside the cache when
+//! that is what the client was told (the client gets only the id). Also
+//! the header every answer carries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,8 @@ pub struct Served {
     pub pulled: Option<String>,
     /// Who sent the request, when a route or endpoint asked.
     pub user: Option<String>,
+    /// What failed inside the cache, for the log only (it may name paths).
+    pub error: Option<String>,
 }
 
 impl Served {
@@ -46,42 +50,73 @@ impl Served {
             fill: None,
             pulled: None,
             user: None,
+            error: None,
         }
     }
 }
 
+/// Names one request in the log and in what its client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    fn new() -> RequestId {
+        RequestId(rand::random::<u64>() & 0xffff_ffff_ffff)
+    }
+
+    /// The request being answered, inside the access log's layer.
+    pub fn current() -> Option<RequestId> {
+        REQUEST.try_with(|id| *id).ok()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:012x}", self.0)
+    }
+}
+
+tokio::task_local! {
+    static REQUEST: RequestId;
+}
+
+/// The status logged for a client that went away before its answer: nginx's
+/// "client closed request".
+const CLIENT_GONE: u16 = 499;
+
 /// Adds `Docker-Distribution-API-Version: registry/2.0` and logs the
-/// request once its body is sent (or the client has gone).
+/// request once its body is sent, or the client has gone (before the
+/// answer: status 499).
 pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let client = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip().to_string());
-    let method = request.method().clone();
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), ToString::to_string);
-    let mut response = next.run(request).await;
+    let id = RequestId::new();
+    // Written when dropped: after the body, or here if the client leaves
+    // while the answer is being made (this future is then dropped).
+    let mut line = Line {
+        metrics,
+        id,
+        client,
+        method: request.method().to_string(),
+        target: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path().to_owned(), ToString::to_string),
+        status: CLIENT_GONE,
+        served: Served::default(),
+        started: Instant::now(),
+        bytes: Arc::new(AtomicU64::new(0)),
+    };
+    let mut response = REQUEST.scope(id, next.run(request)).await;
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
-    let line = Line {
-        metrics,
-        client,
-        method: method.to_string(),
-        target,
-        status: response.status().as_u16(),
-        served,
-        started,
-        bytes: Arc::new(AtomicU64::new(0)),
-    };
+    line.status = response.status().as_u16();
+    line.served = response.extensions().get::<Served>().cloned().unwrap_or_default();
     let (parts, body) = response.into_parts();
     let bytes = line.bytes.clone();
-    // The line is written when the stream (and so `line`) is dropped: at its
-    // end, or when the client goes away.
     let counted = body.into_data_stream().map(move |chunk| {
         let _keep = &line;
         if let Ok(data) = &chunk {
@@ -94,6 +129,7 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: 
 
 struct Line {
     metrics: Arc<Metrics>,
+    id: RequestId,
     client: Option<String>,
     method: String,
     target: String,
@@ -121,6 +157,7 @@ impl Drop for Line {
             .or_else(|| self.served.fill.as_ref().and_then(|fill| fill.source()));
         tracing::info!(
             target: "mcreg::access",
+            id = %self.id,
             client = %self.client.as_deref().unwrap_or("-"),
             user = %self.served.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("-"),
             method = %self.method,
@@ -132,6 +169,7 @@ impl Drop for Line {
             cache = %self.served.cache.map_or("-", CacheResult::as_str),
             bytes,
             ms = self.started.elapsed().as_millis() as u64,
+            error = self.served.error.as_deref(),
             "request"
         );
     }

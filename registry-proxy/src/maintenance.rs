@@ -1,9 +1,11 @@
 //! The cache's housekeeping, on a task of its own while the server runs:
-//! learn what the storage holds, write the recorded uses in batches, and
-//! evict what the limits say must go.
+//! learn what the storage holds, write the recorded uses in batches, evict
+//! what the limits say must go, and probe a failing storage until it works.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::health::{PROBE_EVERY, StorageHealth};
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::usage::{FLUSH_EVERY, Usage};
@@ -14,6 +16,7 @@ pub struct Maintenance {
     pub storage: Storage,
     pub usage: Arc<Usage>,
     pub metrics: Arc<Metrics>,
+    pub health: Arc<StorageHealth>,
 }
 
 impl Maintenance {
@@ -23,13 +26,18 @@ impl Maintenance {
         if let Err(e) = self.usage.load(&self.storage, &self.metrics).await {
             tracing::warn!("cannot size the cache (limits are not applied until it can): {e}");
         }
+        let mut flushed = Instant::now();
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(FLUSH_EVERY) => {}
-                _ = self.usage.over_size() => {}
+            let over_size = tokio::select! {
+                _ = tokio::time::sleep(PROBE_EVERY) => false,
+                _ = self.usage.over_size() => true,
+            };
+            self.health.still_failing(&self.storage).await;
+            if over_size || flushed.elapsed() >= FLUSH_EVERY {
+                self.flush().await;
+                self.evict().await;
+                flushed = Instant::now();
             }
-            self.flush().await;
-            self.evict().await;
         }
     }
 
@@ -48,14 +56,39 @@ impl Maintenance {
         if limits.max_size.is_none() && limits.max_age.is_none() {
             return;
         }
-        for key in self.usage.choose_victims(&self.metrics) {
+        self.remove(self.usage.choose_victims(&self.metrics)).await;
+    }
+
+    /// The disk is full: with a size limit (the operator allows eviction),
+    /// evicts at least `bytes` of what is least recently used. Whether
+    /// anything went. Only local disk: evicting from a bucket frees no
+    /// room for spool files.
+    pub async fn make_room(&self, bytes: u64) -> bool {
+        if self.usage.limits().max_size.is_none() || !self.storage.is_local() {
+            return false;
+        }
+        let victims = self.usage.choose_victims_to_free(bytes, &self.metrics);
+        tracing::info!(
+            bytes,
+            objects = victims.len(),
+            "the disk is full: evicting to make room"
+        );
+        !victims.is_empty() && self.remove(victims).await > 0
+    }
+
+    /// Removes `keys`; how many went.
+    async fn remove(&self, keys: Vec<String>) -> usize {
+        let mut removed = 0;
+        for key in keys {
             match self.storage.remove(&key).await {
                 Ok(()) => {
+                    removed += 1;
                     self.metrics.evictions.inc();
                     tracing::debug!(key, "evicted");
                 }
                 Err(e) => tracing::warn!(key, "cannot evict: {e}"),
             }
         }
+        removed
     }
 }

@@ -35,6 +35,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -59,6 +64,9 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabels, Counter>,
     connection_limit: Counter,
     accept_errors: Counter,
+    storage_errors: Family<OperationLabels, Counter>,
+    fills_stopped: Family<ReasonLabels, Counter>,
+    upstream_not_found: Family<RouteLabels, Counter>,
     /// What the cache holds, as its index counts it.
     pub cache_bytes: Gauge,
     pub cache_objects: Gauge,
@@ -94,6 +102,9 @@ impl Default for Metrics {
             connections_closed: Family::default(),
             connection_limit: Counter::default(),
             accept_errors: Counter::default(),
+            storage_errors: Family::default(),
+            fills_stopped: Family::default(),
+            upstream_not_found: Family::default(),
             cache_bytes: Gauge::default(),
             cache_objects: Gauge::default(),
             evictions: Counter::default(),
@@ -140,6 +151,21 @@ impl Default for Metrics {
             "connection_limit_reached",
             "Times a new connection found the connection limit reached",
             metrics.connection_limit.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Reads and writes of the cache's storage that failed, by operation (the cache then serves without storing)",
+            metrics.storage_errors.clone(),
+        );
+        registry.register(
+            "fills_stopped",
+            "Blob fills stopped before the end for the cache's own reasons (no_room, storage, abandoned); their clients were served from the upstream",
+            metrics.fills_stopped.clone(),
+        );
+        registry.register(
+            "upstream_not_found",
+            "Blobs and manifests asked for that the upstream does not have",
+            metrics.upstream_not_found.clone(),
         );
         registry.register(
             "accept_errors",
@@ -246,6 +272,24 @@ impl Metrics {
 
     pub fn accept_failed(&self) {
         self.accept_errors.inc();
+    }
+
+    pub fn storage_failed(&self, operation: &'static str) {
+        self.storage_errors
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    pub fn fill_stopped(&self, reason: &'static str) {
+        self.fills_stopped.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn not_found_upstream(&self, route: &str) {
+        self.upstream_not_found
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text format.

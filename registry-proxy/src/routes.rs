@@ -3,7 +3,7 @@
 //! path prefix (`/v2/<prefix>/<name>/…`), else the default route.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -20,6 +20,8 @@ pub struct Route {
     pub prefix: Option<String>,
     pub hosts: Vec<String>,
     pub tag_ttl: Duration,
+    /// The time the upstreams have to answer one request.
+    pub upstream_timeout: Duration,
     /// Served to anonymous clients.
     pub public: bool,
     client: RepositoryClient,
@@ -28,37 +30,46 @@ pub struct Route {
 }
 
 impl Route {
-    /// The route's upstream client, once a fetch may start; the fetch
-    /// counts against the limit while the returned value lives.
-    pub async fn upstream(&self) -> Upstream<'_> {
-        let permit = self
-            .fetches
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        Upstream {
+    /// The route's upstream client for one request, once a fetch may start,
+    /// held to the route's `upstream_timeout` from now (the wait for a
+    /// fetch slot included). The fetch counts against the limit while the
+    /// returned value lives.
+    pub async fn upstream(&self) -> Result<Upstream<'_>> {
+        let deadline = Instant::now() + self.upstream_timeout;
+        let permit = self.fetch_slot(deadline).await?;
+        Ok(Upstream {
             _permit: permit,
-            client: &self.client,
+            client: self.client.with_deadline(deadline),
+        })
+    }
+
+    /// A fetch slot, by `deadline`.
+    pub async fn fetch_slot(&self, deadline: Instant) -> Result<SemaphorePermit<'_>> {
+        match tokio::time::timeout_at(deadline.into(), self.fetches.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(Error::Upstream(registry_client::Error::Timeout {
+                host: self.registry.clone(),
+            })),
         }
     }
 
-    /// The client itself, for a fill that takes its own permit.
+    /// The client itself, for a fill that takes its own slot.
     pub fn client(&self) -> &RepositoryClient {
         &self.client
     }
 }
 
-/// A route's upstream client with a fetch permit.
+/// A route's upstream client with a fetch permit, for one request.
 pub struct Upstream<'r> {
     _permit: SemaphorePermit<'r>,
-    client: &'r RepositoryClient,
+    client: RepositoryClient,
 }
 
 impl std::ops::Deref for Upstream<'_> {
     type Target = RepositoryClient;
 
     fn deref(&self) -> &RepositoryClient {
-        self.client
+        &self.client
     }
 }
 
@@ -122,6 +133,7 @@ impl Routes {
                     prefix: route.prefix.clone(),
                     hosts: route.hosts.clone(),
                     tag_ttl: route.tag_ttl,
+                    upstream_timeout: route.upstream_timeout,
                     public: config.is_public(route),
                     client,
                     fetches: Arc::new(Semaphore::new(config.server.upstream_fetches)),

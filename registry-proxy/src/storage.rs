@@ -105,6 +105,7 @@ impl Storage {
         for d in [&root, &spool] {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::storage(format!("cannot create {}", d.display()), e))?;
+            check_writable(d)?;
         }
         remove_leftovers(&root, &spool)?;
         let local = Arc::new(
@@ -154,6 +155,7 @@ impl Storage {
     pub fn new(store: Arc<dyn ObjectStore>, spool: PathBuf) -> Result<Storage> {
         std::fs::create_dir_all(&spool)
             .map_err(|e| Error::storage(format!("cannot create {}", spool.display()), e))?;
+        check_writable(&spool)?;
         remove_leftovers(FsPath::new(""), &spool)?;
         Ok(Storage {
             store,
@@ -169,6 +171,29 @@ impl Storage {
             .await
             .map(drop)
             .map_err(|e| Error::storage("the cache's storage does not answer", e))
+    }
+
+    /// Whether the storage takes writes again: a file written and removed
+    /// in the spool directory, an object put and deleted in the store.
+    pub async fn probe_write(&self) -> Result<()> {
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || write_probe_file(&spool))
+            .await
+            .map_err(|e| Error::storage("cannot probe the spool", std::io::Error::other(e)))??;
+        let key = Path::from(format!("_probe/{}", std::process::id()));
+        self.put(&key, Bytes::from_static(&[0; 4096])).await?;
+        self.delete(&key).await
+    }
+
+    /// Whether the store is the local disk (evicting from it frees room
+    /// for spool files).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Bytes free for spool files (and, on local disk, the store).
+    pub fn free_space(&self) -> Option<u64> {
+        free_space(&self.spool)
     }
 
     /// Every object of the cache: key, size, last modified (seconds since
@@ -532,6 +557,43 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, std
     .boxed()
 }
 
+/// Refuses a directory the cache cannot write to (a probe file is created
+/// and removed), naming it.
+fn check_writable(dir: &FsPath) -> Result<()> {
+    write_probe_file(dir).map_err(|e| match e {
+        Error::Storage { source, .. } => Error::Storage {
+            context: format!("cannot write to {}", dir.display()),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Writes (64 KiB, so that a full disk says so), syncs and removes a file in `dir`.
+fn write_probe_file(dir: &FsPath) -> Result<()> {
+    use std::io::Write;
+    let cannot = |e: std::io::Error| Error::storage(format!("cannot write to {}", dir.display()), e);
+    let mut probe = tempfile::Builder::new()
+        .prefix(".probe-")
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    probe.write_all(&[0; 64 * 1024]).map_err(cannot)?;
+    probe.as_file().sync_data().map_err(cannot)?;
+    probe.close().map_err(cannot)
+}
+
+/// Bytes free on the filesystem of `dir` for an unprivileged writer.
+fn free_space(dir: &FsPath) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given, for a NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Removes spool files and half-written objects a crash left behind.
 fn remove_leftovers(root: &FsPath, spool: &FsPath) -> Result<()> {
     let cannot = |e: std::io::Error| Error::storage("cannot clean the cache after a crash", e);
@@ -543,18 +605,26 @@ fn remove_leftovers(root: &FsPath, spool: &FsPath) -> Result<()> {
             .map_err(cannot)?;
     }
     if !root.as_os_str().is_empty() {
-        remove_staging_files(root).map_err(cannot)?;
+        remove_staging_files(root).map_err(|e| Error::storage("cannot check the cache directory", e))?;
     }
     Ok(())
 }
 
 /// `object_store` writes a local object to `<path>#<n>` and renames it: a
-/// crash in between leaves that file.
+/// crash in between leaves that file. Every directory the walk passes is
+/// one the cache writes in: one it cannot write to (left by another user)
+/// is an error that names it.
 fn remove_staging_files(dir: &FsPath) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         if entry.file_type()?.is_dir() {
+            if !may_write(&path) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("cannot write to {}", path.display()),
+                ));
+            }
             remove_staging_files(&path)?;
         } else if is_staging_name(&entry.file_name().to_string_lossy()) {
             tracing::info!(path = %path.display(), "removing a half-written cache object");
@@ -562,6 +632,16 @@ fn remove_staging_files(dir: &FsPath) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether this process may create and remove files in `dir`.
+fn may_write(dir: &FsPath) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 fn is_staging_name(name: &str) -> bool {

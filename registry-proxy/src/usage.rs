@@ -214,6 +214,36 @@ impl Usage {
         victims
     }
 
+    /// Unpinned objects, blobs first, least recently used first, that
+    /// free at least `bytes` (as many as there are, if they do not). They
+    /// are taken out of the count, as by [`choose_victims`](Self::choose_victims).
+    pub fn choose_victims_to_free(&self, bytes: u64, metrics: &Metrics) -> Vec<String> {
+        let mut state = self.state();
+        let mut candidates: Vec<(&String, &Entry)> = state
+            .objects
+            .iter()
+            .filter(|(key, _)| !state.pins.contains_key(*key))
+            .collect();
+        candidates.sort_by_key(|(_, e)| (e.class, e.used));
+        let mut freed = 0;
+        let victims: Vec<String> = candidates
+            .into_iter()
+            .take_while(|(_, entry)| {
+                let more = freed < bytes;
+                freed += entry.size;
+                more
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &victims {
+            if let Some(entry) = state.objects.remove(key) {
+                state.total -= entry.size;
+            }
+        }
+        publish(&state, metrics);
+        victims
+    }
+
     /// This replica's uses to write, if any are new.
     pub fn uses_to_flush(&self) -> Option<(String, HashMap<String, u64>)> {
         let mut state = self.state();
@@ -333,6 +363,21 @@ mod tests {
         usage.added(BLOB.into(), 50, &metrics);
         // Unpinned, the older blob goes first again; the manifest and tag stay.
         assert_eq!(usage.choose_victims(&metrics), [OLD_BLOB]);
+    }
+
+    #[test]
+    fn room_is_made_from_unpinned_blobs_least_recently_used_first() {
+        let (usage, metrics) = usage(1000);
+        for (key, size) in [(TAG, 10), (MANIFEST, 10), (OLD_BLOB, 50), (BLOB, 50)] {
+            usage.added(key.into(), size, &metrics);
+        }
+        usage.state().objects.get_mut(OLD_BLOB).unwrap().used -= 100_000;
+        assert_eq!(usage.choose_victims_to_free(40, &metrics), [OLD_BLOB]);
+        usage.added(OLD_BLOB.into(), 50, &metrics);
+        usage.state().objects.get_mut(OLD_BLOB).unwrap().used -= 100_000;
+        let _pin = usage.pin(OLD_BLOB);
+        assert_eq!(usage.choose_victims_to_free(60, &metrics), [BLOB, MANIFEST]);
+        assert_eq!(metrics.cache_bytes.get(), 60);
     }
 
     #[test]

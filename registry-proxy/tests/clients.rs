@@ -1380,7 +1380,9 @@ async fn invalid_names_are_name_invalid() {
 
 /// A `405` names the methods the resource does allow (RFC 9110 §15.5.6):
 /// every case here is refused with `405`, and `Allow` lists exactly the
-/// resource's methods (none for the upload endpoints, which the cache lacks).
+/// resource's methods, never none. The upload endpoints answer `GET` and
+/// `HEAD` (an upload's status: `404 BLOB_UPLOAD_UNKNOWN`, as Distribution
+/// says of one it never started) and refuse starting or sending one.
 #[tokio::test]
 async fn refusals_name_the_allowed_methods() {
     let cached = Cached::start().await;
@@ -1391,10 +1393,14 @@ async fn refusals_name_the_allowed_methods() {
         (client.post(cached.url("tags/many/tags/list")), "GET"),
         (client.delete(cached.url("single/oci/manifests/v1")), "GET, HEAD"),
         (client.post(cached.url("single/oci/manifests/v1")), "GET, HEAD"),
-        (client.get(cached.url("single/oci/blobs/uploads/")), ""),
+        (client.post(cached.url("single/oci/blobs/uploads/")), "GET, HEAD"),
         (
-            client.get(cached.url("single/oci/blobs/uploads/some-session")),
-            "",
+            client.patch(cached.url("single/oci/blobs/uploads/some-session")),
+            "GET, HEAD",
+        ),
+        (
+            client.put(cached.url("single/oci/blobs/uploads/some-session?digest=sha256:00")),
+            "GET, HEAD",
         ),
     ] {
         let request = request.build().expect("request");
@@ -1416,6 +1422,19 @@ async fn refusals_name_the_allowed_methods() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+
+    for path in [
+        "single/oci/blobs/uploads/",
+        "single/oci/blobs/uploads/some-session",
+    ] {
+        let response = client.get(cached.url(path)).send().await.expect("GET");
+        let (status, code) = error_code(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            "{path}"
+        );
+    }
 }
 
 /// Content is served under the repositories that hold it: Distribution

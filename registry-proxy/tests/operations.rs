@@ -93,7 +93,7 @@ async fn not_ready_while_the_storage_does_not_answer() {
     assert_eq!(ready.status(), 503);
     let body = ready.text().await.expect("body");
     assert!(
-        body.contains("unavailable") && body.contains("does not answer"),
+        body.contains("unavailable") && body.contains("storage is failing"),
         "{body}"
     );
     let health = reqwest::get(format!("{}/health", proxy.url()))

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,11 +16,46 @@ use registry_client::{ImageReference, RepositoryClient, RetryConfig};
 use registry_proxy::{Config, Proxy, RouteConfig};
 use tokio::sync::oneshot;
 
-/// A running cache; stopped (gracefully) on drop.
+/// A running cache; stopped (gracefully) on drop. Every error answer it
+/// sends is checked for the cache's directory: a client must never learn a
+/// local path (the drop fails the test that saw one).
 pub struct RunningProxy {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    leaks: Arc<Mutex<Vec<String>>>,
+}
+
+/// What the tap looks for, and what it found.
+#[derive(Clone)]
+struct Leaks {
+    directory: String,
+    found: Arc<Mutex<Vec<String>>>,
+}
+
+/// Reads every error answer's body (they are small) and notes those that
+/// name the cache's directory.
+async fn no_local_paths(
+    axum::extract::State(leaks): axum::extract::State<Leaks>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let target = request.uri().to_string();
+    let response = next.run(request).await;
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains(&leaks.directory) {
+        leaks
+            .found
+            .lock()
+            .unwrap()
+            .push(format!("{target} -> {} {text}", parts.status));
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 impl RunningProxy {
@@ -44,6 +80,11 @@ impl RunningProxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("address");
         let (shutdown, stop) = oneshot::channel::<()>();
+        let leaks = Leaks {
+            directory: proxy.directory().to_string_lossy().into_owned(),
+            found: Arc::default(),
+        };
+        let found = leaks.found.clone();
         let thread = std::thread::Builder::new()
             .name("mcreg-proxy".into())
             .spawn(move || {
@@ -54,10 +95,17 @@ impl RunningProxy {
                     .expect("proxy runtime");
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let tap = |router: axum::Router| {
+                        router.layer(axum::middleware::from_fn_with_state(leaks, no_local_paths))
+                    };
                     proxy
-                        .serve(listener, async {
-                            let _ = stop.await;
-                        })
+                        .serve_with(
+                            listener,
+                            async {
+                                let _ = stop.await;
+                            },
+                            tap,
+                        )
                         .await
                         .expect("serve");
                 });
@@ -67,6 +115,7 @@ impl RunningProxy {
             addr,
             shutdown: Some(shutdown),
             thread: Some(thread),
+            leaks: found,
         }
     }
 
@@ -99,6 +148,10 @@ impl Drop for RunningProxy {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        let leaks = self.leaks.lock().unwrap_or_else(|p| p.into_inner());
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!("error answers named the cache's directory:\n{}", leaks.join("\n"));
         }
     }
 }
