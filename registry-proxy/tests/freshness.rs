@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config, config_with_routes, header, pull_through, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
-use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest};
-use registry_client::RetryConfig;
+use conformance::harness::{
+    AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest,
+};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::{CircuitBreakerConfig, RetryConfig};
 use registry_proxy::{Config, Proxy, UpstreamConfig};
 use reqwest::{Method, StatusCode};
 
@@ -210,6 +212,119 @@ async fn a_pulled_tag_is_served_stale_with_its_blobs_when_the_upstream_hangs_pas
         times: usize::MAX,
     };
     served_stale_when(hang, Some(Duration::from_secs(1))).await;
+}
+
+/// A cache for `config` whose upstream client has the SDK's own timeouts
+/// (30 s to read, 4 retries) and a breaker that opens after 3 failures.
+fn start_with_breaker(config: &Config) -> RunningProxy {
+    let proxy = Proxy::new(config, |builder| {
+        builder
+            .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+            .circuit_breaker(CircuitBreakerConfig::new(3, Duration::from_secs(60)))
+    })
+    .expect("build the proxy");
+    RunningProxy::serve(proxy)
+}
+
+/// Asks `url` with `method`: the status, `X-Cache` and how long it took.
+async fn timed(method: Method, url: &str) -> (StatusCode, String, Duration) {
+    let started = Instant::now();
+    let response = http().request(method, url).send().await.expect("send");
+    let (status, cache) = (response.status(), header(&response, "x-cache").to_owned());
+    let _ = response.bytes().await;
+    (status, cache, started.elapsed())
+}
+
+/// An upstream that takes requests and never answers: with the read
+/// timeout (30 s) and retries (5 attempts) that used to make a stale answer
+/// take 150 s, the route's `upstream_timeout` (2 s) bounds each request: a
+/// pulled tag is `STALE` and a never-pulled one `503` right after it;
+/// content by digest is served at once. Each request cut short counts
+/// against the upstream's breaker; once it is open, stale answers are
+/// immediate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_upstream_is_answered_within_the_upstream_timeout_then_at_once_when_its_breaker_opens() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let within = |took: Duration| took >= TIMEOUT - Duration::from_millis(100) && took < TIMEOUT * 2;
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry.url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[upstream.host()]);
+    config.routes[0].tag_ttl = Duration::ZERO;
+    config.routes[0].upstream_timeout = TIMEOUT;
+    let proxy = start_with_breaker(&config);
+    let image = &registry.fixtures().single_oci;
+    assert_eq!(pull_through(&proxy, "single/oci:v1").await, image.digest);
+
+    upstream.inject_when(
+        Matcher::any(),
+        Fault::Delay {
+            duration: Duration::from_secs(60),
+            times: usize::MAX,
+        },
+    );
+    let url = |path: &str| format!("{}/v2/{path}", proxy.url());
+    let (status, cache, took) = timed(Method::GET, &url("single/oci/manifests/v1")).await;
+    assert_eq!((status, cache.as_str()), (StatusCode::OK, "STALE"));
+    assert!(within(took), "stale after {took:?}");
+    // By digest: from disk, no upstream needed.
+    for path in [
+        format!("single/oci/manifests/{}", image.digest),
+        format!("single/oci/blobs/{}", image.layers[0].digest),
+    ] {
+        let (status, cache, took) = timed(Method::GET, &url(&path)).await;
+        assert_eq!((status, cache.as_str()), (StatusCode::OK, "HIT"), "{path}");
+        assert!(took < Duration::from_millis(500), "{path}: {took:?}");
+    }
+    // Never pulled: nothing stale to give.
+    let (status, _, took) = timed(Method::GET, &url("single/docker/manifests/v1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(within(took), "503 after {took:?}");
+    let (status, cache, took) = timed(Method::HEAD, &url("single/oci/manifests/v1")).await;
+    assert_eq!((status, cache.as_str()), (StatusCode::OK, "STALE"));
+    assert!(within(took), "stale HEAD after {took:?}");
+
+    // Three requests cut short: the breaker is open, and nothing waits.
+    let asked = upstream.requests().len();
+    let (status, cache, took) = timed(Method::GET, &url("single/oci/manifests/v1")).await;
+    assert_eq!((status, cache.as_str()), (StatusCode::OK, "STALE"));
+    assert!(
+        took < Duration::from_millis(300),
+        "stale after {took:?} with the breaker open"
+    );
+    assert_eq!(upstream.requests().len(), asked, "nothing sent while open");
+}
+
+/// An upstream host that never completes a handshake (its packets dropped):
+/// the connect timeout (10 s, 5 attempts) no longer decides; the route's
+/// `upstream_timeout` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_the_handshake_is_answered_within_the_upstream_timeout() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry.url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), &[upstream.host()]);
+    config.routes[0].tag_ttl = Duration::ZERO;
+    config.routes[0].upstream_timeout = TIMEOUT;
+    let proxy = start_with_breaker(&config);
+    let image = &registry.fixtures().single_oci;
+    assert_eq!(pull_through(&proxy, "single/oci:v1").await, image.digest);
+
+    // The upstream's address stops answering at all.
+    let address = upstream.addr();
+    drop(upstream);
+    let _black_hole = HungServer::unreachable_at(address);
+    let url = |path: &str| format!("{}/v2/{path}", proxy.url());
+    let (status, cache, took) = timed(Method::GET, &url("single/oci/manifests/v1")).await;
+    assert_eq!((status, cache.as_str()), (StatusCode::OK, "STALE"));
+    assert!(took < TIMEOUT * 2, "stale after {took:?}");
+    let (status, _, took) = timed(Method::GET, &url("single/docker/manifests/v1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        took >= TIMEOUT - Duration::from_millis(100) && took < TIMEOUT * 2,
+        "503 after {took:?}"
+    );
 }
 
 #[tokio::test]

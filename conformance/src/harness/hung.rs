@@ -62,7 +62,26 @@ impl HungServer {
     /// A listener whose queue is full and never drained: the kernel drops
     /// new handshakes, so a connection attempt hangs until its own timeout.
     pub fn unreachable() -> HungServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::unreachable_at("127.0.0.1:0".parse().expect("address"))
+    }
+
+    /// [`unreachable`](Self::unreachable) at `addr` (the address of an
+    /// upstream that just went away, say).
+    pub fn unreachable_at(addr: SocketAddr) -> HungServer {
+        // An upstream that was just told to stop may hold the port a moment longer.
+        let started = std::time::Instant::now();
+        let listener = loop {
+            match TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && started.elapsed() < Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         // The smallest queue; listen() again only changes its length.
         // SAFETY: a valid, listening socket of ours.
         let listened = unsafe { libc::listen(listener.as_raw_fd(), 0) };
