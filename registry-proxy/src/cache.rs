@@ -477,7 +477,11 @@ impl Cache {
             }
         };
         self.confirm_for_fill(route, reference, &fill, digest).await?;
-        filling(fill).await
+        match filling(fill.clone()).await {
+            // Stopped before the upstream said the size: it is asked again.
+            Err(_) if fill.stopped() => self.pass_through(route, reference, digest).await,
+            found => found,
+        }
     }
 
     async fn stored_blob_size(&self, route: &Route, digest: &str) -> Option<u64> {
@@ -533,7 +537,11 @@ impl Cache {
     async fn head_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
         if let Some(fill) = self.fills.running(&route.name, digest) {
             self.confirm_for_fill(route, reference, &fill, digest).await?;
-            return filling(fill).await;
+            match filling(fill.clone()).await {
+                // Stopped before the upstream said the size: asked below.
+                Err(_) if fill.stopped() => {}
+                found => return found,
+            }
         }
         if let Some(size) = self.stored_blob_size(route, digest).await {
             self.confirm(route, reference, Kind::Blob, digest).await?;

@@ -76,8 +76,11 @@ pub enum FillState {
     /// The blob failed (upstream, integrity): readers are cut.
     Failed(Arc<Error>),
     /// Stopped for the cache's own reasons (no room, a failing disk, no
-    /// client left): readers go on from the upstream.
-    Stopped,
+    /// client left): readers go on from the upstream. The size, if the
+    /// upstream had said it.
+    Stopped {
+        size: Option<u64>,
+    },
 }
 
 /// A blob being fetched.
@@ -151,12 +154,13 @@ impl Fill {
         loop {
             match &*state.borrow_and_update() {
                 FillState::Running { size: Some(size), .. }
+                | FillState::Stopped { size: Some(size) }
                 | FillState::Verified { size, .. }
                 | FillState::Done { size, .. } => {
                     return Ok(*size);
                 }
                 FillState::Failed(error) => return Err(error.clone()),
-                FillState::Stopped => {
+                FillState::Stopped { size: None } => {
                     return Err(Arc::new(Error::storage(
                         "the fill stopped before its size was known",
                         std::io::Error::other("stopped"),
@@ -171,6 +175,12 @@ impl Fill {
                 )));
             }
         }
+    }
+
+    /// Whether the fill stopped for the cache's own reasons (its clients
+    /// go on from the upstream).
+    pub fn stopped(&self) -> bool {
+        matches!(&*self.state.borrow(), FillState::Stopped { .. })
     }
 
     /// The upstream the blob is coming from, once known.
@@ -234,7 +244,7 @@ impl Reader {
                     self.at = self.end;
                     return Some(Err(std::io::Error::other(error.to_string())));
                 }
-                FillState::Stopped => None,
+                FillState::Stopped { .. } => None,
             };
             let Some(readable) = readable else {
                 return self.go_on_from_upstream().await;
@@ -417,7 +427,11 @@ impl Fills {
                         tracing::debug!(route = %job.route, digest = %job.digest, reason, "blob fill stopped")
                     }
                 }
-                FillState::Stopped
+                let size = match &*state.borrow() {
+                    FillState::Running { size, .. } => *size,
+                    _ => None,
+                };
+                FillState::Stopped { size }
             }
             Outcome::Failed(error) => {
                 if matches!(&error, Error::Upstream(e) if e.is_not_found()) {

@@ -1,7 +1,8 @@
 //! Real clients pull through the cache: podman through a `registries.conf`
 //! mirror (the default route, then a route chosen by a path prefix) and
 //! over HTTPS with the cache's CA trusted through `certs.d`, skopeo
-//! into OCI layouts (one image, a whole index), containerd through a
+//! into OCI layouts (one image, a whole index, a 300 MB image through a
+//! cache on a 40 MiB disk), containerd through a
 //! `hosts.toml` mirror (`?ns=` routing, and a prefix URL with
 //! `override_path`); a pull by a virtual host name (`vhost_suffix`); and
 //! the `/v2/` protocol checked directly with reqwest (headers, cache
@@ -17,10 +18,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{RunningProxy, config, config_with_routes, fetched_blobs, metric, route, wait_for_hit};
+use common::{
+    RunningProxy, Tmpfs, config, config_with_routes, fetched_blobs, metric, metrics, push_noise_image, route,
+    wait_for_hit,
+};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{
-    AuthMode, Containerd, ImageFixture, TestRegistry, fixtures, write_ca_signed_tls_files,
+    AuthMode, Containerd, ImageFixture, Pusher, TestRegistry, fixtures, sha256_digest,
+    write_ca_signed_tls_files,
 };
 use registry_proxy::{Config, RouteConfig, UpstreamConfig};
 use reqwest::StatusCode;
@@ -467,6 +472,113 @@ fn layout_digest(layout: &Path, tag: &str) -> String {
 fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256");
     std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap_or_else(|e| panic!("blob {digest}: {e}"))
+}
+
+/// A cache on a 40 MiB disk asked for a 300 MB image: its layers do not
+/// fit, so each is passed through from the upstream, verified, and skopeo
+/// gets the whole image. With the disk full to the last byte even manifests
+/// cannot be stored: the next pull still works, `/ready` says the storage
+/// is failing (naming no path), and says ready again by itself once there
+/// is room. Nothing half-written is left in the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_a_300_mb_image_whole_through_a_cache_on_a_40_mb_disk() {
+    const MB: usize = 1000 * 1000;
+    let Some(disk) = Tmpfs::mount("40m") else { return };
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let big = push_noise_image(&pusher, "big/image", 7, &[100 * MB; 3]).await;
+    let small = push_noise_image(&pusher, "small/image", 8, &[2 * MB]).await;
+    let cache = RunningProxy::start(&config(disk.path(), &[registry.host()]));
+    let work = tempfile::tempdir().expect("tempdir");
+    let copy = |repository: &str| {
+        let layout = work.path().join(repository.replace('/', "-"));
+        skopeo(
+            work.path(),
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                // The layers as they are (uncompressed noise), digests and all.
+                "--dest-oci-accept-uncompressed-layers",
+                "--preserve-digests",
+                &format!("docker://{}/{repository}:v1", cache.host()),
+                &format!("oci:{}:v1", utf8(&layout)),
+            ],
+        );
+        layout
+    };
+
+    let layout = copy("big/image");
+    assert_eq!(layout_digest(&layout, "v1"), big.digest);
+    for (digest, data) in &big.blobs {
+        assert_eq!(layout_blob(&layout, digest).len(), data.len(), "{digest}");
+    }
+    let text = metrics(&cache).await;
+    assert!(
+        metric(&text, "mcreg_fills_stopped_total{reason=\"no_room\"}") >= 3.0,
+        "{text}"
+    );
+
+    let ballast = disk.fill_up();
+    let layout = copy("small/image");
+    assert_eq!(layout_digest(&layout, "v1"), small.digest);
+    let ready = http()
+        .get(format!("{}/ready", cache.url()))
+        .send()
+        .await
+        .expect("GET /ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.text().await.expect("body");
+    assert!(body.contains("storage is failing"), "{body}");
+    assert!(!body.contains(utf8(disk.path())), "{body}");
+    assert!(metric(&metrics(&cache).await, "mcreg_storage_errors_total{") >= 1.0);
+
+    std::fs::remove_file(ballast).expect("make room");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ready = http()
+            .get(format!("{}/ready", cache.url()))
+            .send()
+            .await
+            .expect("GET /ready");
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // What was stored is whole; nothing is left in the spool.
+    let stored = walk_files(&disk.path().join("store/routes"));
+    let blob = |f: &&PathBuf| {
+        let path = f.to_string_lossy();
+        path.contains("/blobs/sha256/") && !path.contains("/_links/")
+    };
+    for file in stored.iter().filter(blob) {
+        let name = file.file_name().expect("name").to_string_lossy();
+        let data = std::fs::read(file).expect("read");
+        assert_eq!(
+            sha256_digest(&data),
+            format!("sha256:{name}"),
+            "{}",
+            file.display()
+        );
+    }
+    let spooled = walk_files(&disk.path().join("spool"));
+    assert!(spooled.is_empty(), "{spooled:?}");
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// `skopeo copy` from the cache into OCI layouts: one image (the default

@@ -1,17 +1,17 @@
 //! A size limit: above `max_size` the least recently used blobs go, but
 //! never one being served; what is evicted is fetched again on demand.
 //! Images pulled in turn keep the cache under its limit, the latest whole.
+//! A disk that fills up before the limit is reached is made room on by
+//! evicting, when a limit is set.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, metrics, pull_through};
-use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
-use conformance::harness::{AuthMode, Pusher, TestRegistry, noise};
+use common::{Image, RunningProxy, Tmpfs, config, metrics, pull_through, push_noise_image, wait_for_hit};
+use conformance::harness::{AuthMode, Pusher, TestRegistry};
 use registry_client::digest::sha256;
-use serde_json::json;
 
 /// Three distinct blobs of `size` bytes in one repository.
 async fn blobs(registry: &TestRegistry, size: usize) -> Vec<(String, Vec<u8>)> {
@@ -142,62 +142,12 @@ async fn a_blob_being_served_is_not_evicted() {
 /// Layers in each image, and their size. Five: half of three images is
 /// seven and a half layers, so the cache's size after a pull is never within
 /// a few bytes of the limit (the use records on disk fit beside it).
-const LAYERS: u64 = 5;
+const LAYERS: usize = 5;
 const LAYER: usize = 1024 * 1024;
-
-/// An image pushed upstream as `<repository>:v1`.
-struct Image {
-    repository: String,
-    digest: String,
-    manifest_size: u64,
-    /// The config, then the layers.
-    blobs: Vec<(String, Vec<u8>)>,
-}
-
-impl Image {
-    /// What it takes upstream: its manifest and its blobs.
-    fn size(&self) -> u64 {
-        self.manifest_size + self.blobs.iter().map(|(_, data)| data.len() as u64).sum::<u64>()
-    }
-}
 
 /// An image whose layers no other image shares (`seed` makes them).
 async fn push_image(pusher: &Pusher, repository: &str, seed: u64) -> Image {
-    let mut layers = Vec::new();
-    for n in 0..LAYERS {
-        let data = noise(seed * 100 + n, LAYER);
-        layers.push((pusher.blob(repository, &data).await, data));
-    }
-    let diff_ids: Vec<&String> = layers.iter().map(|(digest, _)| digest).collect();
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    })
-    .to_string()
-    .into_bytes();
-    let config_digest = pusher.blob(repository, &config).await;
-    let descriptor = |media_type: &str, digest: &str, size: usize| json!({"mediaType": media_type, "digest": digest, "size": size});
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, &config_digest, config.len()),
-        "layers": layers
-            .iter()
-            .map(|(digest, data)| descriptor("application/vnd.oci.image.layer.v1.tar", digest, data.len()))
-            .collect::<Vec<_>>(),
-    })
-    .to_string()
-    .into_bytes();
-    let digest = pusher.manifest(repository, "v1", OCI_MANIFEST, &manifest).await;
-    let mut blobs = vec![(config_digest, config)];
-    blobs.extend(layers);
-    Image {
-        repository: repository.to_owned(),
-        digest,
-        manifest_size: manifest.len() as u64,
-        blobs,
-    }
+    push_noise_image(pusher, repository, seed, &[LAYER; LAYERS]).await
 }
 
 /// Pulls `image:v1` through the cache; its manifest digest.
@@ -343,4 +293,32 @@ async fn three_images_pulled_in_turn_stay_within_half_their_size() {
     for (digest, _) in &third.blobs {
         assert_eq!(head(&proxy, repository, "blobs", digest).await, "HIT", "{digest}");
     }
+}
+
+/// A disk smaller than `max_size` (a limit set too high, or other files on
+/// the disk) fills up before the limit is reached: the fill that finds no
+/// room evicts the least recently used blobs to make some, and is cached.
+/// No client notices, and the storage never counts as failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_made_room_on_by_evicting_when_a_size_limit_is_set() {
+    const MIB: usize = 1024 * 1024;
+    let Some(disk) = Tmpfs::mount("40m") else { return };
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let blobs = blobs(&registry, 15 * MIB).await;
+    let mut config = config(disk.path(), &[registry.host()]);
+    config.max_size = Some(100 * MIB as u64);
+    let proxy = RunningProxy::start(&config);
+
+    for (digest, data) in &blobs {
+        let got = reqwest::get(url(&proxy, digest)).await.expect("GET");
+        assert_eq!(got.bytes().await.expect("body").as_ref(), data.as_slice());
+        wait_for_hit(&url(&proxy, digest)).await;
+    }
+    // The third did not fit beside the first two on 40 MiB: the first went.
+    assert_eq!(x_cache(&proxy, &blobs[0].0).await, "MISS");
+    assert_eq!(x_cache(&proxy, &blobs[1].0).await, "HIT");
+    assert!(metric(&proxy, "mcreg_evictions_total").await >= 1);
+    let text = metrics(&proxy).await;
+    assert!(!text.contains("mcreg_storage_errors_total{"), "{text}");
+    assert!(!text.contains("mcreg_fills_stopped_total{"), "{text}");
 }

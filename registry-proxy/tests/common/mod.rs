@@ -10,10 +10,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
+use conformance::harness::{Pusher, noise};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient, RetryConfig};
 use registry_proxy::{Config, Proxy, RouteConfig};
+use serde_json::json;
 use tokio::sync::oneshot;
 
 /// A running cache; stopped (gracefully) on drop. Every error answer it
@@ -255,4 +258,111 @@ pub async fn wait_for_hit(blob: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{blob} was never committed");
+}
+
+/// An image pushed upstream as `<repository>:v1`.
+pub struct Image {
+    pub repository: String,
+    pub digest: String,
+    pub manifest_size: u64,
+    /// The config, then the layers.
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+impl Image {
+    /// What it takes upstream: its manifest and its blobs.
+    pub fn size(&self) -> u64 {
+        self.manifest_size + self.blobs.iter().map(|(_, data)| data.len() as u64).sum::<u64>()
+    }
+}
+
+/// An OCI image with layers of `sizes` bytes of noise that no other image
+/// shares (`seed` makes them), pushed as `<repository>:v1`.
+pub async fn push_noise_image(pusher: &Pusher, repository: &str, seed: u64, sizes: &[usize]) -> Image {
+    let mut layers = Vec::new();
+    for (n, size) in sizes.iter().enumerate() {
+        let data = noise(seed * 100 + n as u64, *size);
+        layers.push((pusher.blob(repository, &data).await, data));
+    }
+    let diff_ids: Vec<&String> = layers.iter().map(|(digest, _)| digest).collect();
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string()
+    .into_bytes();
+    let config_digest = pusher.blob(repository, &config).await;
+    let descriptor = |media_type: &str, digest: &str, size: usize| json!({"mediaType": media_type, "digest": digest, "size": size});
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config_digest, config.len()),
+        "layers": layers
+            .iter()
+            .map(|(digest, data)| descriptor("application/vnd.oci.image.layer.v1.tar", digest, data.len()))
+            .collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let digest = pusher.manifest(repository, "v1", OCI_MANIFEST, &manifest).await;
+    let mut blobs = vec![(config_digest, config)];
+    blobs.extend(layers);
+    Image {
+        repository: repository.to_owned(),
+        digest,
+        manifest_size: manifest.len() as u64,
+        blobs,
+    }
+}
+
+/// A tmpfs of a given size mounted on a new directory, unmounted on drop:
+/// a small disk that fills up. `None`, with the reason printed, when this
+/// process may not mount (it is not root).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `size` as mount(8) takes it (`40m`).
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a {size} tmpfs needs root, and this test runs as another user");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mount a tmpfs on {}", dir.path().display());
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left of it with a file; removing the file frees it.
+    pub fn fill_up(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.path().join("ballast");
+        let mut file = std::fs::File::create(&ballast).expect("ballast");
+        let chunk = vec![0_u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        // What a whole chunk no longer fits in: byte by byte.
+        while file.write_all(&[0]).is_ok() {}
+        ballast
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }
