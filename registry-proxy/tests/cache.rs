@@ -4,17 +4,19 @@
 //! from a corrupted upstream; blob HEADs that download nothing; Range on a
 //! miss and on a hit; routes that never mix; a fetch under way for one
 //! repository that answers no other; fills that outlive their
-//! client; a commit that fails after verification caching nothing; a cache
-//! that survives a restart and cleans up after a crash.
+//! client when nearly done, and stop when nobody wants a big blob; a full
+//! disk midway through fills that their clients never notice; a commit
+//! that fails after verification caching nothing; a cache that survives a
+//! restart and cleans up after a crash.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, header, recorded, wait_for_hit};
+use common::{RunningProxy, Tmpfs, config, header, metric, metrics, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
-use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
+use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
@@ -217,17 +219,20 @@ async fn a_blob_head_on_a_miss_downloads_nothing_and_ranges_work_on_miss_and_hit
         );
         assert_eq!(response.bytes().await.expect("body"), expected, "{cache}");
     }
-    let beyond = http()
-        .get(&blob)
-        .header("range", format!("bytes={}-", layer.size))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(
-        header(&beyond, "content-range"),
-        format!("bytes */{}", layer.size)
-    );
+    // Past the end, however many digits it takes to say so.
+    for first in [layer.size.to_string(), "99999999999999999999999".to_owned()] {
+        let beyond = http()
+            .get(&blob)
+            .header("range", format!("bytes={first}-"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{first}");
+        assert_eq!(
+            header(&beyond, "content-range"),
+            format!("bytes */{}", layer.size)
+        );
+    }
     assert_eq!(blob_gets(&upstream).get(&layer.digest), Some(&1));
 }
 
@@ -336,6 +341,113 @@ async fn a_fill_outlives_the_client_that_started_it() {
     assert_eq!(blob_gets(&upstream).get(&digest), Some(&1));
 }
 
+/// A big blob whose clients all leave early is not fetched for nobody: a
+/// client that comes back within the linger joins the same fill, but once
+/// the last has been gone for it (5 s) and most of the blob is still to
+/// come (more than 64 MiB, and more than what is already there), the fill
+/// stops, the upstream download is cut, and nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_fill_whose_clients_all_left_stops_after_the_linger() {
+    const MIB: usize = 1024 * 1024;
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let upstream = recorded(&registry.url()).await;
+    let data = noise(11, 96 * MIB);
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    // 24 s for the whole blob: far from done when its clients leave.
+    upstream.inject_when(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second: 4 * MIB as u64,
+            times: usize::MAX,
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = RunningProxy::start(&config(dir.path(), &[upstream.host()]));
+    let blob = format!("{}/v2/big/blob/blobs/{digest}", proxy.url());
+    let fills = |text: &str| metric(text, "mcreg_fills_in_flight ");
+
+    let mut first = http().get(&blob).send().await.expect("GET");
+    assert!(first.chunk().await.expect("a chunk").is_some());
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Back within the linger: the same fill.
+    let mut second = http().get(&blob).send().await.expect("GET");
+    assert_eq!(header(&second, "x-cache"), "MISS");
+    assert!(second.chunk().await.expect("a chunk").is_some());
+    drop(second);
+    let left = Instant::now();
+    assert_eq!(blob_gets(&upstream).get(&digest), Some(&1));
+
+    let deadline = left + Duration::from_secs(15);
+    while fills(&metrics(&proxy).await) > 0.0 {
+        assert!(Instant::now() < deadline, "the fill never stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped_after = left.elapsed();
+    assert!(
+        stopped_after >= Duration::from_secs(5),
+        "stopped after {stopped_after:?}"
+    );
+    let text = metrics(&proxy).await;
+    assert_eq!(
+        metric(&text, "mcreg_fills_stopped_total{reason=\"abandoned\"}"),
+        1.0
+    );
+    let head = http().head(&blob).send().await.expect("HEAD");
+    assert_eq!(header(&head, "x-cache"), "MISS", "nothing kept");
+    let spooled: Vec<_> = walk(&dir.path().join("spool"));
+    assert!(spooled.is_empty(), "{spooled:?}");
+    assert_eq!(blob_gets(&upstream).get(&digest), Some(&1), "no download since");
+}
+
+/// Two fills that each fit the disk alone do not fit together: the one
+/// that finds the disk full midway stops, and its client goes on from the
+/// upstream at the byte it had reached, never noticing. The other is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_up_midway_through_a_fill_goes_unnoticed_by_its_client() {
+    const MIB: usize = 1024 * 1024;
+    let Some(disk) = Tmpfs::mount("40m") else { return };
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let upstream = recorded(&registry.url()).await;
+    let pusher = Pusher::new(&registry.url());
+    let (a, b) = (noise(21, 25 * MIB), noise(22, 25 * MIB));
+    let digests = [
+        pusher.blob("two/blobs", &a).await,
+        pusher.blob("two/blobs", &b).await,
+    ];
+    upstream.inject_when(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second: 20 * MIB as u64,
+            times: usize::MAX,
+        },
+    );
+    let proxy = RunningProxy::start(&config(disk.path(), &[upstream.host()]));
+    let url = |digest: &str| format!("{}/v2/two/blobs/blobs/{digest}", proxy.url());
+    let get = |url: String| async move {
+        let response = http().get(url).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.expect("the whole blob")
+    };
+    let (got_a, got_b) = tokio::join!(get(url(&digests[0])), get(url(&digests[1])));
+    assert!(
+        got_a.as_ref() == a.as_slice() && got_b.as_ref() == b.as_slice(),
+        "a blob came damaged"
+    );
+
+    let text = metrics(&proxy).await;
+    assert!(
+        metric(&text, "mcreg_fills_stopped_total{reason=\"storage\"}") >= 1.0,
+        "{text}"
+    );
+    let mut cached = 0;
+    for digest in &digests {
+        let head = http().head(url(digest)).send().await.expect("HEAD");
+        cached += usize::from(header(&head, "x-cache") == "HIT");
+    }
+    assert!(cached <= 1, "both fit after all");
+}
+
 #[tokio::test]
 async fn a_commit_that_fails_after_the_blob_was_verified_serves_it_and_caches_nothing() {
     let registry = TestRegistry::start_empty(AuthMode::None).await;
@@ -442,6 +554,12 @@ async fn hostile_requests_get_an_error_and_leave_nothing_behind() {
     let answer =
         raw(b"GET /v2/single/oci/blobs/sha256:..%2F..%2Fetc HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.200}");
+    // HTTP/1.1 without Host is refused (RFC 9112); HTTP/1.0 needs none.
+    let answer = raw(b"GET /v2/single/oci/manifests/v1 HTTP/1.1\r\n\r\n".to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.200}");
+    assert!(answer.contains("Host"), "{answer}");
+    let answer = raw(b"GET /v2/ HTTP/1.0\r\n\r\n".to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:.200}");
 
     // Still serving, and nothing was stored for any of it.
     let ok = http()
