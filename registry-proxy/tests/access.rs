@@ -259,14 +259,8 @@ fn podman(dir: &Path, authfile: &str, args: &[&str]) -> Command {
 }
 
 fn skopeo(dir: &Path, args: &[&str]) -> Command {
-    let policy = dir.join("policy.json");
-    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("policy");
-    let mut command = Command::new("skopeo");
-    command
-        .env("CONTAINERS_REGISTRIES_CONF", dir.join("registries.conf"))
-        .env("REGISTRY_AUTH_FILE", dir.join("skopeo-auth.json"))
-        .args(["--policy", utf8(&policy)])
-        .args(args);
+    let mut command = conformance::harness::tools::skopeo(dir);
+    command.args(args);
     command
 }
 

@@ -23,6 +23,7 @@ use common::{
     wait_for_hit,
 };
 use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::tools::{self, layout_digest};
 use conformance::harness::{
     AuthMode, Containerd, ImageFixture, Pusher, TestRegistry, fixtures, sha256_digest,
     write_ca_signed_tls_files,
@@ -442,31 +443,9 @@ async fn podman_pulls_over_tls_trusting_the_cache_ca() {
     assert!(http().get(format!("{}/v2/", cache.url())).send().await.is_err());
 }
 
-/// skopeo with a policy and a `registries.conf` of its own (empty), so the
-/// machine's files play no part.
+/// skopeo, kept off the machine's files (see the harness), and its output.
 fn skopeo(dir: &Path, args: &[&str]) -> String {
-    let policy = dir.join("policy.json");
-    let conf = dir.join("skopeo-registries.conf");
-    if !policy.exists() {
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("policy");
-        std::fs::write(&conf, "").expect("registries.conf");
-    }
-    run(Command::new("skopeo")
-        .env("CONTAINERS_REGISTRIES_CONF", &conf)
-        .args(["--policy", utf8(&policy)])
-        .args(args))
-}
-
-/// The digest `index.json` of the OCI layout at `layout` gives `tag`.
-fn layout_digest(layout: &Path, tag: &str) -> String {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("JSON");
-    let entries = index["manifests"].as_array().expect("manifests");
-    let entry = entries
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no {tag} in {index}"));
-    entry["digest"].as_str().expect("digest").to_owned()
+    run(tools::skopeo(dir).args(args))
 }
 
 fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {

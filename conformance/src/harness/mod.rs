@@ -27,6 +27,7 @@ pub mod moto;
 pub mod registry;
 pub mod server;
 pub mod token_server;
+pub mod tools;
 
 pub use containerd::Containerd;
 pub use fixtures::{
