@@ -435,8 +435,8 @@ impl Fills {
             }
             Outcome::Failed(error) => {
                 if matches!(&error, Error::Upstream(e) if e.is_not_found()) {
-                    // Any client can ask for what does not exist: no warning.
-                    self.metrics.not_found_upstream(&job.route);
+                    // Any client can ask for what does not exist: no warning
+                    // (each answer counts it, in the cache's metrics).
                 } else if let Error::Storage { .. } = &error {
                     // Verified, then the commit failed: served all the same.
                     self.health.failed("commit a blob", &error, &self.metrics);
