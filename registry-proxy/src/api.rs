@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -20,7 +20,7 @@ use crate::Proxy;
 use crate::auth::{Client, TOKEN_PATH};
 use crate::cache::{BlobFound, CacheResult, ManifestAnswer};
 use crate::error::Error;
-use crate::log::{RequestId, Served};
+use crate::log::{Early, RequestId, Served};
 use crate::routes::{NoRoute, Route, Selector};
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -275,13 +275,16 @@ async fn v2(
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    early: Option<Extension<Early>>,
 ) -> Response {
     let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
     let host = request_host(&headers, &uri);
+    let early = early.map(|Extension(early)| early).unwrap_or_default();
     let asked = Asked {
         namespace,
         host,
         headers: &headers,
+        early: &early,
     };
     let mut response = match target(&path) {
         // Nothing is ever being uploaded: the status of an upload is
@@ -346,6 +349,9 @@ struct Asked<'r> {
     namespace: Option<&'r str>,
     host: Option<&'r str>,
     headers: &'r HeaderMap,
+    /// Where the route goes as soon as it is known (for a client that
+    /// leaves before its answer).
+    early: &'r Early,
 }
 
 /// Finds the request's route, checks the client may use it, then runs
@@ -378,6 +384,7 @@ where
             }
         };
     let route_name = route.name.clone();
+    asked.early.route(&route_name, selector);
     let note = |mut response: Response, user: Option<String>| {
         let served = response.extensions_mut().get_or_insert_with(Served::default);
         served.route = Some(route_name);

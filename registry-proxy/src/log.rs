@@ -55,6 +55,21 @@ impl Served {
     }
 }
 
+/// What a handler knows before its answer (the route), for the line of a
+/// client that leaves first: a request extension the handler fills in.
+#[derive(Clone, Default)]
+pub struct Early(Arc<std::sync::Mutex<Option<(String, Selector)>>>);
+
+impl Early {
+    pub fn route(&self, name: &str, via: Selector) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_owned(), via));
+    }
+
+    fn take(&self) -> Option<(String, Selector)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// Names one request in the log and in what its client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestId(u64);
@@ -87,12 +102,14 @@ const CLIENT_GONE: u16 = 499;
 /// Adds `Docker-Distribution-API-Version: registry/2.0` and logs the
 /// request once its body is sent, or the client has gone (before the
 /// answer: status 499).
-pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+pub async fn layer(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
     let client = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip().to_string());
     let id = RequestId::new();
+    let early = Early::default();
+    request.extensions_mut().insert(early.clone());
     // Written when dropped: after the body, or here if the client leaves
     // while the answer is being made (this future is then dropped).
     let mut line = Line {
@@ -106,6 +123,7 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: 
             .map_or_else(|| request.uri().path().to_owned(), ToString::to_string),
         status: CLIENT_GONE,
         served: Served::default(),
+        early,
         started: Instant::now(),
         bytes: Arc::new(AtomicU64::new(0)),
     };
@@ -129,6 +147,7 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: 
 
 struct Line {
     metrics: Arc<Metrics>,
+    early: Early,
     id: RequestId,
     client: Option<String>,
     method: String,
@@ -141,6 +160,12 @@ struct Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
+        if self.served.route.is_none()
+            && let Some((route, via)) = self.early.take()
+        {
+            self.served.route = Some(route);
+            self.served.via = Some(via);
+        }
         let bytes = self.bytes.load(Ordering::Relaxed);
         self.metrics.answered(&Answered {
             route: self.served.route.as_deref(),
