@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{MCREG, Sandbox, path_str};
-use conformance::harness::{AuthMode, TestRegistry, free_port};
+use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
+use conformance::harness::tools::{layout_digest, skopeo};
+use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port};
 use serde_json::Value;
 
 /// A running `mcreg serve`; killed if the test did not stop it.
@@ -38,9 +40,23 @@ impl Server {
     /// `DOCKER_CONFIG` in the sandbox and none of the variables that choose
     /// a cache directory or a configuration, unless `env` sets them.
     fn start_without_cache_dir(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(sandbox, &[], args, env)
+    }
+
+    /// [`start_without_cache_dir`](Self::start_without_cache_dir) through
+    /// `launcher` (`prlimit --nofile=256:256 --`, say), which must exec
+    /// `mcreg` so that the child's pid is the server's.
+    fn launch(sandbox: &Sandbox, launcher: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut command = Command::new(MCREG);
+        let mut command = match launcher.split_first() {
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_args).arg(MCREG);
+                command
+            }
+            None => Command::new(MCREG),
+        };
         command
             .args(["serve", "--listen", &listen])
             .args(args)
@@ -92,11 +108,26 @@ impl Server {
         panic!("mcreg serve did not listen on {}", self.host());
     }
 
+    /// The server's process id.
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and returns the exit code and everything it logged.
-    fn terminate(mut self) -> (i32, String) {
+    fn terminate(self) -> (i32, String) {
+        self.signal_term();
+        self.wait()
+    }
+
+    /// Sends SIGTERM, without waiting for the server to stop.
+    fn signal_term(&self) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(killed.success());
+    }
+
+    /// Waits for the server to exit: its exit code and everything it logged.
+    fn wait(mut self) -> (i32, String) {
         let status = self.child.wait().expect("wait");
         let log = self
             .log
@@ -501,5 +532,669 @@ fn a_private_upstream_on_the_command_line_hints_at_htpasswd_or_public() {
     assert!(
         said.contains("route[0].public") && said.contains("--htpasswd FILE, or --public"),
         "{said}"
+    );
+}
+
+// Issue 18: `mcreg serve` must hold against silent connections, a hung
+// upstream and a full disk.
+
+/// An answer to [`http_request`]: the status, the header block, the body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The value of the header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `METHOD target` to `host` as HTTP/1.0 (the body ends with the connection).
+fn http_request(host: &str, method: &str, target: &str) -> Answer {
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the cache");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(stream, "{method} {target} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&answer)));
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    Answer {
+        status,
+        head,
+        body: answer[end + 4..].to_vec(),
+    }
+}
+
+/// Writes a configuration file into the sandbox; its path.
+fn write_config(sandbox: &Sandbox, text: &str) -> String {
+    let path = sandbox.path("proxy.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path_str(&path)
+}
+
+/// The access lines (`request …`) of `path` in a log.
+fn access_lines<'l>(log: &'l str, path: &str) -> Vec<&'l str> {
+    log.lines()
+        .filter(|l| l.contains(" request ") && field(l, "path") == Some(path))
+        .collect()
+}
+
+/// The route name the cache gives an `--upstream` or `registry` `host:port`.
+fn route_name(host: &str) -> String {
+    host.replace(['.', ':'], "-")
+}
+
+/// How many descriptors process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// Whether the peer closed `stream` (EOF or a reset) by `deadline`.
+fn closed_by(mut stream: &std::net::TcpStream, deadline: Instant) -> bool {
+    let mut buffer = [0; 1024];
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(left)).expect("timeout");
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            // Something was said (an error answer, say): read on to the end.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Runs `command` for at most `limit`: its output, or `None` (and it is
+/// killed) if it was still running.
+fn run_within(mut command: Command, limit: Duration) -> Option<std::process::Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// 300 connections that never send a byte, against a server whose
+/// open-file limit is 256 (so 128 connections at most): a pull with skopeo
+/// gets through all the same, every silent connection is closed by the
+/// server within `header_timeout` (3 s, plus a margin), and the server's
+/// descriptors come back to what they were; the log says the limit was
+/// reached.
+#[tokio::test]
+async fn silent_connections_are_closed_and_their_descriptors_recovered_while_skopeo_pulls() {
+    const SILENT: usize = 300;
+    let header_timeout = Duration::from_secs(3);
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let fixture = &registry.fixtures().single_oci;
+    let sandbox = Sandbox::new();
+    let config = write_config(
+        &sandbox,
+        &format!(
+            "[server]\nheader_timeout = \"3s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n",
+            registry.host()
+        ),
+    );
+    let cache = path_str(&sandbox.path("cache"));
+    let server = Server::launch(
+        &sandbox,
+        &["prlimit", "--nofile=256:256", "--"],
+        &["--cache-dir", &cache, "--config", &config],
+        &[],
+    );
+    let pid = server.pid();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    assert_eq!(
+        files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["256", "256"],
+        "prlimit did not apply to the server: {files}"
+    );
+    // Let start-up settle before counting.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = open_fds(pid);
+
+    let flood = Instant::now();
+    let silent: Vec<std::net::TcpStream> = (0..SILENT)
+        .map(|i| {
+            std::net::TcpStream::connect(server.host()).unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect();
+    let connected = flood.elapsed();
+    let layout = sandbox.path("layout");
+    let copy = skopeo(&sandbox.path("skopeo"))
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/single/oci:v1", server.host()),
+            &format!("oci:{}:v1", path_str(&layout)),
+        ])
+        .env("HOME", sandbox.path("home"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run skopeo");
+
+    // Each is closed by the server, not left to hold a descriptor: within
+    // header_timeout of its accept, which came once its handshake was done
+    // (a burst past the listen queue waits for a SYN to be sent again).
+    let deadline = flood + connected + header_timeout + Duration::from_secs(2);
+    let still_open = silent.iter().filter(|s| !closed_by(s, deadline)).count();
+    let checked = flood.elapsed();
+    let copied = copy.wait_with_output().expect("skopeo");
+    let pulled = flood.elapsed();
+    assert!(
+        copied.status.success(),
+        "skopeo copy through the cache failed while {SILENT} silent connections were open: {}\n{}",
+        copied.status,
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert_eq!(layout_digest(&layout, "v1"), fixture.digest);
+    assert_eq!(
+        still_open, 0,
+        "{still_open} of {SILENT} silent connections still open {checked:?} after the first \
+         (connected within {connected:?}; header_timeout 3 s)"
+    );
+
+    // The server's descriptors come back (skopeo's own connections end with it).
+    let settle = Instant::now() + Duration::from_secs(5);
+    let mut now = open_fds(pid);
+    while now > before + 20 && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(100));
+        now = open_fds(pid);
+    }
+    drop(silent);
+    let (code, log) = server.terminate();
+    assert!(
+        now <= before + 20,
+        "the server holds {now} descriptors, {before} before the flood:\n{log}"
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("max_connections=128"),
+        "the connection limit is not half the open-file limit:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("connection limit reached")),
+        "no warning about the connection limit:\n{log}"
+    );
+    eprintln!(
+        "silent connections: {SILENT} connected in {connected:?}, all closed by {checked:?}, \
+         skopeo done at {pulled:?}; descriptors {before} before, {now} after"
+    );
+}
+
+/// SIGTERM while a 64 MiB blob is being filled (a slow upstream, ~3 s):
+/// the client still gets every byte, the server exits 0 once it is sent,
+/// and the blob is kept: the next run has it (`X-Cache: HIT`) without
+/// asking the upstream again.
+#[tokio::test]
+async fn sigterm_during_a_fill_keeps_the_blob() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let data = conformance::harness::noise(18, SIZE);
+    let digest = Pusher::new(&registry.url()).blob("big/blob", &data).await;
+    let proxy = FaultProxy::start(url::Url::parse(&registry.url()).expect("URL")).await;
+    proxy.inject_when(
+        Matcher::blob_gets(),
+        Fault::Throttle {
+            bytes_per_second: SIZE as u64 / 3,
+            times: usize::MAX,
+        },
+    );
+    let sandbox = Sandbox::new();
+    let config = write_config(
+        &sandbox,
+        &format!(
+            "[server]\nshutdown_grace = \"30s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n\
+             upstream_timeout = \"60s\"\n",
+            proxy.host()
+        ),
+    );
+    let path = format!("/v2/big/blob/blobs/{digest}");
+    let server = Server::start(&sandbox, &["--config", &config], &[]);
+
+    let started = Instant::now();
+    let mut client = std::net::TcpStream::connect(server.host()).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(client, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", server.host()).expect("send");
+    let mut received = Vec::new();
+    let mut buffer = vec![0; 64 * 1024];
+    let body_start = loop {
+        let n = client.read(&mut buffer).expect("read");
+        assert!(
+            n > 0,
+            "the answer ended early: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+            && received.len() > end + 4
+        {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..body_start]).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let before_signal = received.len() - body_start;
+    server.signal_term();
+    let signalled = started.elapsed();
+    client.read_to_end(&mut received).expect("read the rest");
+    let done = started.elapsed();
+    let (code, log) = server.wait();
+    let exited = started.elapsed();
+    let body = &received[body_start..];
+    assert!(
+        before_signal < SIZE / 2,
+        "the blob was mostly sent before SIGTERM ({before_signal} bytes)"
+    );
+    assert_eq!(
+        body.len(),
+        SIZE,
+        "the client got {} of {SIZE} bytes ({before_signal} before SIGTERM):\n{log}",
+        body.len()
+    );
+    assert!(
+        body == data.as_slice(),
+        "the client got other bytes than the blob's"
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(log.lines().any(|l| l.ends_with("stopped")), "{log}");
+
+    let route = route_name(&proxy.host());
+    let file = blob_file(&sandbox.path("cache"), &route, &digest);
+    assert!(file.is_file(), "no {} after the stop:\n{log}", file.display());
+    let server = Server::start(&sandbox, &["--config", &config], &[]);
+    let answer = http_request(&server.host(), "HEAD", &path);
+    let (code, second_log) = server.terminate();
+    assert_eq!(answer.status, 200, "{}\n{second_log}", answer.head);
+    assert_eq!(answer.header("x-cache"), Some("HIT"), "{}", answer.head);
+    assert_eq!(code, 0, "{second_log}");
+    let gets = proxy.count(|r| r.is_blob_get() && r.path.contains(&digest));
+    assert_eq!(gets, 1, "blob GETs upstream across both runs");
+    eprintln!(
+        "SIGTERM at {signalled:?} after {before_signal} bytes; last byte at {done:?}; exit at {exited:?}"
+    );
+}
+
+/// A client that sends a request and leaves before its answer (the
+/// upstream never answers) gets one access line, status 499, with the time
+/// it waited and the request's id.
+#[tokio::test]
+async fn a_client_that_leaves_before_its_answer_is_logged_with_499() {
+    let hung = conformance::harness::HungServer::accepting();
+    let sandbox = Sandbox::new();
+    let config = write_config(
+        &sandbox,
+        &format!(
+            "[server]\nshutdown_grace = \"5s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n\
+             upstream_timeout = \"20s\"\n",
+            hung.host()
+        ),
+    );
+    let server = Server::start(&sandbox, &["--config", &config], &[]);
+    let path = "/v2/x/y/manifests/v1";
+    let mut client = std::net::TcpStream::connect(server.host()).expect("connect");
+    write!(
+        client,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+        server.host()
+    )
+    .expect("send");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(client);
+    // Time to notice, well before the upstream's timeout.
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    let lines = access_lines(&log, path);
+    assert_eq!(lines.len(), 1, "access lines for {path}:\n{log}");
+    let line = lines[0];
+    assert_eq!(field(line, "method"), Some("GET"), "{line}");
+    assert_eq!(field(line, "status"), Some("499"), "{line}");
+    // The route was chosen before the client left.
+    assert_eq!(
+        field(line, "route"),
+        Some(route_name(&hung.host()).as_str()),
+        "{line}"
+    );
+    assert_eq!(field(line, "via"), Some("default"), "{line}");
+    let ms: u64 = field(line, "ms")
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no ms= in {line}"));
+    assert!((900..=5000).contains(&ms), "ms={ms}: {line}");
+    let id = field(line, "id").unwrap_or_else(|| panic!("no id= in {line}"));
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "id={id}: {line}"
+    );
+}
+
+/// An upstream that takes the request and never answers: the cache answers
+/// `503 UNAVAILABLE` once the route's `upstream_timeout` (2 s) has passed.
+#[tokio::test]
+async fn a_hung_upstream_gets_a_503_within_the_upstream_timeout() {
+    let hung = conformance::harness::HungServer::accepting();
+    let sandbox = Sandbox::new();
+    let config = write_config(
+        &sandbox,
+        &format!(
+            "[server]\nshutdown_grace = \"5s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n\
+             upstream_timeout = \"2s\"\n",
+            hung.host()
+        ),
+    );
+    let server = Server::start(&sandbox, &["--config", &config], &[]);
+    let path = "/v2/x/y/manifests/v1";
+    let started = Instant::now();
+    let (status, body) = http_get(&server.host(), path);
+    let took = started.elapsed();
+    let (code, log) = server.terminate();
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "UNAVAILABLE".to_owned()),
+        "{}\n{log}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_millis(4500),
+        "answered in {took:?}, upstream_timeout 2 s"
+    );
+    assert_eq!(code, 0, "{log}");
+    let lines = access_lines(&log, path);
+    assert!(
+        lines.len() == 1 && field(lines[0], "status") == Some("503"),
+        "{log}"
+    );
+}
+
+/// A cache directory the server's user cannot write to (`store/` and
+/// `spool/` owned by root, or a root-owned directory deep in `store/`)
+/// stops it at start, naming the directory, instead of failing each pull.
+#[test]
+fn an_unwritable_cache_dir_refuses_to_start_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: needs root, to make directories another user cannot write to");
+        return;
+    }
+    // Everything the unprivileged user needs must be reachable by it: the
+    // checkout (and the sandbox) may be private.
+    let dir = tempfile::Builder::new()
+        .prefix("mcreg-serve-unwritable-")
+        .tempdir()
+        .expect("temp dir");
+    let root = dir.path();
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    mode(root, 0o755);
+    let binary = root.join("mcreg");
+    std::fs::copy(MCREG, &binary).expect("copy mcreg");
+    mode(&binary, 0o755);
+    for sub in ["home", "docker"] {
+        std::fs::create_dir(root.join(sub)).expect("mkdir");
+        mode(&root.join(sub), 0o755);
+    }
+    let serve_as_nobody = |cache: &Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary)
+            .args(["serve", "--cache-dir", &path_str(cache)])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--upstream", "127.0.0.1:1"])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", root.join("home"))
+            .env("DOCKER_CONFIG", root.join("docker"));
+        let started = Instant::now();
+        let output = run_within(command, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("mcreg serve kept running with {}", cache.display()));
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), said, started.elapsed())
+    };
+
+    // store/ and spool/ belong to root.
+    let cache = root.join("root-owned");
+    for sub in ["store", "spool"] {
+        std::fs::create_dir_all(cache.join(sub)).expect("mkdir");
+        mode(&cache.join(sub), 0o755);
+    }
+    mode(&cache, 0o755);
+    let (code, said, took) = serve_as_nobody(&cache);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(code.is_some(), "killed by a signal: {said}");
+    let named = ["store", "spool"]
+        .iter()
+        .any(|sub| said.contains(&path_str(&cache.join(sub))));
+    assert!(
+        named && said.contains("Permission denied"),
+        "the error names neither directory, or no reason: {said}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}: {said}");
+
+    // store/ is the user's, but a directory in it is root's.
+    let cache = root.join("deep");
+    let deep = cache.join("store/routes/x");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    std::fs::create_dir_all(cache.join("spool")).expect("mkdir");
+    for path in [&cache, &deep] {
+        mode(path, 0o755);
+    }
+    for sub in ["store", "store/routes", "spool"] {
+        let path = cache.join(sub);
+        mode(&path, 0o755);
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+    }
+    let (code, said, took) = serve_as_nobody(&cache);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(code.is_some(), "killed by a signal: {said}");
+    assert!(
+        said.contains(&path_str(&deep)),
+        "the error does not name {}: {said}",
+        deep.display()
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}: {said}");
+}
+
+/// A blob the upstream does not have is an answer (`404 BLOB_UNKNOWN`),
+/// counted in `mcreg_upstream_not_found_total`, not a warning: 20 of them
+/// leave no `WARN` line. An upstream that sends a manifest other than the
+/// one asked for is worth a warning, once for several within 10 s.
+#[tokio::test]
+async fn a_missing_blob_is_not_a_warning_and_a_wrong_manifest_is() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["--upstream", &registry.host()], &[]);
+    let missing = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let path = format!("/v2/single/oci/blobs/{missing}");
+    for i in 0..20 {
+        let (status, body) = http_get(&server.host(), &path);
+        assert_eq!(
+            (status, error_code(&body)),
+            (404, "BLOB_UNKNOWN".to_owned()),
+            "GET {i}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let metrics = http_request(&server.host(), "GET", "/metrics");
+    let (code, log) = server.terminate();
+    assert_eq!(metrics.status, 200, "{}", metrics.text());
+    let series = format!(
+        "mcreg_upstream_not_found_total{{route=\"{}\"}}",
+        route_name(&registry.host())
+    );
+    let value = metrics
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&series).map(|v| v.trim().to_owned()));
+    assert_eq!(value.as_deref(), Some("20"), "{series} in:\n{}", metrics.text());
+    assert_eq!(code, 0, "{log}");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(warnings.is_empty(), "warnings for missing blobs:\n{log}");
+
+    // Manifests corrupted on the way.
+    let proxy = FaultProxy::start(url::Url::parse(&registry.url()).expect("URL")).await;
+    proxy.inject_when(
+        Matcher::predicate(|r| r.method.as_str() == "GET" && r.path.contains("/manifests/")),
+        Fault::CorruptByte {
+            offset: 40,
+            times: usize::MAX,
+        },
+    );
+    let server = Server::start(&sandbox, &["--upstream", &proxy.host()], &[]);
+    let fixture = &registry.fixtures().single_oci;
+    let path = format!("/v2/single/oci/manifests/{}", fixture.digest);
+    let started = Instant::now();
+    for i in 0..3 {
+        let (status, body) = http_get(&server.host(), &path);
+        assert_eq!(status, 502, "GET {i}: {}", String::from_utf8_lossy(&body));
+    }
+    let took = started.elapsed();
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(10), "three GETs took {took:?}");
+    let corrupted = proxy.count(|r| r.is_manifest() && r.method.as_str() == "GET");
+    assert!(corrupted >= 3, "{corrupted} manifest GETs upstream");
+    let wrong: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("the upstream sent a wrong manifest"))
+        .collect();
+    assert_eq!(
+        wrong.len(),
+        1,
+        "one warning for a wrong manifest (rate-limited):\n{log}"
+    );
+}
+
+/// What failed inside the cache is told to its log, not to the client: an
+/// error answer names no local file, and gives the request's id, which the
+/// access line of the request carries with the error itself.
+///
+/// A malformed `config.json` stops the cache at start (the SDK reads it
+/// when the route's client is built), naming the file. The failure at
+/// request time comes from a well-formed file whose `auth` for the
+/// registry is not base64: it is read when the registry asks for
+/// credentials.
+#[tokio::test]
+async fn error_answers_name_no_local_path_and_give_a_request_id() {
+    let registry = TestRegistry::start(AuthMode::Basic).await;
+    let sandbox = Sandbox::new();
+    let docker_config = sandbox.path("broken/config.json");
+    std::fs::create_dir_all(docker_config.parent().expect("parent")).expect("mkdir");
+    let config_text = format!(
+        "[[route]]\nregistry = \"{}\"\ndefault = true\npublic = true\n\n[route.options]\n\
+         docker_config = \"{}\"\n",
+        registry.host(),
+        path_str(&docker_config)
+    );
+    let config = write_config(&sandbox, &config_text);
+
+    // Malformed: refused at start, naming the file.
+    std::fs::write(&docker_config, "{\"auths\": {").expect("config.json");
+    let mut command = Command::new(MCREG);
+    command
+        .args(["serve", "--config", &config])
+        .args(["--cache-dir", &path_str(&sandbox.path("cache"))])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("HOME", sandbox.path("home"))
+        .env("DOCKER_CONFIG", sandbox.path("docker"))
+        .env_remove("RUST_LOG");
+    let output = run_within(command, Duration::from_secs(10))
+        .expect("mcreg serve started with a malformed config.json");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains(&path_str(&docker_config)), "{said}");
+
+    // Well-formed, but the registry's `auth` is not base64: fails on use.
+    let broken = serde_json::json!({"auths": {registry.host(): {"auth": "%%% not base64 %%%"}}});
+    std::fs::write(&docker_config, broken.to_string()).expect("config.json");
+    let server = Server::start(&sandbox, &["--config", &config], &[]);
+    let path = "/v2/single/oci/manifests/v1";
+    let (status, body) = http_get(&server.host(), path);
+    let (code, log) = server.terminate();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(status >= 500, "{status}: {text}\n{log}");
+    let sandbox_dir = path_str(sandbox.dir.path());
+    for local in [sandbox_dir.as_str(), "config.json"] {
+        assert!(!text.contains(local), "the answer names {local}: {text}");
+    }
+    let message = serde_json::from_slice::<Value>(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        ["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let id = message
+        .split_once("request id ")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    assert_eq!(id.len(), 12, "no request id in the answer: {text}");
+    assert_eq!(code, 0, "{log}");
+    let lines = access_lines(&log, path);
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert_eq!(field(line, "id"), Some(id.as_str()), "{line}");
+    assert_eq!(field(line, "status"), Some(status.to_string().as_str()), "{line}");
+    assert!(
+        line.contains(" error=") && line.contains(&path_str(&docker_config)),
+        "the access line does not name the file: {line}"
     );
 }

@@ -121,11 +121,12 @@ impl Routes {
             .iter()
             .map(|route| {
                 let client = customize(client_builder(route)?).build().map_err(|e| {
-                    Error::Invalid(format!(
-                        "route {:?}: {}",
-                        route.name,
-                        registry_client::error::display_chain(&e)
-                    ))
+                    // Not "invalid configuration: … invalid configuration: …".
+                    let reason = match &e {
+                        registry_client::Error::InvalidConfig(reason) => reason.clone(),
+                        other => registry_client::error::display_chain(other),
+                    };
+                    Error::Invalid(format!("route {:?}: {reason}", route.name))
                 })?;
                 Ok(Arc::new(Route {
                     name: route.name.clone(),

@@ -81,7 +81,8 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
             config
         }
     };
-    // A broken file is reported, naming it, by the first fetch that reads it.
+    // A broken file is reported below, naming it, when the routes' clients
+    // are built (the server does not start).
     if let Ok(docker) = DockerConfig::load() {
         config
             .check_hidden_credentials(|host| docker.names_credentials_for(host))
