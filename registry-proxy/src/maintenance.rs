@@ -10,6 +10,9 @@ use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::usage::{FLUSH_EVERY, Usage};
 
+/// How often a storage that works is probed anyway.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the housekeeping works on.
 #[derive(Clone)]
 pub struct Maintenance {
@@ -27,17 +30,33 @@ impl Maintenance {
             tracing::warn!("cannot size the cache (limits are not applied until it can): {e}");
         }
         let mut flushed = Instant::now();
+        // A disk that is full (or read-only) from the start says so at once.
+        self.probe().await;
+        let mut probed = Instant::now();
         loop {
             let over_size = tokio::select! {
                 _ = tokio::time::sleep(PROBE_EVERY) => false,
                 _ = self.usage.over_size() => true,
             };
-            self.health.still_failing(&self.storage).await;
+            if self.health.is_failing() {
+                self.health.still_failing(&self.storage).await;
+            } else if probed.elapsed() >= CHECK_EVERY {
+                self.probe().await;
+                probed = Instant::now();
+            }
             if over_size || flushed.elapsed() >= FLUSH_EVERY {
                 self.flush().await;
                 self.evict().await;
                 flushed = Instant::now();
             }
+        }
+    }
+
+    /// A write probe of a storage thought to work: one that fails marks it
+    /// failing (before a client's request finds out).
+    async fn probe(&self) {
+        if let Err(error) = self.storage.probe_write().await {
+            self.health.failed("probe the storage", &error, &self.metrics);
         }
     }
 

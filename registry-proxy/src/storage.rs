@@ -557,16 +557,15 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, std
     .boxed()
 }
 
-/// Refuses a directory the cache cannot write to (a probe file is created
-/// and removed), naming it.
+/// Refuses a directory the cache may not write to (a probe file is
+/// created and removed), naming it. A full disk is not refused: the cache
+/// can serve from its upstreams until there is room.
 fn check_writable(dir: &FsPath) -> Result<()> {
-    write_probe_file(dir).map_err(|e| match e {
-        Error::Storage { source, .. } => Error::Storage {
-            context: format!("cannot write to {}", dir.display()),
-            source,
-        },
-        other => other,
-    })
+    tempfile::Builder::new()
+        .prefix(".probe-")
+        .tempfile_in(dir)
+        .and_then(|probe| probe.close())
+        .map_err(|e| Error::storage(format!("cannot write to {}", dir.display()), e))
 }
 
 /// Writes (64 KiB, so that a full disk says so), syncs and removes a file in `dir`.

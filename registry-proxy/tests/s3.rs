@@ -333,7 +333,9 @@ async fn a_replica_killed_mid_fill_leaves_the_other_serving_whole_bytes() {
     assert_eq!(registry_client::digest::sha256(&answer.1), digest);
     assert_eq!(upstream.upstream_blob_gets(), 2, "A's fetch and B's");
 
-    // B committed it: a HIT, and the bucket holds the whole blob.
+    // B committed it (its answer may end before the upload to the bucket
+    // does): a HIT, and the bucket holds the whole blob.
+    common::wait_for_hit(&blob(&b.url())).await;
     let again = reqwest::get(blob(&b.url())).await.expect("GET from B");
     assert_eq!(again.headers()["x-cache"], "HIT");
     assert_eq!(again.bytes().await.expect("body").as_ref(), data.as_slice());
