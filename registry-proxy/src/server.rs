@@ -5,8 +5,9 @@
 //! - a connection must deliver its first request's headers (after the TLS
 //!   handshake) within `header_timeout` of being accepted, whether or not
 //!   it sends a byte;
-//! - between requests, or while its client does not read the answer being
-//!   sent, a connection may sit for `idle_timeout`;
+//! - between requests, or while an answer makes no progress (its client
+//!   does not read it: HTTP/1 writes wait, HTTP/2 flow control closes), a
+//!   connection may sit for `idle_timeout`;
 //! - at most `max_connections` are open: at the limit, the connection idle
 //!   the longest is closed to make room; when every one is busy, new
 //!   connections wait in the listen queue;
@@ -32,11 +33,11 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
@@ -110,31 +111,38 @@ pub async fn serve(
     let at_limit = Occasional::new(Duration::from_secs(10));
     let accept_failed = Occasional::new(Duration::from_secs(10));
     tokio::pin!(shutdown);
-    loop {
+    'accepting: loop {
         // Room for one more: close the connection idle the longest, or wait
         // for one to end or go idle.
+        let mut at_the_limit = false;
         while table.live() >= limits.max_connections {
+            let room = table.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
             let evicted = table.close_oldest_idle();
-            metrics.connection_limit_reached();
-            if let Some(held_back) = at_limit.ready() {
-                tracing::warn!(
-                    limit = limits.max_connections,
-                    held_back,
-                    "connection limit reached: {}",
-                    if evicted {
-                        "closing the connection idle the longest"
-                    } else {
-                        "every connection is busy; new ones wait"
-                    }
-                );
+            if !at_the_limit {
+                at_the_limit = true;
+                metrics.connection_limit_reached();
+                if let Some(held_back) = at_limit.ready() {
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        held_back,
+                        "connection limit reached: {}",
+                        if evicted {
+                            "closing the connection idle the longest"
+                        } else {
+                            "every connection is busy; new ones wait"
+                        }
+                    );
+                }
             }
             if evicted {
                 break;
             }
             tokio::select! {
-                _ = table.room.notified() => {}
+                _ = room => {}
                 Some(_) = connections.join_next() => {}
-                _ = &mut shutdown => return drain(connections, stop, &limits).await,
+                _ = &mut shutdown => break 'accepting,
             }
         }
         let (stream, peer) = tokio::select! {
@@ -211,6 +219,8 @@ enum Close {
     HeaderTimeout,
     /// Nothing asked for `idle_timeout` since the last answer.
     Idle,
+    /// Answers under way, and none of their bytes taken for `idle_timeout`.
+    Stalled,
     /// Closed to make room at the connection limit.
     Evicted,
 }
@@ -220,6 +230,7 @@ impl Close {
         match self {
             Close::HeaderTimeout => "header_timeout",
             Close::Idle => "idle_timeout",
+            Close::Stalled => "stalled",
             Close::Evicted => "evicted",
         }
     }
@@ -244,7 +255,6 @@ impl Served {
         stopping: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let stream = Watched::new(stream, self.limits.idle_timeout);
         let Some(tls) = &self.tls else {
             return self.http(stream, peer, connection, stopping).await;
         };
@@ -279,7 +289,7 @@ impl Served {
                 let app = app.clone();
                 async move {
                     let response = app.oneshot(request).await.unwrap_or_else(|never| match never {});
-                    Ok::<_, Infallible>(response.map(|body| Body::new(Answering { body, _busy: busy })))
+                    Ok::<_, Infallible>(response.map(|body| Body::new(Answering { body, busy })))
                 }
             })
         };
@@ -330,6 +340,7 @@ impl Table {
                 in_flight: 0,
                 served: 0,
                 since: Instant::now(),
+                progress: Instant::now(),
                 close: None,
             }),
             changed: Notify::new(),
@@ -391,6 +402,8 @@ struct State {
     served: u64,
     /// When it was accepted, or its last answer ended.
     since: Instant,
+    /// When an answer's bytes were last taken (or a request began).
+    progress: Instant,
     /// Told to close (at the connection limit).
     close: Option<Close>,
 }
@@ -405,6 +418,7 @@ impl Connection {
         let mut state = self.state();
         state.in_flight += 1;
         state.served += 1;
+        state.progress = Instant::now();
         drop(state);
         self.changed.notify_waiters();
         Busy(self.clone())
@@ -422,20 +436,19 @@ impl Connection {
                     return reason;
                 }
                 match (state.in_flight, state.served) {
-                    (0, 0) => Some((state.since + limits.header_timeout, Close::HeaderTimeout)),
-                    (0, _) => Some((state.since + limits.idle_timeout, Close::Idle)),
-                    _ => None,
+                    (0, 0) => (state.since + limits.header_timeout, Close::HeaderTimeout),
+                    (0, _) => (state.since + limits.idle_timeout, Close::Idle),
+                    _ => (state.progress + limits.idle_timeout, Close::Stalled),
                 }
             };
             match deadline {
-                Some((at, reason)) if Instant::now() >= at => return reason,
-                Some((at, _)) => {
+                (at, reason) if Instant::now() >= at => return reason,
+                (at, _) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {}
                         _ = changed => {}
                     }
                 }
-                None => changed.await,
             }
         }
     }
@@ -460,10 +473,11 @@ impl Drop for Busy {
     }
 }
 
-/// An answer's body, holding its connection busy until it is sent (or dropped).
+/// An answer's body, holding its connection busy until it is sent (or
+/// dropped), and noting each time its bytes are taken.
 struct Answering {
     body: Body,
-    _busy: Busy,
+    busy: Busy,
 }
 
 impl http_body::Body for Answering {
@@ -474,7 +488,13 @@ impl http_body::Body for Answering {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &frame {
+            // Taken: the client is reading (the connection asks for more
+            // only as the client takes what was sent).
+            self.busy.0.state().progress = Instant::now();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -483,90 +503,5 @@ impl http_body::Body for Answering {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// A client's socket whose writes fail when the client has taken nothing
-/// for `stall` (it stopped reading its answer): the connection is cut
-/// instead of holding its answer, and the cache's files, forever.
-struct Watched<S> {
-    inner: S,
-    stall: Duration,
-    /// Armed while a write waits for the client.
-    waiting: Option<Pin<Box<Sleep>>>,
-}
-
-impl<S> Watched<S> {
-    fn new(inner: S, stall: Duration) -> Self {
-        Watched {
-            inner,
-            stall,
-            waiting: None,
-        }
-    }
-
-    /// `Pending` from a write: arm the timer, or fail if it ran out.
-    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let stall = self.stall;
-        let timer = self
-            .waiting
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading its answer",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn progressed<T>(&mut self, result: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match result {
-            Poll::Pending => self.stalled(cx),
-            ready => {
-                self.waiting = None;
-                ready
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.progressed(result, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
-        self.progressed(result, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progressed(result, cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.progressed(result, cx)
     }
 }

@@ -379,7 +379,24 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
         .await
         .expect("fill");
     assert_eq!(cached.len(), data.len());
+    // Until only the metrics request's own connection is left.
+    let all_closed = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = common::metrics(&proxy).await;
+            if common::metric(&metrics, "mcreg_connections ") == 1.0 {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stalled answer is still held:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
 
+    // HTTP/1.1: the client reads nothing more; its socket's buffers fill,
+    // then the server's writes wait, then the server gives up.
     let mut stalled = tokio::net::TcpStream::connect(proxy.host())
         .await
         .expect("connect");
@@ -387,20 +404,7 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
     stalled.write_all(request.as_bytes()).await.expect("send");
     let mut first = vec![0; 1024];
     let _ = stalled.read(&mut first).await.expect("the answer starts");
-    // The client reads nothing more: its socket's buffers fill, then the
-    // server's writes wait, then the server gives up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = common::metrics(&proxy).await;
-        if common::metric(&metrics, "mcreg_connections") == 1.0 {
-            break; // only the metrics request's own connection
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stalled answer is still held:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    all_closed().await;
     let mut received = 0;
     let mut buffer = vec![0; 1024 * 1024];
     while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buffer)).await {
@@ -410,4 +414,29 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
         received += n;
     }
     assert!(received < data.len(), "the whole blob was sent after all");
+
+    // HTTP/2: the stream's window closes while the connection itself is
+    // alive (pings answered); the answer is cut all the same.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let mut response = h2.get(&blob).send().await.expect("GET over HTTP/2");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert!(response.chunk().await.expect("a chunk").is_some());
+    let metrics = all_closed().await;
+    assert_eq!(
+        common::metric(&metrics, "mcreg_connections_closed_total{reason=\"stalled\"}"),
+        2.0
+    );
+    let mut rest = Ok(Some(bytes::Bytes::new()));
+    let mut received = 0;
+    while let Ok(Some(chunk)) = rest {
+        received += chunk.len();
+        rest = response.chunk().await;
+    }
+    assert!(
+        rest.is_err() && received < data.len(),
+        "the whole blob was sent after all"
+    );
 }
