@@ -205,8 +205,10 @@ impl Cache {
     /// "not found" is an answer, not a failure).
     fn count_failure(&self, route: &Route, error: &Error) {
         let Error::Upstream(error) = error else { return };
+        if error.is_not_found() {
+            self.metrics.not_found_upstream(&route.name);
+        }
         match error {
-            _ if error.is_not_found() => self.metrics.not_found_upstream(&route.name),
             registry_client::Error::Sources { attempts, .. } => {
                 for attempt in attempts {
                     if let registry_client::error::SourceOutcome::Failed(e) = &attempt.outcome
@@ -216,7 +218,8 @@ impl Cache {
                     }
                 }
             }
-            _ => self.metrics.upstream_failed(&route.name, &route.registry),
+            e if !e.is_not_found() => self.metrics.upstream_failed(&route.name, &route.registry),
+            _ => {}
         }
     }
 
@@ -593,9 +596,12 @@ impl Cache {
     ) -> Shared<()> {
         let repository = reference.repository();
         let linked = self
-            .wrote(
+            .read(
                 "read a link",
-                self.storage.linked(&route.name, repository, kind, digest).await,
+                self.storage
+                    .linked(&route.name, repository, kind, digest)
+                    .await
+                    .map(Some),
             )
             .unwrap_or(false);
         if linked {
