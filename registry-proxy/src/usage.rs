@@ -182,42 +182,29 @@ impl Usage {
     /// pinned one. They are taken out of the count (deleting may still fail:
     /// then the next listing counts them again).
     pub fn choose_victims(&self, metrics: &Metrics) -> Vec<String> {
-        let mut state = self.state();
         let now = unix_now();
         let too_old = |e: &Entry| {
             self.limits
                 .max_age
                 .is_some_and(|age| now.saturating_sub(e.used) > age.as_millis() as u64)
         };
-        let mut candidates: Vec<(&String, &Entry)> = state
-            .objects
-            .iter()
-            .filter(|(key, _)| !state.pins.contains_key(*key))
-            .collect();
-        candidates.sort_by_key(|(_, e)| (e.class, e.used));
         let target = self.limits.max_size.map(|max| (max as f64 * LOW_WATER) as u64);
-        let mut total = state.total;
-        let mut victims = Vec::new();
-        for (key, entry) in candidates {
-            let over = target.is_some_and(|t| total > t);
-            if over || too_old(entry) {
-                total -= entry.size;
-                victims.push(key.clone());
-            }
-        }
-        for key in &victims {
-            if let Some(entry) = state.objects.remove(key) {
-                state.total -= entry.size;
-            }
-        }
-        publish(&state, metrics);
-        victims
+        self.take_victims(metrics, |total, _, entry| {
+            target.is_some_and(|t| total > t) || too_old(entry)
+        })
     }
 
     /// Unpinned objects, blobs first, least recently used first, that
     /// free at least `bytes` (as many as there are, if they do not). They
     /// are taken out of the count, as by [`choose_victims`](Self::choose_victims).
     pub fn choose_victims_to_free(&self, bytes: u64, metrics: &Metrics) -> Vec<String> {
+        self.take_victims(metrics, |_, freed, _| freed < bytes)
+    }
+
+    /// Goes through the unpinned objects in eviction order (blobs first,
+    /// least recently used first), taking out of the count those that
+    /// `goes(total left, freed so far, object)` picks.
+    fn take_victims(&self, metrics: &Metrics, mut goes: impl FnMut(u64, u64, &Entry) -> bool) -> Vec<String> {
         let mut state = self.state();
         let mut candidates: Vec<(&String, &Entry)> = state
             .objects
@@ -225,16 +212,14 @@ impl Usage {
             .filter(|(key, _)| !state.pins.contains_key(*key))
             .collect();
         candidates.sort_by_key(|(_, e)| (e.class, e.used));
-        let mut freed = 0;
-        let victims: Vec<String> = candidates
-            .into_iter()
-            .take_while(|(_, entry)| {
-                let more = freed < bytes;
-                freed += entry.size;
-                more
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
+        let mut total = state.total;
+        let mut victims = Vec::new();
+        for (key, entry) in candidates {
+            if goes(total, state.total - total, entry) {
+                total -= entry.size;
+                victims.push(key.clone());
+            }
+        }
         for key in &victims {
             if let Some(entry) = state.objects.remove(key) {
                 state.total -= entry.size;
