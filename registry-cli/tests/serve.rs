@@ -535,7 +535,7 @@ fn a_private_upstream_on_the_command_line_hints_at_htpasswd_or_public() {
     );
 }
 
-// Issue 18: `mcreg serve` must hold against silent connections, a hung
+// `mcreg serve` under attack: silent connections, a hung
 // upstream and a full disk.
 
 /// An answer to [`http_request`]: the status, the header block, the body.
@@ -869,22 +869,29 @@ async fn sigterm_during_a_fill_keeps_the_blob() {
     );
 }
 
-/// A client that sends a request and leaves before its answer (the
-/// upstream never answers) gets one access line, status 499, with the time
-/// it waited and the request's id.
-#[tokio::test]
-async fn a_client_that_leaves_before_its_answer_is_logged_with_499() {
+/// `mcreg serve` whose one route's upstream takes requests and never
+/// answers, with `upstream_timeout` (and the sandbox it runs in).
+fn serve_a_hung_upstream(upstream_timeout: &str) -> (conformance::harness::HungServer, Sandbox, Server) {
     let hung = conformance::harness::HungServer::accepting();
     let sandbox = Sandbox::new();
     let config = write_config(
         &sandbox,
         &format!(
             "[server]\nshutdown_grace = \"5s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n\
-             upstream_timeout = \"20s\"\n",
+             upstream_timeout = \"{upstream_timeout}\"\n",
             hung.host()
         ),
     );
     let server = Server::start(&sandbox, &["--config", &config], &[]);
+    (hung, sandbox, server)
+}
+
+/// A client that sends a request and leaves before its answer (the
+/// upstream never answers) gets one access line, status 499, with the time
+/// it waited and the request's id.
+#[tokio::test]
+async fn a_client_that_leaves_before_its_answer_is_logged_with_499() {
+    let (hung, _sandbox, server) = serve_a_hung_upstream("20s");
     let path = "/v2/x/y/manifests/v1";
     let mut client = std::net::TcpStream::connect(server.host()).expect("connect");
     write!(
@@ -926,17 +933,7 @@ async fn a_client_that_leaves_before_its_answer_is_logged_with_499() {
 /// `503 UNAVAILABLE` once the route's `upstream_timeout` (2 s) has passed.
 #[tokio::test]
 async fn a_hung_upstream_gets_a_503_within_the_upstream_timeout() {
-    let hung = conformance::harness::HungServer::accepting();
-    let sandbox = Sandbox::new();
-    let config = write_config(
-        &sandbox,
-        &format!(
-            "[server]\nshutdown_grace = \"5s\"\n\n[[route]]\nregistry = \"{}\"\ndefault = true\n\
-             upstream_timeout = \"2s\"\n",
-            hung.host()
-        ),
-    );
-    let server = Server::start(&sandbox, &["--config", &config], &[]);
+    let (_hung, _sandbox, server) = serve_a_hung_upstream("2s");
     let path = "/v2/x/y/manifests/v1";
     let started = Instant::now();
     let (status, body) = http_get(&server.host(), path);

@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, Tmpfs, config, header, metric, metrics, recorded, wait_for_hit};
+use common::{RunningProxy, Tmpfs, config, header, metric, metrics, recorded, wait_for_hit, walk};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
@@ -570,18 +570,4 @@ async fn hostile_requests_get_an_error_and_leave_nothing_behind() {
     assert_eq!(ok.status(), StatusCode::OK);
     let stored: Vec<_> = walk(&dir.path().join("store"));
     assert!(stored.is_empty(), "{stored:?}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

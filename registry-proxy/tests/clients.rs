@@ -20,7 +20,7 @@ use std::process::Command;
 
 use common::{
     RunningProxy, Tmpfs, config, config_with_routes, fetched_blobs, metric, metrics, push_noise_image, route,
-    wait_for_hit,
+    wait_for_hit, walk,
 };
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::tools::{self, layout_digest};
@@ -527,7 +527,7 @@ async fn skopeo_pulls_a_300_mb_image_whole_through_a_cache_on_a_40_mb_disk() {
     }
 
     // What was stored is whole; nothing is left in the spool.
-    let stored = walk_files(&disk.path().join("store/routes"));
+    let stored = walk(&disk.path().join("store/routes"));
     let blob = |f: &&PathBuf| {
         let path = f.to_string_lossy();
         path.contains("/blobs/sha256/") && !path.contains("/_links/")
@@ -542,22 +542,8 @@ async fn skopeo_pulls_a_300_mb_image_whole_through_a_cache_on_a_40_mb_disk() {
             file.display()
         );
     }
-    let spooled = walk_files(&disk.path().join("spool"));
+    let spooled = walk(&disk.path().join("spool"));
     assert!(spooled.is_empty(), "{spooled:?}");
-}
-
-/// Every file under `dir`.
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// `skopeo copy` from the cache into OCI layouts: one image (the default

@@ -366,3 +366,17 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Every file under `dir` (none if it does not exist).
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
