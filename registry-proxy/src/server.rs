@@ -20,7 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -329,6 +329,9 @@ struct Table {
     next: AtomicU64,
     /// A connection ended or went idle: there may be room now.
     room: Arc<Notify>,
+    /// Open connections told to close (to make room), not yet gone: the
+    /// room they hold is already given away.
+    evicted: AtomicUsize,
 }
 
 impl Table {
@@ -351,13 +354,19 @@ impl Table {
     }
 
     fn close(&self, connection: &Connection) {
-        self.lock().remove(&connection.id);
+        let mut open = self.lock();
+        open.remove(&connection.id);
+        if connection.state().close == Some(Close::Evicted) {
+            self.evicted.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(open);
         self.room.notify_waiters();
     }
 
     /// Connections not already told to close.
     fn live(&self) -> usize {
-        self.lock().values().filter(|c| c.state().close.is_none()).count()
+        let open = self.lock();
+        open.len() - self.evicted.load(Ordering::Relaxed)
     }
 
     /// Tells the connection idle the longest to close; false if none is idle.
@@ -373,6 +382,7 @@ impl Table {
         match oldest {
             Some((_, connection)) => {
                 connection.state().close = Some(Close::Evicted);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
                 connection.changed.notify_waiters();
                 true
             }
