@@ -1195,3 +1195,42 @@ async fn error_answers_name_no_local_path_and_give_a_request_id() {
         "the access line does not name the file: {line}"
     );
 }
+
+/// Requests the HTTP layer answers itself, before they reach the cache
+/// (headers over the limit: 431; not HTTP at all: 400), still get their
+/// access line: every request has exactly one.
+#[tokio::test]
+async fn a_request_the_http_layer_refuses_still_gets_its_access_line() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["--upstream", &registry.host()], &[]);
+    let raw = |request: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(server.host()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = stream.write_all(request);
+        let mut answer = vec![0; 256];
+        let read = stream.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..read]).into_owned()
+    };
+    let big = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(128 * 1024)
+    );
+    let answer = raw(big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    let answer = raw(b"NOT HTTP AT ALL\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.80}");
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    for status in ["431", "400"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" request ") && field(l, "status") == Some(status))
+            .collect();
+        assert_eq!(lines.len(), 1, "status {status}:\n{log}");
+        assert_eq!(field(lines[0], "method"), Some("-"), "{}", lines[0]);
+        assert_eq!(field(lines[0], "client"), Some("127.0.0.1"), "{}", lines[0]);
+    }
+}

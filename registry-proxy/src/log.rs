@@ -145,6 +145,25 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, mut request: Request, ne
     Response::from_parts(parts, Body::from_stream(counted))
 }
 
+/// The line of a request refused before it reached the service, by the
+/// HTTP layer itself (headers too large: 431; not HTTP: 400): its method and
+/// path cannot be told.
+pub fn refused(metrics: Arc<Metrics>, client: std::net::SocketAddr, status: u16, started: Instant) {
+    drop(Line {
+        metrics,
+        early: Early::default(),
+        id: RequestId::new(),
+        client: Some(client.ip().to_string()),
+        method: "-".to_owned(),
+        target: "-".to_owned(),
+        status,
+        served: Served::default(),
+        started,
+        bytes: Arc::new(AtomicU64::new(0)),
+    });
+}
+
+/// A request's access line, written when dropped.
 struct Line {
     metrics: Arc<Metrics>,
     early: Early,

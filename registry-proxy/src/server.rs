@@ -301,6 +301,11 @@ impl Served {
                 result = &mut served => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, "connection ended: {error}");
+                        // hyper answered it itself: it still gets its line.
+                        if let Some(status) = refused_with(&*error) {
+                            let started = connection.state().since.into_std();
+                            crate::log::refused(self.metrics.clone(), peer, status, started);
+                        }
                     }
                     return;
                 }
@@ -319,6 +324,19 @@ impl Served {
                 }
             }
         }
+    }
+}
+
+/// The status hyper answered a request it could not read with, if that is
+/// why the connection ended.
+fn refused_with(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let error = error.downcast_ref::<hyper::Error>()?;
+    if error.is_parse_too_large() {
+        Some(431)
+    } else if error.is_parse() {
+        Some(400)
+    } else {
+        None
     }
 }
 
