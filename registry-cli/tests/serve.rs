@@ -145,32 +145,10 @@ impl Drop for Server {
     }
 }
 
-/// `GET target` from `host`, as HTTP/1.0 so that the body simply ends with
-/// the connection (no chunks to decode): the status and the body.
+/// `GET target` from `host` (see [`http_request`]): the status and the body.
 fn http_get(host: &str, target: &str) -> (u16, Vec<u8>) {
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to the cache");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {target} HTTP/1.0\r\nHost: {host}\r\n\
-         Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read the answer");
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&answer)));
-    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head}"));
-    (status, answer[end + 4..].to_vec())
+    let answer = http_request(host, "GET", target);
+    (answer.status, answer.body)
 }
 
 /// The code of a registry error body.
@@ -559,13 +537,19 @@ impl Answer {
     }
 }
 
-/// `METHOD target` to `host` as HTTP/1.0 (the body ends with the connection).
+/// `METHOD target` to `host` as HTTP/1.0, so that the body simply ends with
+/// the connection (no chunks to decode), accepting OCI manifests.
 fn http_request(host: &str, method: &str, target: &str) -> Answer {
     let mut stream = std::net::TcpStream::connect(host).expect("connect to the cache");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    write!(stream, "{method} {target} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "{method} {target} HTTP/1.0\r\nHost: {host}\r\n\
+         Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .expect("send");
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).expect("read the answer");
     let end = answer
