@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::Proxy;
 use crate::auth::{Client, TOKEN_PATH};
-use crate::cache::{BlobFound, CacheResult, ManifestAnswer};
+use crate::cache::{BlobFound, ManifestAnswer};
+use crate::cache_result::CacheResult;
 use crate::error::Error;
 use crate::log::{Early, RequestId, Served};
 use crate::routes::{NoRoute, Route, Selector};

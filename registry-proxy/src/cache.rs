@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use registry_client::{ImageReference, ManifestDescriptor};
 
+use crate::cache_result::CacheResult;
 use crate::error::Error;
 use crate::fill::{Fill, FillJob, Fills};
 use crate::health::StorageHealth;
@@ -36,25 +37,6 @@ use crate::warnings::Occasional;
 /// What errors the cache passes on: shared, because one upstream failure
 /// answers every request that waited for it.
 pub type Shared<T> = Result<T, Arc<Error>>;
-
-/// How an answer was found, as `X-Cache` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
-    Hit,
-    Miss,
-    /// Every upstream failed; this is the last known answer.
-    Stale,
-}
-
-impl CacheResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "HIT",
-            CacheResult::Miss => "MISS",
-            CacheResult::Stale => "STALE",
-        }
-    }
-}
 
 /// A manifest to answer with; `bytes` is `None` for a `HEAD` answered
 /// without fetching the manifest.

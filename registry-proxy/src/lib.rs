@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod cache;
+mod cache_result;
 pub mod config;
 pub mod error;
 mod fill;

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
 
-use crate::cache::CacheResult;
+use crate::cache_result::CacheResult;
 use crate::fill::Fill;
 use crate::metrics::{Answered, Metrics};
 use crate::routes::Selector;

@@ -18,6 +18,7 @@
 //! filesystem), elsewhere by a multipart upload. Nothing half-written is
 //! ever under a key.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -214,15 +215,16 @@ impl Storage {
             .collect())
     }
 
-    /// Every replica's batch of recorded uses (`access/<replica>.json`).
-    pub async fn read_uses(&self) -> Result<crate::usage::Uses> {
+    /// Every replica's batch of recorded uses (`access/<replica>.json`):
+    /// (replica, key → when last used, ms since the epoch).
+    pub async fn read_uses(&self) -> Result<Vec<(String, HashMap<String, u64>)>> {
         let batches: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&Path::from("access")))
             .try_collect()
             .await
             .map_err(|e| Error::storage("cannot list the cache's use records", e))?;
-        let mut uses = crate::usage::Uses::default();
+        let mut uses = Vec::new();
         for batch in batches {
             let Some(replica) = batch.location.filename().and_then(|f| f.strip_suffix(".json")) else {
                 continue;
@@ -231,7 +233,7 @@ impl Storage {
             if let Some(bytes) = self.get(&batch.location).await? {
                 // A damaged batch only loses some recency.
                 if let Ok(map) = serde_json::from_slice(&bytes) {
-                    uses.add(replica, map);
+                    uses.push((replica, map));
                 }
             }
         }
@@ -239,11 +241,7 @@ impl Storage {
     }
 
     /// Replaces this replica's batch of recorded uses.
-    pub async fn write_uses(
-        &self,
-        replica: &str,
-        uses: &std::collections::HashMap<String, u64>,
-    ) -> Result<()> {
+    pub async fn write_uses(&self, replica: &str, uses: &HashMap<String, u64>) -> Result<()> {
         let json = serde_json::to_vec(uses).expect("uses serialize");
         self.put(&Path::from(format!("access/{replica}.json")), json.into())
             .await

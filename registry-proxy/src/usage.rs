@@ -109,7 +109,10 @@ impl Usage {
     /// Learns what the storage holds and when each object was last used.
     pub async fn load(&self, storage: &Storage, metrics: &Metrics) -> Result<()> {
         let listed = storage.list_objects().await?;
-        let uses = storage.read_uses().await?;
+        let mut uses = Uses::default();
+        for (replica, batch) in storage.read_uses().await? {
+            uses.add(replica, batch);
+        }
         let mut state = self.state();
         for (key, size, modified) in listed {
             let Some(class) = Class::of(&key) else { continue };
