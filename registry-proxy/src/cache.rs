@@ -124,12 +124,7 @@ impl Cache {
             health,
         } = maintenance.clone();
         Cache {
-            fills: Arc::new(Fills::new(
-                metrics.clone(),
-                usage.clone(),
-                health.clone(),
-                maintenance,
-            )),
+            fills: Arc::new(Fills::new(maintenance)),
             storage,
             usage,
             metrics,

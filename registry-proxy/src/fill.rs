@@ -35,12 +35,9 @@ use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, Result};
-use crate::health::StorageHealth;
 use crate::maintenance::Maintenance;
-use crate::metrics::Metrics;
 use crate::passthrough::PassThrough;
 use crate::storage::{Kind, Storage};
-use crate::usage::Usage;
 use crate::warnings::Occasional;
 
 /// Bytes gathered before they are written to the spool (and shown to readers).
@@ -92,16 +89,8 @@ pub struct Fill {
     /// The repository it is fetched for (linked to the blob when it is done).
     repository: String,
     readers: Arc<Readers>,
-    /// Where readers go on from when the fill stops.
-    upstream: Arc<Upstream>,
-}
-
-/// What a reader needs to fetch the rest of the blob itself.
-struct Upstream {
-    client: RepositoryClient,
-    reference: ImageReference,
-    digest: String,
-    timeout: Duration,
+    /// What it fetches: where readers go on from when the fill stops.
+    job: Arc<FillJob>,
 }
 
 /// How many clients read a fill, and since when it has had none.
@@ -198,7 +187,7 @@ impl Fill {
             state: self.state.clone(),
             at: range.start,
             end: range.end,
-            upstream: self.upstream.clone(),
+            job: self.job.clone(),
             rest: None,
             _slot: self.readers.join(),
         };
@@ -216,7 +205,7 @@ struct Reader {
     state: watch::Receiver<FillState>,
     at: u64,
     end: u64,
-    upstream: Arc<Upstream>,
+    job: Arc<FillJob>,
     /// The rest, from the upstream, after the fill stopped.
     rest: Option<BoxStream<'static, std::io::Result<Bytes>>>,
     _slot: ReaderSlot,
@@ -274,11 +263,9 @@ impl Reader {
     /// The fill stopped: the rest of the range straight from the upstream.
     async fn go_on_from_upstream(&mut self) -> Option<std::io::Result<Bytes>> {
         self.file = None;
-        let upstream = &self.upstream;
-        let client = upstream
-            .client
-            .with_deadline(std::time::Instant::now() + upstream.timeout);
-        let started = PassThrough::start(client, upstream.reference.clone(), upstream.digest.clone()).await;
+        let job = &self.job;
+        let client = job.client.with_deadline(std::time::Instant::now() + job.timeout);
+        let started = PassThrough::start(client, job.reference.clone(), job.digest.clone()).await;
         match started {
             Ok(rest) if rest.size >= self.end => {
                 self.rest = Some(rest.read(self.at..self.end));
@@ -306,9 +293,7 @@ pub struct Fills {
     running: Mutex<HashMap<String, Arc<Fill>>>,
     /// A fill ended.
     ended: Notify,
-    metrics: Arc<Metrics>,
-    usage: Arc<Usage>,
-    health: Arc<StorageHealth>,
+    /// The storage's metrics, use records and health, and room-making.
     maintenance: Maintenance,
     failures: Occasional,
 }
@@ -335,18 +320,10 @@ enum Outcome {
 }
 
 impl Fills {
-    pub fn new(
-        metrics: Arc<Metrics>,
-        usage: Arc<Usage>,
-        health: Arc<StorageHealth>,
-        maintenance: Maintenance,
-    ) -> Fills {
+    pub fn new(maintenance: Maintenance) -> Fills {
         Fills {
             running: Mutex::new(HashMap::new()),
             ended: Notify::new(),
-            metrics,
-            usage,
-            health,
             maintenance,
             failures: Occasional::new(Duration::from_secs(10)),
         }
@@ -363,6 +340,7 @@ impl Fills {
 
     /// The fill of `job`'s blob under way, or a new one.
     pub fn join_or_start(self: &Arc<Self>, storage: &Storage, job: FillJob) -> Result<Arc<Fill>> {
+        let job = Arc::new(job);
         let key = fill_key(&job.route, &job.digest);
         let mut running = self.lock();
         if let Some(fill) = running.get(&key) {
@@ -388,20 +366,15 @@ impl Fills {
             state: receiver,
             repository: job.reference.repository().to_owned(),
             readers: readers.clone(),
-            upstream: Arc::new(Upstream {
-                client: job.client.clone(),
-                reference: job.reference.clone(),
-                digest: job.digest.clone(),
-                timeout: job.timeout,
-            }),
+            job: job.clone(),
         });
         running.insert(key.clone(), fill.clone());
         drop(running);
         let (fills, storage) = (self.clone(), storage.clone());
-        self.metrics.fill_started();
+        self.maintenance.metrics.fill_started();
         tokio::spawn(async move {
             let outcome = fills.run(&storage, &job, file, spool, &state, &readers).await;
-            fills.metrics.fill_ended();
+            fills.maintenance.metrics.fill_ended();
             state.send_replace(fills.ended(&job, outcome, &state));
             fills.lock().remove(&key);
             fills.ended.notify_waiters();
@@ -413,16 +386,20 @@ impl Fills {
     fn ended(&self, job: &FillJob, outcome: Outcome, state: &watch::Sender<FillState>) -> FillState {
         match outcome {
             Outcome::Done(size, source) => {
-                self.metrics.fetched(&job.route, size);
+                self.maintenance.metrics.fetched(&job.route, size);
                 if let Ok(key) = crate::storage::blob_key(&job.route, &job.digest) {
-                    self.usage.added(key, size, &self.metrics);
+                    self.maintenance.usage.added(key, size, &self.maintenance.metrics);
                 }
                 FillState::Done { size, source }
             }
             Outcome::Stopped(reason, error) => {
-                self.metrics.fill_stopped(reason);
+                self.maintenance.metrics.fill_stopped(reason);
                 match &error {
-                    Some(error) => self.health.failed("fill a blob", error, &self.metrics),
+                    Some(error) => {
+                        self.maintenance
+                            .health
+                            .failed("fill a blob", error, &self.maintenance.metrics)
+                    }
                     None => {
                         tracing::debug!(route = %job.route, digest = %job.digest, reason, "blob fill stopped")
                     }
@@ -439,7 +416,9 @@ impl Fills {
                     // (each answer counts it, in the cache's metrics).
                 } else if let Error::Storage { .. } = &error {
                     // Verified, then the commit failed: served all the same.
-                    self.health.failed("commit a blob", &error, &self.metrics);
+                    self.maintenance
+                        .health
+                        .failed("commit a blob", &error, &self.maintenance.metrics);
                 } else if let Some(held_back) = self.failures.ready() {
                     tracing::warn!(
                         route = %job.route,
@@ -769,11 +748,13 @@ mod tests {
                 count: AtomicUsize::new(0),
                 alone_since: Mutex::new(Instant::now()),
             }),
-            upstream: Arc::new(Upstream {
+            job: Arc::new(FillJob {
                 client: RepositoryClient::builder("oci").build().expect("client"),
-                reference: "127.0.0.1:1/app:v1".parse().expect("reference"),
-                digest: registry_client::digest::sha256(content),
+                fetches: Arc::new(tokio::sync::Semaphore::new(1)),
                 timeout: Duration::from_secs(1),
+                reference: "127.0.0.1:1/app:v1".parse().expect("reference"),
+                route: "app".into(),
+                digest: registry_client::digest::sha256(content),
             }),
         };
         (fill, state)
