@@ -39,14 +39,6 @@ pub enum Error {
     /// An upstream request failed (every upstream of the route, when it has several).
     #[error(transparent)]
     Upstream(#[from] registry_client::Error),
-
-    /// The server could not start or stop (binding the address, say).
-    #[error("{context}")]
-    Serve {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {

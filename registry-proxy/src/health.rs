@@ -94,12 +94,8 @@ impl StorageHealth {
         true
     }
 
-    /// Whether it is time for another probe of a failing storage (and
-    /// takes the turn).
+    /// Whether it is time for another probe (and takes the turn).
     fn probe_due(&self) -> bool {
-        if !self.is_failing() {
-            return false;
-        }
         let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if last.is_some_and(|at| now.duration_since(at) < PROBE_EVERY) {
