@@ -384,12 +384,9 @@ where
                 .into_response();
             }
         };
-    let route_name = route.name.clone();
-    asked.early.route(&route_name, selector);
+    asked.early.route(&route.name, selector);
     let note = |mut response: Response, user: Option<String>| {
         let served = response.extensions_mut().get_or_insert_with(Served::default);
-        served.route = Some(route_name);
-        served.via = Some(selector);
         served.user = user;
         response
     };

@@ -25,9 +25,6 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 /// What a handler tells the access log about its answer.
 #[derive(Clone, Default)]
 pub struct Served {
-    pub route: Option<String>,
-    /// How the route was chosen.
-    pub via: Option<Selector>,
     pub cache: Option<CacheResult>,
     pub upstream: Option<String>,
     /// A blob's fill, which knows its upstream once it is done.
@@ -43,8 +40,6 @@ pub struct Served {
 impl Served {
     pub fn new(cache: CacheResult, upstream: Option<String>) -> Served {
         Served {
-            route: None,
-            via: None,
             cache: Some(cache),
             upstream,
             fill: None,
@@ -55,8 +50,9 @@ impl Served {
     }
 }
 
-/// What a handler knows before its answer (the route), for the line of a
-/// client that leaves first: a request extension the handler fills in.
+/// The request's route and how it was chosen: a request extension the
+/// handler fills in as soon as it knows (so a client that leaves before
+/// its answer has them on its line too).
 #[derive(Clone, Default)]
 pub struct Early(Arc<std::sync::Mutex<Option<(String, Selector)>>>);
 
@@ -179,15 +175,10 @@ struct Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
-        if self.served.route.is_none()
-            && let Some((route, via)) = self.early.take()
-        {
-            self.served.route = Some(route);
-            self.served.via = Some(via);
-        }
+        let (route, via) = self.early.take().unzip();
         let bytes = self.bytes.load(Ordering::Relaxed);
         self.metrics.answered(&Answered {
-            route: self.served.route.as_deref(),
+            route: route.as_deref(),
             method: &self.method,
             status: self.status,
             cache: self.served.cache,
@@ -207,8 +198,8 @@ impl Drop for Line {
             method = %self.method,
             path = %self.target,
             status = self.status,
-            route = %self.served.route.as_deref().unwrap_or("-"),
-            via = %self.served.via.map_or("-", Selector::as_str),
+            route = %route.as_deref().unwrap_or("-"),
+            via = %via.map_or("-", Selector::as_str),
             upstream = %upstream.as_deref().unwrap_or("-"),
             cache = %self.served.cache.map_or("-", CacheResult::as_str),
             bytes,
