@@ -100,7 +100,7 @@ pub async fn serve(
     let table = Arc::new(Table::default());
     let (stop, stopping) = watch::channel(false);
     let builder = Arc::new(http_builder(&limits));
-    let served = Served {
+    let serving = Serving {
         app,
         tls,
         limits: limits.clone(),
@@ -164,12 +164,12 @@ pub async fn serve(
         };
         let connection = table.open();
         metrics.connection_opened();
-        let served = served.clone();
+        let serving = serving.clone();
         let stopping = stopping.clone();
         let table = table.clone();
         let metrics = metrics.clone();
         connections.spawn(async move {
-            served.connection(stream, peer, &connection, stopping).await;
+            serving.connection(stream, peer, &connection, stopping).await;
             table.close(&connection);
             metrics.connection_ended();
         });
@@ -238,7 +238,7 @@ impl Close {
 
 /// Everything a connection task needs.
 #[derive(Clone)]
-struct Served {
+struct Serving {
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
@@ -246,7 +246,7 @@ struct Served {
     builder: Arc<auto::Builder<TokioExecutor>>,
 }
 
-impl Served {
+impl Serving {
     async fn connection(
         &self,
         stream: TcpStream,
@@ -312,8 +312,9 @@ impl Served {
                 reason = connection.expired(&self.limits), if !closing => {
                     self.metrics.connection_closed(reason.as_str());
                     served.as_mut().graceful_shutdown();
-                    // Idle: nothing to finish. Whatever hyper still waits
-                    // for (half a request's headers) is not worth more.
+                    // Idle or stalled: nothing will finish. Whatever hyper
+                    // still waits for (half a request's headers, a client
+                    // that reads no more) is not worth more than a second.
                     let _ = tokio::time::timeout(Duration::from_secs(1), &mut served).await;
                     return;
                 }
