@@ -50,6 +50,7 @@ impl PassThrough {
             forwarded: false,
             chunks: chunks_tx,
         };
+        let registry = reference.registry().to_owned();
         tokio::spawn(async move {
             let fetched = client.fetch_blob(&reference, &digest, None, &mut sink).await;
             sink.finish(fetched.map(drop)).await;
@@ -62,7 +63,7 @@ impl PassThrough {
             }),
             Ok(Err(error)) => Err(Error::Upstream(error)),
             Err(_) => Err(Error::Upstream(registry_client::Error::InvalidResponse {
-                host: String::new(),
+                host: registry,
                 message: "a blob without a size".into(),
             })),
         }
