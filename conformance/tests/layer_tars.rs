@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, run_tool};
 use conformance::suite::{Tree, tree_from_dir, tree_from_tar};
-use registry_client::digest::sha256;
+use registry_client::model::digest::sha256;
 use registry_client::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};

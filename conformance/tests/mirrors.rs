@@ -10,6 +10,7 @@
 //! from the source that served their manifest, and from the next one when it
 //! fails them.
 
+use registry_client::{Progress, ProgressEvent};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
 use registry_client::oci::DOCKER_CONFIG_OPTION;
-use registry_client::pull::{Progress, ProgressEvent, PullOptions, PullResult};
+use registry_client::pull::{PullOptions, PullResult};
 use registry_client::push::CopyOptions;
 use registry_client::sources::{Mirror, RegistrySources, Serves};
 use registry_client::{

@@ -1,13 +1,13 @@
 //! Pull, copy and push progress on stderr: bars on a terminal, one line per layer otherwise,
 //! nothing with `--quiet`. Log lines go through [`LogWriter`] so they print above the bars.
 
+use registry_client::{Progress, ProgressEvent};
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use registry_client::pull::{Progress, ProgressEvent};
 
 use crate::output::{plural, short_digest};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use common::{SECRET_MARK, Sandbox};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{AuthMode, TestRegistry, run_tool};
-use registry_client::digest::sha256;
+use registry_client::model::digest::sha256;
 use url::Url;
 
 #[tokio::test]

@@ -8,10 +8,11 @@
 //! ```
 //! One line per finished layer goes to stderr; the result summary to stdout.
 
+use registry_client::{Progress, ProgressEvent};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use registry_client::pull::{Progress, ProgressEvent, PullOptions};
+use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 
 struct Args {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::future::Cache;
 
-use crate::client::{ManifestDescriptor, TagList};
+use crate::model::manifest::ManifestDescriptor;
+use crate::model::tags::TagList;
 
 /// Default lifetime of answers that can change (tags, catalog, tag→digest).
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);

@@ -66,7 +66,7 @@ impl LayerCache {
 
 /// `(algorithm, hex)` of a digest, checked so it is safe as a path.
 pub(crate) fn split_digest(digest: &str) -> Result<(&str, &str)> {
-    crate::digest::split_for_path(digest)
+    crate::model::digest::split_for_path(digest)
         .ok_or_else(|| Error::InvalidConfig(format!("invalid blob digest {digest:?}")))
 }
 
@@ -90,7 +90,7 @@ mod tests {
     fn entries_appear_whole_and_wrong_sizes_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let cache = LayerCache::open(dir.path()).unwrap();
-        let digest = crate::digest::sha256(b"hello");
+        let digest = crate::model::digest::sha256(b"hello");
         assert!(cache.get(&digest, 5).unwrap().is_none());
         let (atomic, mut file) = cache.writer(&digest).unwrap();
         file.write_all(b"hello").unwrap();

@@ -3,30 +3,30 @@
 pub mod auth;
 mod cache;
 mod client;
-pub mod digest;
 pub mod driver;
 pub mod error;
 pub mod layer_cache;
+pub mod model;
 pub mod oci;
 pub mod output;
-pub mod platform;
 pub mod pull;
 pub mod push;
-pub mod reference;
 pub mod sources;
 mod tar_reader;
 mod transport;
 
 pub use auth::{Challenge, Credentials};
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
-pub use client::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, ImageConfig, Manifest, ManifestDescriptor, ManifestKind,
-    RawManifest, RepositoryClient, RepositoryClientBuilder, TagList, media_types,
-};
+pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
 pub use driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord, register_provider};
 pub use error::{Error, Result};
-pub use platform::Platform;
-pub use reference::ImageReference;
+pub use model::events::{Progress, ProgressEvent};
+pub use model::manifest::{
+    ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest, media_types,
+};
+pub use model::platform::Platform;
+pub use model::reference::ImageReference;
+pub use model::tags::TagList;
 pub use transport::circuit::CircuitBreakerConfig;
 pub use transport::retry::RetryConfig;
 

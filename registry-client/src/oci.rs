@@ -10,7 +10,7 @@ use url::Url;
 use crate::auth::{Credentials, DockerConfig};
 use crate::driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord};
 use crate::error::{Error, Result};
-use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
+use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 /// The generic provider's id.
 pub const ID: &str = "oci";

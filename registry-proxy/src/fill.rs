@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use registry_client::digest::Hasher;
+use registry_client::model::digest::Hasher;
 use registry_client::pull::BlobSink;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::{Notify, watch};
@@ -754,7 +754,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 reference: "127.0.0.1:1/app:v1".parse().expect("reference"),
                 route: "app".into(),
-                digest: registry_client::digest::sha256(content),
+                digest: registry_client::model::digest::sha256(content),
             }),
         };
         (fill, state)

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use registry_client::digest::Hasher;
+use registry_client::model::digest::Hasher;
 use registry_client::pull::BlobSink;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::{mpsc, oneshot};

@@ -256,7 +256,9 @@ fn client_builder(route: &RouteConfig) -> Result<RepositoryClientBuilder> {
 /// A registry as references name it: Docker Hub's hosts are `docker.io`.
 fn registry_name(name: &str) -> String {
     match name.to_ascii_lowercase().as_str() {
-        "index.docker.io" | "registry-1.docker.io" => registry_client::reference::DOCKER_HUB.to_owned(),
+        "index.docker.io" | "registry-1.docker.io" => {
+            registry_client::model::reference::DOCKER_HUB.to_owned()
+        }
         other => other.to_owned(),
     }
 }

@@ -264,7 +264,7 @@ impl Storage {
                 let media_type = std::str::from_utf8(&bytes[..at]).ok()?.to_owned();
                 Some((media_type, bytes.slice(at + 1..)))
             })
-            .filter(|(_, body)| registry_client::digest::verify(digest, body).is_ok());
+            .filter(|(_, body)| registry_client::model::digest::verify(digest, body).is_ok());
         match parsed {
             Some((media_type, bytes)) => Ok(Some(StoredManifest {
                 digest: digest.to_owned(),

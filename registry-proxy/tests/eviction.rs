@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Image, RunningProxy, Tmpfs, config, metrics, pull_through, push_noise_image, wait_for_hit};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
-use registry_client::digest::sha256;
+use registry_client::model::digest::sha256;
 
 /// Three distinct blobs of `size` bytes in one repository.
 async fn blobs(registry: &TestRegistry, size: usize) -> Vec<(String, Vec<u8>)> {
@@ -47,7 +47,7 @@ async fn get(proxy: &RunningProxy, digest: &str) {
         .bytes()
         .await
         .expect("body");
-    assert_eq!(registry_client::digest::sha256(&body), digest);
+    assert_eq!(registry_client::model::digest::sha256(&body), digest);
 }
 
 /// Waits until `digest` is no longer cached (eviction runs on its own task).

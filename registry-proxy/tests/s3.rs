@@ -330,7 +330,7 @@ async fn a_replica_killed_mid_fill_leaves_the_other_serving_whole_bytes() {
     .expect("B answered within 30 s");
     assert_eq!(answer.0, "MISS");
     assert_eq!(answer.1.len(), data.len());
-    assert_eq!(registry_client::digest::sha256(&answer.1), digest);
+    assert_eq!(registry_client::model::digest::sha256(&answer.1), digest);
     assert_eq!(upstream.upstream_blob_gets(), 2, "A's fetch and B's");
 
     // B committed it (its answer may end before the upload to the bucket

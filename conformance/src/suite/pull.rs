@@ -1,12 +1,13 @@
 //! Cases for pulls: each output, each media type and platform, many layers,
 //! nested names, failures mid-download, the layer cache and progress events.
 
+use registry_client::{Progress, ProgressEvent};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use registry_client::pull::{OutputFormat, Progress, ProgressEvent, PullOptions, PullResult};
+use registry_client::pull::{OutputFormat, PullOptions, PullResult};
 use registry_client::{Error, ImageReference, RepositoryClient};
 use serde_json::Value;
 

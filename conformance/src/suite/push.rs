@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use futures::stream;
-use registry_client::digest::sha256;
+use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
 use registry_client::push::{BlobPush, CopyOptions};
 use registry_client::{ImageReference, RepositoryClient};

@@ -320,7 +320,7 @@ impl BlobSink for MemorySink {
     }
 
     async fn digest(&mut self) -> registry_client::Result<String> {
-        Ok(registry_client::digest::sha256(&self.bytes))
+        Ok(registry_client::model::digest::sha256(&self.bytes))
     }
 }
 

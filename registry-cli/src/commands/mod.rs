@@ -10,11 +10,11 @@ pub mod pull;
 pub mod push;
 pub mod serve;
 
+use registry_client::Progress;
 use std::io::Read;
 use std::path::Path;
 
-use registry_client::pull::Progress;
-use registry_client::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
+use registry_client::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 use registry_client::sources::Mirror;
 use registry_client::{
     Credentials, ImageReference, Platform, RepositoryClient, RepositoryClientBuilder, driver,

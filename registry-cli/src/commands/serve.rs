@@ -30,7 +30,7 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
         None => {
             let listen = DEFAULT_LISTEN.parse().expect("a valid default address");
             let upstreams = if args.upstream.is_empty() {
-                vec![registry_client::reference::DOCKER_HUB.to_owned()]
+                vec![registry_client::model::reference::DOCKER_HUB.to_owned()]
             } else {
                 args.upstream.clone()
             };

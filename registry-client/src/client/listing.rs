@@ -10,7 +10,8 @@ use url::Url;
 use super::RepositoryClient;
 use crate::cache::Expiring;
 use crate::error::{Error, Resource, Result};
-use crate::reference::ImageReference;
+use crate::model::reference::ImageReference;
+use crate::model::tags::TagList;
 use crate::sources::{Need, Source, preferring};
 use crate::transport::{RegistryRequest, host_port};
 
@@ -18,14 +19,6 @@ use crate::transport::{RegistryRequest, host_port};
 const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
 /// A registry that keeps sending new `next` links is broken too.
 const MAX_PAGES: usize = 10_000;
-
-/// A repository's tags and where they were listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagList {
-    pub tags: Vec<String>,
-    /// The mirror or registry that listed them (`mirror.example.com/hub`, `docker.io`).
-    pub source: String,
-}
 
 impl RepositoryClient {
     /// Checks that the registry speaks the `/v2/` API and accepts our

@@ -16,16 +16,13 @@ use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
 use crate::driver::{self, AbstractRegistry, ProviderConfig};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
-use crate::platform::Platform;
-use crate::pull::Progress;
-use crate::reference::ImageReference;
+use crate::model::events::Progress;
+use crate::model::platform::Platform;
+use crate::model::reference::ImageReference;
 use crate::sources::{Mirror, RegistrySources, SourceTable, hosts_dir, registries_conf};
 use crate::transport::circuit::CircuitBreakerConfig;
 use crate::transport::retry::RetryConfig;
 use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
-
-pub use listing::TagList;
-pub use manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest, media_types};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -289,10 +286,10 @@ impl RepositoryClientBuilder {
     pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
         let host = host.into();
         // Docker Hub is named docker.io but served from its API host.
-        if host == crate::reference::DOCKER_HUB {
+        if host == crate::model::reference::DOCKER_HUB {
             self.transport
                 .insecure_hosts
-                .insert(crate::reference::DOCKER_HUB_API_HOST.to_owned());
+                .insert(crate::model::reference::DOCKER_HUB_API_HOST.to_owned());
         }
         self.transport.insecure_hosts.insert(host);
         self

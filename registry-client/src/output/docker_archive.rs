@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use super::{BlobInfo, Compression};
 use crate::error::{Error, Result};
-use crate::reference::ImageReference;
+use crate::model::reference::ImageReference;
 
 const BLOCK: u64 = 512;
 /// ustar's `name` field; longer names would need the `prefix` field or pax.
@@ -95,7 +95,7 @@ impl DockerArchiveLayout {
                 actual: config_bytes.len() as u64,
             });
         }
-        crate::digest::verify(&config.digest, config_bytes)?;
+        crate::model::digest::verify(&config.digest, config_bytes)?;
         let config_name = format!("{config_hex}.json");
 
         // One entry per distinct blob, in order of first appearance; `names`
@@ -241,7 +241,7 @@ fn invalid(message: String) -> Error {
 
 /// The hex part of `algorithm:hex`, checked so it is safe as a file name.
 fn digest_hex(digest: &str) -> Result<&str> {
-    crate::digest::split_for_path(digest)
+    crate::model::digest::split_for_path(digest)
         .map(|(_, hex)| hex)
         .ok_or_else(|| invalid(format!("invalid digest {digest:?}")))
 }
@@ -414,7 +414,7 @@ mod tests {
 
     fn blob(media_type: &str, bytes: &[u8]) -> BlobInfo {
         BlobInfo {
-            digest: crate::digest::sha256(bytes),
+            digest: crate::model::digest::sha256(bytes),
             size: bytes.len() as u64,
             media_type: media_type.to_owned(),
         }
@@ -456,7 +456,7 @@ mod tests {
         ];
         let diff_ids: Vec<String> = [&tar1, &tar2, &tar3, &tar1]
             .iter()
-            .map(|t| crate::digest::sha256(t))
+            .map(|t| crate::model::digest::sha256(t))
             .collect();
         let config_bytes = serde_json::to_vec(&json!({
             "architecture": "arm64",
@@ -633,7 +633,7 @@ mod tests {
                 .unwrap();
             out
         };
-        assert_eq!(crate::digest::sha256(&tar1), image.diff_ids[0]);
+        assert_eq!(crate::model::digest::sha256(&tar1), image.diff_ids[0]);
         let mut layer = tar::Archive::new(&tar1[..]);
         let inner: Vec<String> = layer
             .entries()

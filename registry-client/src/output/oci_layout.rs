@@ -186,7 +186,7 @@ impl OciLayoutWriter {
     /// hash to `digest`. An existing blob is left as it is.
     pub(crate) fn put_blob(&mut self, digest: &str, bytes: &[u8]) -> Result<()> {
         self.split_digest(digest)?;
-        crate::digest::verify(digest, bytes)?;
+        crate::model::digest::verify(digest, bytes)?;
         let dest = self.prepare_blob(digest)?;
         if dest.is_file() {
             return Ok(());
@@ -336,7 +336,7 @@ impl OciLayoutWriter {
     }
 
     fn split_digest<'a>(&self, digest: &'a str) -> Result<(&'a str, &'a str)> {
-        crate::digest::split_for_path(digest).ok_or_else(|| {
+        crate::model::digest::split_for_path(digest).ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "invalid blob digest {digest:?} for OCI image layout {}: expected sha256:<64 lowercase hex> \
                  or sha512:<128 lowercase hex>",
@@ -558,17 +558,17 @@ mod tests {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             gz.write_all(&tar).unwrap();
             let layer = gz.finish().unwrap();
-            let layer_digest = crate::digest::sha256(&layer);
+            let layer_digest = crate::model::digest::sha256(&layer);
 
             let config = serde_json::to_vec(&json!({
                 "architecture": architecture,
                 "os": "linux",
                 "config": { "Cmd": ["/bin/sh"] },
-                "rootfs": { "type": "layers", "diff_ids": [crate::digest::sha256(&tar)] },
+                "rootfs": { "type": "layers", "diff_ids": [crate::model::digest::sha256(&tar)] },
                 "history": [{ "created_by": "test" }],
             }))
             .unwrap();
-            let config_digest = crate::digest::sha256(&config);
+            let config_digest = crate::model::digest::sha256(&config);
 
             let manifest = serde_json::to_vec(&json!({
                 "schemaVersion": 2,
@@ -577,7 +577,7 @@ mod tests {
                 "layers": [{ "mediaType": LAYER, "digest": layer_digest, "size": layer.len() }],
             }))
             .unwrap();
-            let manifest_digest = crate::digest::sha256(&manifest);
+            let manifest_digest = crate::model::digest::sha256(&manifest);
             TestImage {
                 file_content: file_content.to_owned(),
                 manifest,
@@ -733,7 +733,7 @@ mod tests {
             let (alg, hex) = digest.split_once(':').unwrap();
             let stored = fs::read(dir.join("blobs").join(alg).join(hex)).unwrap();
             assert_eq!(&stored, bytes);
-            assert_eq!(&crate::digest::sha256(&stored), digest);
+            assert_eq!(&crate::model::digest::sha256(&stored), digest);
         }
     }
 
@@ -839,7 +839,9 @@ mod tests {
         let image = TestImage::new("never committed\n", "amd64");
         let mut writer = OciLayoutWriter::open(&dir).unwrap();
         image.write_blobs(&mut writer);
-        let (pending, mut file) = writer.blob_writer(&crate::digest::sha256(b"partial")).unwrap();
+        let (pending, mut file) = writer
+            .blob_writer(&crate::model::digest::sha256(b"partial"))
+            .unwrap();
         file.write_all(b"part").unwrap();
         writer.add_manifest(image.descriptor(), Some("v1"));
         assert!(
@@ -880,11 +882,13 @@ mod tests {
         fs::write(&cached, b"cached").unwrap();
         assert!(
             writer
-                .link_or_copy_blob(&crate::digest::sha256(b"cached"), &cached)
+                .link_or_copy_blob(&crate::model::digest::sha256(b"cached"), &cached)
                 .unwrap()
         );
         // Still alive when the layout writer is dropped: its temporary file goes with the writer.
-        let (_unfinished, mut file) = writer.blob_writer(&crate::digest::sha256(b"unfinished")).unwrap();
+        let (_unfinished, mut file) = writer
+            .blob_writer(&crate::model::digest::sha256(b"unfinished"))
+            .unwrap();
         file.write_all(b"unfin").unwrap();
         writer.add_manifest(other.descriptor(), Some("v1"));
         assert!(blob_files(&dir).len() > 3);
@@ -928,7 +932,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cached = tmp.path().join("cache-blob");
         fs::write(&cached, b"layer from the cache").unwrap();
-        let digest = crate::digest::sha256(b"layer from the cache");
+        let digest = crate::model::digest::sha256(b"layer from the cache");
 
         for dir in [tmp.path().join("new"), tmp.path().join("existing")] {
             if dir.ends_with("existing") {
@@ -968,7 +972,7 @@ mod tests {
         }
         let cached = other.path().join("blob");
         fs::write(&cached, b"copied").unwrap();
-        let digest = crate::digest::sha256(b"copied");
+        let digest = crate::model::digest::sha256(b"copied");
         let dir = tmp.path().join("layout");
         let mut writer = OciLayoutWriter::open(&dir).unwrap();
         assert!(
@@ -995,7 +999,7 @@ mod tests {
             "manifests": [amd64.descriptor(), arm64.descriptor()],
         }))
         .unwrap();
-        let index_digest = crate::digest::sha256(&index);
+        let index_digest = crate::model::digest::sha256(&index);
 
         let mut writer = OciLayoutWriter::open(&dir).unwrap();
         writer.put_blob(&index_digest, &index).unwrap();

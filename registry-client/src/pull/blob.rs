@@ -9,13 +9,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::sync::Mutex;
 
-use super::progress::{Progress, ProgressEvent};
 use super::sink::{Durability, FileSink};
 use crate::client::RepositoryClient;
-use crate::digest::Hasher;
 use crate::error::{Error, Resource, Result};
+use crate::model::digest::Hasher;
+use crate::model::events::{Progress, ProgressEvent};
+use crate::model::reference::ImageReference;
 use crate::output::BlobInfo;
-use crate::reference::ImageReference;
 use crate::sources::{Need, Route, Source, preferring};
 use crate::transport::{RetryObserver, host_port};
 

@@ -2,7 +2,6 @@
 //! in parallel (verified, resumable, optionally cached), write an output.
 
 mod blob;
-mod progress;
 mod sink;
 
 use std::collections::HashMap;
@@ -14,17 +13,18 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 
 pub use blob::{BlobHead, BlobSink, FetchedBlob};
-pub use progress::{Progress, ProgressEvent};
 
-use crate::client::{ImageConfig, Manifest, ManifestKind, RepositoryClient};
+use crate::client::RepositoryClient;
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
+use crate::model::events::{Progress, ProgressEvent};
+use crate::model::manifest::{ImageConfig, Manifest, ManifestKind};
+use crate::model::platform::Platform;
+use crate::model::reference::ImageReference;
 use crate::output::atomic::AtomicFile;
 use crate::output::docker_archive::{self, DockerArchiveLayout};
 use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
-use crate::platform::Platform;
-use crate::reference::ImageReference;
 use crate::sources::{Route, preferring};
 use sink::{Durability, blocking, join_error};
 

@@ -12,8 +12,8 @@ use std::io::{self, IoSlice, Write};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::digest::Hasher;
 use crate::error::{Error, Result};
+use crate::model::digest::Hasher;
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
 /// per download can be alive at once (one filling, one being written).
@@ -237,7 +237,7 @@ mod tests {
             .map(|i| vec![i; (i as usize * 7919) % 100_000])
             .collect();
         let expected: Vec<u8> = chunks.concat();
-        let digest = crate::digest::sha256(&expected);
+        let digest = crate::model::digest::sha256(&expected);
 
         let mut sink = FileSink::new(
             file.try_clone().unwrap(),

@@ -11,11 +11,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::upload::{BlobPush, is_upload_lost};
-use crate::client::{Manifest, RepositoryClient};
-use crate::digest::Hasher;
+use crate::client::RepositoryClient;
 use crate::error::{Error, Result};
-use crate::pull::{BlobSink, Image, Progress, ProgressEvent};
-use crate::reference::ImageReference;
+use crate::model::digest::Hasher;
+use crate::model::events::{Progress, ProgressEvent};
+use crate::model::manifest::Manifest;
+use crate::model::reference::ImageReference;
+use crate::pull::{BlobSink, Image};
 
 /// Blobs copied at once unless told otherwise.
 pub const DEFAULT_COPY_CONCURRENCY: usize = 4;

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::copy::{CopyOptions, CopyResult, Origin, Plan, PlannedBlob, PlannedManifest};
 use crate::client::RepositoryClient;
-use crate::client::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::digest::{Hasher, sha256};
 use crate::error::{Error, Result};
-use crate::reference::ImageReference;
+use crate::model::digest::{Hasher, sha256};
+use crate::model::manifest::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::model::reference::ImageReference;
 use crate::tar_reader::TarReader;
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -251,7 +251,7 @@ impl LayoutReader<'_> {
             descriptor["mediaType"].as_str().unwrap_or_default().to_owned(),
         );
         let bytes = Bytes::from(read_small(&self.blob_path(&digest)?)?);
-        crate::digest::verify(&digest, &bytes)?;
+        crate::model::digest::verify(&digest, &bytes)?;
         let parsed: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidConfig(format!("{}: manifest {digest}: {e}", self.dir.display())))?;
         let media_type = parsed["mediaType"]

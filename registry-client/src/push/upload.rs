@@ -12,9 +12,9 @@ use http::{HeaderValue, Method, StatusCode, header};
 use url::Url;
 
 use crate::client::RepositoryClient;
-use crate::digest::{Hasher, sha256};
 use crate::error::{Error, Resource, Result};
-use crate::reference::ImageReference;
+use crate::model::digest::{Hasher, sha256};
+use crate::model::reference::ImageReference;
 use crate::sources::Source;
 use crate::transport::{RegistryRequest, host_port};
 

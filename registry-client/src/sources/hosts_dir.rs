@@ -26,7 +26,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use super::table::ANY_REGISTRY;
 use super::{Mirror, RegistrySources, Serves};
 use crate::error::{Error, Result};
-use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry};
+use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry};
 
 /// The file each host directory holds.
 const HOSTS_FILE: &str = "hosts.toml";
@@ -532,7 +532,7 @@ mod tests {
 
     use super::*;
     use crate::client::RepositoryClient;
-    use crate::reference::ImageReference;
+    use crate::model::reference::ImageReference;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -5,7 +5,7 @@ use url::Url;
 
 use super::Mirror;
 use crate::error::{Error, Result};
-use crate::reference::check_repository_path;
+use crate::model::reference::check_repository_path;
 use crate::transport::{Transport, host_port, is_loopback};
 
 /// `host[:port]` of a mirror location (`[scheme://]host[:port][/namespace]`),

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::table::Prefix;
 use super::{Mirror, RegistrySources, Serves};
 use crate::error::{Error, Result};
-use crate::reference::{check_registry, check_repository_path};
+use crate::model::reference::{check_registry, check_repository_path};
 
 /// Names the main file instead of the usual ones (podman's override).
 const ENV_FILE: &str = "CONTAINERS_REGISTRIES_CONF";
@@ -690,7 +690,7 @@ fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
 mod tests {
     use super::*;
     use crate::client::RepositoryClient;
-    use crate::reference::ImageReference;
+    use crate::model::reference::ImageReference;
 
     /// Writes `text` to `dir/name`, creating directories on the way.
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

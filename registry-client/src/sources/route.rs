@@ -12,8 +12,8 @@ use super::location::Location;
 use super::table::{MirrorSource, RegistrySource};
 use crate::client::RepositoryClient;
 use crate::error::{Error, Resource, Result};
-use crate::pull::{Progress, ProgressEvent};
-use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, ImageReference};
+use crate::model::events::{Progress, ProgressEvent};
+use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, ImageReference};
 use crate::transport::{RegistryRequest, Transport, host_port};
 
 /// One place an image may be fetched from: a mirror, or the registry.

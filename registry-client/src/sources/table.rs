@@ -9,7 +9,7 @@ use super::location::{Location, location_host};
 use super::{Mirror, RegistrySources, RegistryTarget, Serves};
 use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
-use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry, check_repository_path};
+use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry, check_repository_path};
 use crate::transport::{Transport, TransportConfig};
 
 /// What a rule's prefix matches.
