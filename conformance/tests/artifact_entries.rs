@@ -4,7 +4,7 @@
 
 use conformance::harness::fixtures::{OCI_INDEX, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use serde_json::{Value, json};

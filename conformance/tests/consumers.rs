@@ -5,7 +5,7 @@ use std::path::Path;
 
 use conformance::harness::{AuthMode, ImageFixture, run_tool};
 use conformance::suite::{SuiteEnv, Target, tree_from_dir, tree_from_tar};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 use serde_json::Value;

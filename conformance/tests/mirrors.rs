@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{PullOptions, PullResult};
 use registry_client::push::CopyOptions;
 use registry_client::sources::{Mirror, RegistrySources, Serves};

@@ -2,7 +2,7 @@
 
 use conformance::harness::AuthMode;
 use conformance::suite::Target;
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::{Credentials, RepositoryClient, RepositoryClientBuilder};
 
 fn builder(target: &Target) -> RepositoryClientBuilder {

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use conformance::harness::fault_proxy::{FaultProxy, RecordedRequest};
 use conformance::harness::token_server::SERVICE;
 use conformance::harness::{ADMIN, AuthMode, TestRegistry, TokenRequest, USER};
-use registry_client::oci::{CREDENTIAL_HELPER_DIR_OPTION, DOCKER_CONFIG_OPTION};
+use registry_client::driver::oci::{CREDENTIAL_HELPER_DIR_OPTION, DOCKER_CONFIG_OPTION};
 use registry_client::{Error, ImageReference, RepositoryClient, RetryConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conformance::harness::{AuthMode, TestRegistry};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::{
     CircuitBreakerConfig, Credentials, Error, ImageReference, RepositoryClient, RepositoryClientBuilder,
     RetryConfig,

@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use openapi::AccessKey;
 use registry_client::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
-use registry_client::{
-    AbstractRegistry, AuthRequest, Credentials, Error, ProviderConfig, ProviderRecord, Result,
-};
+use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
 use reqwest::Method;
 use url::Url;
 
@@ -244,15 +242,6 @@ impl AbstractRegistry for AliRegistry {
         ID
     }
 
-    fn serves(&self, host: &str) -> bool {
-        AcrHost::parse(host).is_some()
-    }
-
-    fn endpoint(&self, host: &str) -> Result<Url> {
-        Url::parse(&format!("https://{host}/"))
-            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
-    }
-
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
         if let Some(credentials) = &self.credentials {
             return Ok(Some(credentials.clone()));
@@ -275,17 +264,9 @@ impl AbstractRegistry for AliRegistry {
     }
 }
 
-static RECORD: ProviderRecord = ProviderRecord {
+registry_client::provider! {
     id: ID,
     hosts: HOSTS,
+    matches: HostMatch::Only(|host| AcrHost::parse(host).is_some()),
     factory: AliRegistry::factory,
-};
-
-registry_client::inventory::submit! {
-    ProviderRecord { id: ID, hosts: HOSTS, factory: AliRegistry::factory }
-}
-
-/// Registers the provider, for builds where `inventory` does not collect it.
-pub fn register() -> Result<()> {
-    registry_client::register_provider(&RECORD)
 }

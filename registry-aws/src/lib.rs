@@ -10,14 +10,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 use registry_client::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
-use registry_client::{
-    AbstractRegistry, AuthRequest, Credentials, Error, ProviderConfig, ProviderRecord, Result,
-};
+use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
 use tracing::instrument::WithSubscriber as _;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
-use url::Url;
 
 /// The provider id: `RepositoryClient::builder("aws")`.
 pub const ID: &str = "aws";
@@ -273,15 +270,6 @@ impl AbstractRegistry for AwsRegistry {
         ID
     }
 
-    fn serves(&self, host: &str) -> bool {
-        EcrHost::parse(host).is_some()
-    }
-
-    fn endpoint(&self, host: &str) -> Result<Url> {
-        Url::parse(&format!("https://{host}/"))
-            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
-    }
-
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
         if let Some(credentials) = &self.credentials {
             return Ok(Some(credentials.clone()));
@@ -351,17 +339,9 @@ impl Subscriber for NoTrace {
     }
 }
 
-static RECORD: ProviderRecord = ProviderRecord {
+registry_client::provider! {
     id: ID,
     hosts: HOSTS,
+    matches: HostMatch::Only(|host| EcrHost::parse(host).is_some()),
     factory: AwsRegistry::factory,
-};
-
-registry_client::inventory::submit! {
-    ProviderRecord { id: ID, hosts: HOSTS, factory: AwsRegistry::factory }
-}
-
-/// Registers the provider, for builds where `inventory` does not collect it.
-pub fn register() -> Result<()> {
-    registry_client::register_provider(&RECORD)
 }

@@ -87,11 +87,10 @@ fn recognises_ecr_hosts_exactly() {
         ("ghcr.io", None),
         ("localhost:5000", None),
     ];
-    let provider =
-        (registry_client::driver::provider(ID).unwrap().factory)(&ProviderConfig::default()).unwrap();
+    let record = registry_client::driver::provider(ID).unwrap();
     for (host, expected) in table {
         assert_eq!(&EcrHost::parse(host), expected, "{host}");
-        assert_eq!(provider.serves(host), expected.is_some(), "serves({host})");
+        assert_eq!(record.serves(host), expected.is_some(), "serves({host})");
     }
     assert_eq!(EcrHost::Public.region(), "us-east-1");
     assert_eq!(private(acct, "eu-west-1").unwrap().region(), "eu-west-1");

@@ -7,7 +7,6 @@ pub mod driver;
 pub mod error;
 pub mod layer_cache;
 pub mod model;
-pub mod oci;
 pub mod output;
 pub mod pull;
 pub mod push;
@@ -18,7 +17,9 @@ mod transport;
 pub use auth::{Challenge, Credentials};
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
-pub use driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord, register_provider};
+pub use driver::{
+    AbstractRegistry, AuthRequest, HostMatch, ProviderConfig, ProviderRecord, register_provider,
+};
 pub use error::{Error, Result};
 pub use model::events::{Progress, ProgressEvent};
 pub use model::manifest::{

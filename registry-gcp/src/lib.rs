@@ -7,11 +7,8 @@ use std::sync::Arc;
 use google_cloud_auth::credentials::{
     AccessTokenCredentials, Builder, external_account, impersonated, service_account, user_account,
 };
-use registry_client::{
-    AbstractRegistry, AuthRequest, Credentials, Error, ProviderConfig, ProviderRecord, Result,
-};
+use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
 use tokio::runtime::{Handle, Id as RuntimeId};
-use url::Url;
 
 /// The provider id.
 pub const ID: &str = "gcp";
@@ -137,15 +134,6 @@ impl AbstractRegistry for GcpRegistry {
         ID
     }
 
-    fn serves(&self, host: &str) -> bool {
-        is_gcp_host(host)
-    }
-
-    fn endpoint(&self, host: &str) -> Result<Url> {
-        Url::parse(&format!("https://{host}/"))
-            .map_err(|e| Error::InvalidConfig(format!("registry {host:?}: {e}")))
-    }
-
     async fn credentials(&self, _request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
         if let Some(credentials) = &self.credentials {
             return Ok(Some(credentials.clone()));
@@ -162,17 +150,9 @@ impl AbstractRegistry for GcpRegistry {
     }
 }
 
-static RECORD: ProviderRecord = ProviderRecord {
+registry_client::provider! {
     id: ID,
     hosts: HOSTS,
+    matches: HostMatch::Only(is_gcp_host),
     factory: GcpRegistry::factory,
-};
-
-registry_client::inventory::submit! {
-    ProviderRecord { id: ID, hosts: HOSTS, factory: GcpRegistry::factory }
-}
-
-/// Registers the provider, for builds where `inventory` does not collect it.
-pub fn register() -> Result<()> {
-    registry_client::register_provider(&RECORD)
 }

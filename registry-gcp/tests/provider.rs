@@ -69,7 +69,8 @@ fn hosts_recognised() {
     }
     let gcp = provider(&[], None);
     assert_eq!(gcp.id(), "gcp");
-    assert!(gcp.serves("us.gcr.io") && !gcp.serves("gcr.io.evil.com"));
+    let record = registry_client::driver::provider(ID).unwrap();
+    assert!(record.serves("us.gcr.io") && !record.serves("gcr.io.evil.com"));
 }
 
 #[test]

@@ -453,9 +453,9 @@ impl Config {
 /// the cloud's own (a cloud provider's registry).
 fn private_upstream(route: &RouteConfig) -> bool {
     let cloud = match &route.provider {
-        Some(id) => id != registry_client::oci::ID,
+        Some(id) => id != registry_client::driver::oci::ID,
         None => registry_client::driver::provider_for_host(&route.registry)
-            .is_ok_and(|id| id != registry_client::oci::ID),
+            .is_ok_and(|id| id != registry_client::driver::oci::ID),
     };
     cloud || route.credentials.is_some() || route.mirrors.iter().any(|m| m.credentials.is_some())
 }

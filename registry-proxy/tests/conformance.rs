@@ -8,7 +8,7 @@ mod common;
 use common::{RunningProxy, config};
 use conformance::harness::AuthMode;
 use conformance::suite::{SuiteEnv, Target};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 
 fn builder(_: &Target) -> RepositoryClientBuilder {

@@ -17,7 +17,7 @@ use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, R
 use conformance::harness::{
     AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest,
 };
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::{CircuitBreakerConfig, RetryConfig};
 use registry_proxy::{Config, Proxy, UpstreamConfig};
 use reqwest::{Method, StatusCode};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{RunningProxy, config, pull_through};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_proxy::{Config, Proxy, S3Config};
 use url::Url;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, write_tls_files};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

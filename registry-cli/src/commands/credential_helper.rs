@@ -13,7 +13,8 @@
 use std::io::{Read, Write};
 
 use registry_client::auth::credential_helper::{HelperCredentials, NOT_FOUND_MESSAGE};
-use registry_client::{AuthRequest, Challenge, Credentials, ProviderConfig, driver, oci};
+use registry_client::driver::{self, oci};
+use registry_client::{AuthRequest, Challenge, Credentials, ProviderConfig};
 
 use crate::cli::{HELPER_PROGRAM, HelperAction};
 use crate::exit::chain;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{Pusher, noise};
-use registry_client::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient, RetryConfig};
 use registry_proxy::{Config, Proxy, RouteConfig};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use url::Url;
 
+use super::abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig};
+use super::registration::HostMatch;
 use crate::auth::{Credentials, DockerConfig};
-use crate::driver::{AbstractRegistry, AuthRequest, ProviderConfig, ProviderRecord};
 use crate::error::{Error, Result};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
@@ -22,21 +23,11 @@ pub const DOCKER_CONFIG_OPTION: &str = "docker_config";
 /// (for `credsStore` and `credHelpers`) in, instead of on `PATH`.
 pub const CREDENTIAL_HELPER_DIR_OPTION: &str = "credential_helper_dir";
 
-const HOSTS: &[&str] = &["* (any OCI registry: docker.io, ghcr.io, quay.io, self-hosted)"];
-
-static RECORD: ProviderRecord = ProviderRecord {
+crate::provider! {
     id: ID,
-    hosts: HOSTS,
+    hosts: &["* (any OCI registry: docker.io, ghcr.io, quay.io, self-hosted)"],
+    matches: HostMatch::Any,
     factory: OciRegistry::factory,
-};
-
-inventory::submit! {
-    ProviderRecord { id: ID, hosts: HOSTS, factory: OciRegistry::factory }
-}
-
-/// Registers the generic provider (already done by `inventory` in most builds).
-pub fn register() -> Result<()> {
-    crate::driver::register_provider(&RECORD)
 }
 
 /// Explicit credentials, else the user's docker `config.json` (with its
@@ -81,10 +72,6 @@ impl OciRegistry {
 impl AbstractRegistry for OciRegistry {
     fn id(&self) -> &'static str {
         ID
-    }
-
-    fn serves(&self, _host: &str) -> bool {
-        true
     }
 
     fn endpoint(&self, host: &str) -> Result<Url> {

@@ -1,0 +1,87 @@
+//! What a provider supplies: the few things that differ between registries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::auth::{Challenge, Credentials};
+use crate::error::{Error, Result};
+
+/// What the transport asks a provider when a registry wants authentication.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// The registry host as written in the image reference (e.g. `docker.io`).
+    pub host: &'a str,
+    /// The challenge the registry answered with.
+    pub challenge: &'a Challenge,
+    /// The scope being asked for, e.g. `repository:library/alpine:pull`.
+    pub scope: Option<&'a str>,
+}
+
+/// A registry provider: the few things that differ between registries.
+///
+/// Everything else (transport, retries, tokens, manifests, caching) is shared code.
+#[async_trait]
+pub trait AbstractRegistry: Send + Sync + fmt::Debug + 'static {
+    /// The provider id, e.g. `oci` or `aws`.
+    fn id(&self) -> &'static str;
+
+    /// The registry API base URL for `host`, e.g. `https://registry-1.docker.io`
+    /// for `docker.io`; by default `https://<host>/`. The client switches to
+    /// plain HTTP only for loopback hosts or hosts marked insecure.
+    fn endpoint(&self, host: &str) -> Result<Url> {
+        Url::parse(&format!("https://{host}/"))
+            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
+    }
+
+    /// Credentials to answer `request` with; `None` for anonymous access.
+    async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>>;
+}
+
+/// Settings a provider is built from; filled by the client builder.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct ProviderConfig {
+    pub region: Option<String>,
+    /// Explicit credentials, taking precedence over the provider's own sources.
+    pub credentials: Option<Credentials>,
+    /// Provider-specific settings (e.g. an instance id), by name.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Options may carry secrets (an access key secret): only their names are shown.
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ProviderConfig {
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_option_names_not_values() {
+        let mut config = ProviderConfig::default();
+        config
+            .options
+            .insert("access_key_secret".into(), "s3cr3t-value".into());
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("access_key_secret") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+}
