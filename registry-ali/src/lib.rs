@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use openapi::AccessKey;
-use registry_client::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
+use registry_client::driver::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
 use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
 use reqwest::Method;
 use url::Url;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
-use registry_client::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
+use registry_client::driver::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
 use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
 use tracing::instrument::WithSubscriber as _;
 use tracing::span::{Attributes, Id, Record};

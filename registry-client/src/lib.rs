@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-pub mod auth;
 mod cache;
 mod client;
 pub mod driver;
@@ -12,11 +11,12 @@ pub mod pull;
 pub mod push;
 pub mod sources;
 mod tar_reader;
-mod transport;
 
-pub use auth::{Challenge, Credentials};
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
+pub use driver::auth::{Challenge, Credentials};
+pub use driver::transport::circuit::CircuitBreakerConfig;
+pub use driver::transport::retry::RetryConfig;
 pub use driver::{
     AbstractRegistry, AuthRequest, HostMatch, ProviderConfig, ProviderRecord, register_provider,
 };
@@ -28,8 +28,6 @@ pub use model::manifest::{
 pub use model::platform::Platform;
 pub use model::reference::ImageReference;
 pub use model::tags::TagList;
-pub use transport::circuit::CircuitBreakerConfig;
-pub use transport::retry::RetryConfig;
 
 /// Re-exported so provider crates can `inventory::submit!` without their own dependency.
 #[doc(hidden)]

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use conformance::harness::{AuthMode, BackgroundServer, TestRegistry};
-use registry_client::auth::{AuthScheme, Challenge};
+use registry_client::driver::auth::{AuthScheme, Challenge};
 use registry_client::{AuthRequest, Error, ImageReference, ProviderConfig, RepositoryClient};
 use registry_gcp::{SCOPE, USERNAME};
 use serde_json::json;

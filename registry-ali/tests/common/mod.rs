@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use conformance::harness::BackgroundServer;
 use registry_ali::signature;
-use registry_client::auth::AuthScheme;
+use registry_client::driver::auth::AuthScheme;
 use registry_client::{
     AbstractRegistry, AuthRequest, Challenge, Credentials, ProviderConfig, RepositoryClient,
     RepositoryClientBuilder,

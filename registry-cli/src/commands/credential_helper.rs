@@ -12,7 +12,7 @@
 
 use std::io::{Read, Write};
 
-use registry_client::auth::credential_helper::{HelperCredentials, NOT_FOUND_MESSAGE};
+use registry_client::driver::auth::credential_helper::{HelperCredentials, NOT_FOUND_MESSAGE};
 use registry_client::driver::{self, oci};
 use registry_client::{AuthRequest, Challenge, Credentials, ProviderConfig};
 

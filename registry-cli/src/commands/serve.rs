@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use registry_client::RepositoryClientBuilder;
-use registry_client::auth::DockerConfig;
+use registry_client::driver::auth::DockerConfig;
 use registry_proxy::config::{DEFAULT_LISTEN, DEFAULT_TOKEN_TTL};
 use registry_proxy::{AuthConfig, Config, Proxy};
 

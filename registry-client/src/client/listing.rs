@@ -9,11 +9,11 @@ use url::Url;
 
 use super::RepositoryClient;
 use crate::cache::Expiring;
+use crate::driver::transport::{RegistryRequest, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
 use crate::sources::{Need, Source, preferring};
-use crate::transport::{RegistryRequest, host_port};
 
 /// One page of a list is small JSON; a registry sending more is broken.
 const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -137,7 +137,7 @@ impl RepositoryClient {
     /// Fetches every page, following `Link: <…>; rel="next"` on `origin` only.
     async fn fetch_pages(
         &self,
-        transport: &crate::transport::Transport,
+        transport: &crate::driver::transport::Transport,
         origin: &url::Origin,
         source: Option<&Source>,
         mut request: RegistryRequest,

@@ -6,13 +6,13 @@ use serde::Deserialize;
 
 use super::RepositoryClient;
 use crate::cache::{Content, Expiring};
+use crate::driver::transport::{accept_header, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::digest;
 use crate::model::manifest::media_types::*;
 use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest};
 use crate::model::reference::ImageReference;
 use crate::sources::{Need, Route, Source, preferring};
-use crate::transport::{accept_header, host_port};
 
 /// Manifests above this size are refused (containerd's limit too).
 const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -374,7 +374,7 @@ fn manifest_request(
     method: Method,
     reference: &ImageReference,
     last: bool,
-) -> Result<crate::transport::RegistryRequest> {
+) -> Result<crate::driver::transport::RegistryRequest> {
     let tag_or_digest = reference.reference();
     let mut request = source.request(
         method,

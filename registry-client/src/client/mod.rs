@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use crate::auth::Credentials;
 use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
+use crate::driver::auth::Credentials;
+use crate::driver::transport::circuit::CircuitBreakerConfig;
+use crate::driver::transport::retry::RetryConfig;
+use crate::driver::transport::{Transport, TransportConfig, host_port, is_loopback};
 use crate::driver::{self, AbstractRegistry, ProviderConfig};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
@@ -20,9 +23,6 @@ use crate::model::events::Progress;
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
 use crate::sources::{Mirror, RegistrySources, SourceTable, hosts_dir, registries_conf};
-use crate::transport::circuit::CircuitBreakerConfig;
-use crate::transport::retry::RetryConfig;
-use crate::transport::{Transport, TransportConfig, host_port, is_loopback};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use url::Url;
 
-use crate::auth::{Challenge, Credentials};
+use crate::driver::auth::{Challenge, Credentials};
 use crate::error::{Error, Result};
 
 /// What the transport asks a provider when a registry wants authentication.

@@ -1,9 +1,12 @@
 //! The driver layer: what a provider supplies ([`AbstractRegistry`]), how
-//! providers are registered and found, and the generic OCI provider.
+//! providers are registered and found, the generic OCI provider, and the
+//! shared code every provider stands on: authentication and the transport.
 
 pub mod abstract_registry;
+pub mod auth;
 pub mod oci;
 pub mod registration;
+pub(crate) mod transport;
 
 pub use abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig};
 pub use registration::{

@@ -9,7 +9,7 @@ use url::Url;
 
 use super::abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig};
 use super::registration::HostMatch;
-use crate::auth::{Credentials, DockerConfig};
+use crate::driver::auth::{Credentials, DockerConfig};
 use crate::error::{Error, Result};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 

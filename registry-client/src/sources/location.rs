@@ -4,9 +4,9 @@
 use url::Url;
 
 use super::Mirror;
+use crate::driver::transport::{Transport, host_port, is_loopback};
 use crate::error::{Error, Result};
 use crate::model::reference::check_repository_path;
-use crate::transport::{Transport, host_port, is_loopback};
 
 /// `host[:port]` of a mirror location (`[scheme://]host[:port][/namespace]`),
 /// without checking the rest: whose credentials a mirror is asked with.

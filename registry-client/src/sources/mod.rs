@@ -24,10 +24,10 @@ pub use location::location_host;
 pub(crate) use route::{Route, Source};
 pub(crate) use table::{SourceTable, insecure_hosts};
 
-use crate::auth::Credentials;
 use crate::driver::ProviderConfig;
-use crate::transport::circuit::CircuitBreakerConfig;
-use crate::transport::retry::RetryConfig;
+use crate::driver::auth::Credentials;
+use crate::driver::transport::circuit::CircuitBreakerConfig;
+use crate::driver::transport::retry::RetryConfig;
 
 /// Which pulls and requests a mirror may serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -11,10 +11,10 @@ use super::Serves;
 use super::location::Location;
 use super::table::{MirrorSource, RegistrySource};
 use crate::client::RepositoryClient;
+use crate::driver::transport::{RegistryRequest, Transport, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, ImageReference};
-use crate::transport::{RegistryRequest, Transport, host_port};
 
 /// One place an image may be fetched from: a mirror, or the registry.
 #[derive(Debug, Clone)]

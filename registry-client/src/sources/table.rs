@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::location::{Location, location_host};
 use super::{Mirror, RegistrySources, RegistryTarget, Serves};
+use crate::driver::transport::{Transport, TransportConfig};
 use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry, check_repository_path};
-use crate::transport::{Transport, TransportConfig};
 
 /// What a rule's prefix matches.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use conformance::harness::BackgroundServer;
-use registry_client::auth::{AuthScheme, Challenge};
+use registry_client::driver::auth::{AuthScheme, Challenge};
 use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, ProviderConfig};
 use serde_json::{Value, json};
 

@@ -23,8 +23,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::auth::credential_helper::CredentialHelper;
-use crate::auth::credentials::Credentials;
+use crate::driver::auth::credential_helper::CredentialHelper;
+use crate::driver::auth::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// The key docker uses for Docker Hub in `auths`, and the server URL its
@@ -385,8 +385,8 @@ impl fmt::Debug for DockerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::credential_helper::tests::{answering_helper, write_helper};
-    use crate::auth::credential_helper::{NOT_FOUND_MESSAGE, TOKEN_USERNAME};
+    use crate::driver::auth::credential_helper::tests::{answering_helper, write_helper};
+    use crate::driver::auth::credential_helper::{NOT_FOUND_MESSAGE, TOKEN_USERNAME};
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)

@@ -8,9 +8,11 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use url::Url;
 
-use super::{Failure, RegistryRequest, Transport, host_port, map_reqwest_error, read_limited};
-use crate::auth::token::{DEFAULT_TOKEN_LIFETIME, Token, TokenCache, TokenResponse};
-use crate::auth::{AuthScheme, Challenge, Credentials};
+use super::http::{HttpClients, map_reqwest_error, read_limited};
+use super::request::{RegistryRequest, host_port};
+use super::retry::Failure;
+use crate::driver::auth::token::{DEFAULT_TOKEN_LIFETIME, Token, TokenCache, TokenResponse};
+use crate::driver::auth::{AuthScheme, Challenge, Credentials};
 use crate::driver::{AbstractRegistry, AuthRequest};
 use crate::error::{Error, RateLimit, RegistryError, Result};
 use secrecy::ExposeSecret;
@@ -72,12 +74,12 @@ impl Authenticator {
     pub(super) async fn prepare(
         &self,
         request: &RegistryRequest,
-        transport: &Transport,
+        http: &HttpClients,
     ) -> Result<Auth, Failure> {
         let known = self.known_challenge(&request.url);
         match known {
             None => Ok(Auth::Anonymous),
-            Some(challenge) => self.respond(request, &challenge, None, transport).await,
+            Some(challenge) => self.respond(request, &challenge, None, http).await,
         }
     }
 
@@ -87,7 +89,7 @@ impl Authenticator {
         request: &RegistryRequest,
         headers: &HeaderMap,
         used: &Auth,
-        transport: &Transport,
+        http: &HttpClients,
     ) -> Result<Option<Auth>, Failure> {
         let challenges = Challenge::from_headers(headers);
         let Some(challenge) = Challenge::preferred(&challenges).cloned() else {
@@ -104,9 +106,7 @@ impl Authenticator {
             // The credentials were refused; asking again gives the same ones.
             return Ok(None);
         }
-        let auth = self
-            .respond(request, &challenge, used.serial(), transport)
-            .await?;
+        let auth = self.respond(request, &challenge, used.serial(), http).await?;
         Ok(match auth {
             Auth::Anonymous => None,
             auth => Some(auth),
@@ -126,7 +126,7 @@ impl Authenticator {
         request: &RegistryRequest,
         challenge: &Challenge,
         rejected: Option<u64>,
-        transport: &Transport,
+        http: &HttpClients,
     ) -> Result<Auth, Failure> {
         let scope = request.scope.as_deref();
         let auth_request = AuthRequest {
@@ -148,7 +148,7 @@ impl Authenticator {
                             Ok(Token::new(t.expose_secret().to_owned(), DEFAULT_TOKEN_LIFETIME))
                         }
                         credentials => {
-                            fetch_token(transport, challenge, scope, credentials.as_ref(), &registry).await
+                            fetch_token(http, challenge, scope, credentials.as_ref(), &registry).await
                         }
                     }
                 };
@@ -169,7 +169,7 @@ impl Authenticator {
 /// Asks the challenge's realm for a token (distribution's token protocol,
 /// or OAuth2 with a refresh token when the credentials are an identity token).
 async fn fetch_token(
-    transport: &Transport,
+    http: &HttpClients,
     challenge: &Challenge,
     scope: Option<&str>,
     credentials: Option<&Credentials>,
@@ -183,8 +183,8 @@ async fn fetch_token(
     let realm_host = host_port(&realm);
     // Credentials go to the realm: plain HTTP only where the realm itself may
     // have it (loopback, or marked insecure), never because the registry may.
-    transport.check_scheme(&realm)?;
-    let client = transport.client_for(&realm)?;
+    http.check_scheme(&realm)?;
+    let client = http.client_for(&realm)?;
     let service = challenge.service();
     // The registry's own scope wins; it knows what it will check.
     let scopes: Vec<&str> = challenge

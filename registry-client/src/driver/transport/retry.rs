@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
+use crate::error::Error;
+
 /// Retry policy for requests that failed in a way that may pass.
 ///
 /// Retried: connection errors, timeouts, broken bodies, and the statuses
@@ -94,6 +96,37 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Why an attempt failed, and whether to try again.
+pub(super) enum Failure {
+    Transient { error: Error, wait: Option<Duration> },
+    Fatal(Error),
+}
+
+impl Failure {
+    /// The error, for callers outside the retry loop.
+    pub(super) fn into_error(self) -> Error {
+        match self {
+            Failure::Transient { error, .. } | Failure::Fatal(error) => error,
+        }
+    }
+}
+
+/// Errors from below the status check (the token service, a provider) are
+/// retried when they are transient; an open circuit fails at once.
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let wait = match &error {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        if error.is_retryable() && !error.is_circuit_open() {
+            Failure::Transient { error, wait }
+        } else {
+            Failure::Fatal(error)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::auth::credentials::Credentials;
+use crate::driver::auth::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// The prefix of every helper binary: `docker-credential-<name>`.

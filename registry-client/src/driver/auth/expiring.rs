@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::auth::Credentials;
+use crate::driver::auth::credentials::Credentials;
 use crate::error::Result;
 
 /// Credentials and when they stop working.

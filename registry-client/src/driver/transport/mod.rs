@@ -2,122 +2,38 @@
 
 mod auth;
 pub mod circuit;
+mod config;
+mod http;
+mod request;
 pub mod retry;
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use reqwest::Response;
 use url::Url;
 
-use crate::driver::AbstractRegistry;
+pub(crate) use config::TransportConfig;
+pub(crate) use request::{RegistryRequest, RetryObserver, accept_header, host_port, is_loopback};
+
+use crate::driver::abstract_registry::AbstractRegistry;
 use crate::error::{Error, RateLimit, RegistryError, Resource, Result};
 use auth::{Auth, Authenticator};
-use circuit::{CircuitBreakerConfig, CircuitBreakers};
-use retry::{RetryConfig, is_retryable_status, parse_retry_after};
+use circuit::CircuitBreakers;
+use http::{HttpClients, is_certificate_error, map_reqwest_error, read_limited};
+use retry::{Failure, RetryConfig, is_retryable_status, parse_retry_after};
 
 const MAX_REDIRECTS: usize = 10;
 /// Error bodies are small JSON; never read more than this of one.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Connection settings, filled by the client builder.
-#[derive(Debug, Clone)]
-pub(crate) struct TransportConfig {
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub user_agent: String,
-    pub retry: RetryConfig,
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Every host is insecure (plain HTTP, no TLS verification).
-    pub insecure_all: bool,
-    /// Hosts (`host` or `host:port`) allowed plain HTTP and unverified TLS.
-    pub insecure_hosts: HashSet<String>,
-    /// Domains (`.example.com`) whose subdomains are allowed the same.
-    pub insecure_domains: Vec<String>,
-}
-
-/// One request to a registry, described before it is sent (so it can be
-/// sent again on a retry or after re-authenticating).
-#[derive(Debug, Clone)]
-pub(crate) struct RegistryRequest {
-    /// The registry as named in the image reference; asked about credentials.
-    pub registry: String,
-    pub method: Method,
-    pub url: Url,
-    pub headers: HeaderMap,
-    /// Token scope, e.g. `repository:library/alpine:pull`; `None` for `/v2/`.
-    pub scope: Option<String>,
-    /// What a 404 means, for the error.
-    pub not_found: Option<(Resource, String, String)>,
-    /// Told about each retry before its wait (progress reporting).
-    pub on_retry: Option<RetryObserver>,
-    /// Fail on the first transient error instead of retrying: another
-    /// source (a mirror, the registry) is there to try next.
-    pub fail_fast: bool,
-    /// What an upload sends (kept whole, so that it can be sent again).
-    pub body: Option<Bytes>,
-    /// When the answer must have come by, across retries (see
-    /// [`RepositoryClient::with_deadline`](crate::RepositoryClient::with_deadline)).
-    pub deadline: Option<Instant>,
-}
-
-/// Called with the retry number and the error being retried.
-pub(crate) type RetryFn = dyn Fn(u32, &Error) + Send + Sync;
-
-#[derive(Clone)]
-pub(crate) struct RetryObserver(pub Arc<RetryFn>);
-
-impl std::fmt::Debug for RetryObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RetryObserver")
-    }
-}
-
-/// Why an attempt failed, and whether to try again.
-enum Failure {
-    Transient { error: Error, wait: Option<Duration> },
-    Fatal(Error),
-}
-
-impl Failure {
-    /// The error, for callers outside the retry loop.
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Transient { error, .. } | Failure::Fatal(error) => error,
-        }
-    }
-}
-
-/// Errors from below the status check (the token service, a provider) are
-/// retried when they are transient; an open circuit fails at once.
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let wait = match &error {
-            Error::RateLimited { retry_after, .. } => *retry_after,
-            _ => None,
-        };
-        if error.is_retryable() && !error.is_circuit_open() {
-            Failure::Transient { error, wait }
-        } else {
-            Failure::Fatal(error)
-        }
-    }
-}
-
 /// Sends registry requests. Shared by every clone of a client.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    /// Verifies TLS against the platform's roots; built on first HTTPS use,
-    /// because loading the certificate store is most of a warm pull's start-up.
-    secure: OnceLock<Result<reqwest::Client, String>>,
-    /// No TLS verification: for insecure hosts, and for plain HTTP where it is moot.
-    insecure: reqwest::Client,
-    config: TransportConfig,
+    http: HttpClients,
     breakers: CircuitBreakers,
     auth: Authenticator,
 }
@@ -125,57 +41,24 @@ pub(crate) struct Transport {
 impl Transport {
     pub(crate) fn new(config: TransportConfig, provider: Arc<dyn AbstractRegistry>) -> Result<Self> {
         Ok(Transport {
-            secure: OnceLock::new(),
-            insecure: http_client(&config, true).map_err(Error::InvalidConfig)?,
             breakers: CircuitBreakers::new(config.circuit_breaker.clone()),
             auth: Authenticator::new(provider),
-            config,
+            http: HttpClients::new(config)?,
         })
     }
 
-    /// The HTTP client for `url`: TLS verification off only for insecure hosts.
-    fn client_for(&self, url: &Url) -> Result<&reqwest::Client> {
-        if url.scheme() == "http" || self.is_insecure(url) {
-            return Ok(&self.insecure);
-        }
-        self.secure
-            .get_or_init(|| http_client(&self.config, false))
-            .as_ref()
-            .map_err(|e| Error::InvalidConfig(e.clone()))
-    }
-
     pub(crate) fn retry_config(&self) -> &RetryConfig {
-        &self.config.retry
+        &self.http.config().retry
     }
 
     /// Whether `url` may be used: HTTPS always, plain HTTP only for loopback
     /// and insecure hosts.
     pub(crate) fn check_scheme(&self, url: &Url) -> Result<()> {
-        match url.scheme() {
-            "https" => Ok(()),
-            "http" if self.is_insecure(url) || is_loopback(url) => Ok(()),
-            "http" => Err(Error::InvalidConfig(format!(
-                "refusing plain HTTP to {}: mark the registry insecure to allow it",
-                host_port(url)
-            ))),
-            other => Err(Error::InvalidConfig(format!(
-                "unsupported URL scheme {other:?} for {}",
-                host_port(url)
-            ))),
-        }
+        self.http.check_scheme(url)
     }
 
     pub(crate) fn is_insecure(&self, url: &Url) -> bool {
-        self.config.insecure_all
-            || self.config.insecure_hosts.contains(&host_port(url))
-            || url.host_str().is_some_and(|h| {
-                self.config.insecure_hosts.contains(h)
-                    || self
-                        .config
-                        .insecure_domains
-                        .iter()
-                        .any(|d| h.ends_with(d.as_str()))
-            })
+        self.http.is_insecure(url)
     }
 
     /// Sends `request` and returns a successful (2xx) response. Error
@@ -216,10 +99,11 @@ impl Transport {
         self.breakers.check(&host)?;
         let auth = self
             .auth
-            .prepare(request, self)
+            .prepare(request, &self.http)
             .await
             .map_err(Failure::into_error)?;
         let mut builder = self
+            .http
             .client_for(&request.url)?
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone())
@@ -242,7 +126,7 @@ impl Transport {
         let max_retries = if request.fail_fast {
             0
         } else {
-            self.config.retry.max_retries
+            self.http.config().retry.max_retries
         };
         self.retrying(request, max_retries, || async {
             let response = self.authenticated(request).await?;
@@ -259,7 +143,7 @@ impl Transport {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let retry = &self.config.retry;
+        let retry = &self.http.config().retry;
         let url = &request.url;
         let timed_out = || Error::Timeout { host: host_port(url) };
         let mut retries = 0;
@@ -307,13 +191,17 @@ impl Transport {
     /// One attempt, authenticating on a 401: with the token or credentials
     /// we have, and once more with fresh ones if the registry refuses them.
     async fn authenticated(&self, request: &RegistryRequest) -> Result<Response, Failure> {
-        let mut auth = self.auth.prepare(request, self).await?;
+        let mut auth = self.auth.prepare(request, &self.http).await?;
         let mut answered_challenge = false;
         loop {
             let response = self.follow_redirects(request, &auth).await?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
-                if let Some(fresh) = self.auth.answer(request, response.headers(), &auth, self).await? {
+                if let Some(fresh) = self
+                    .auth
+                    .answer(request, response.headers(), &auth, &self.http)
+                    .await?
+                {
                     auth = fresh;
                     continue;
                 }
@@ -331,6 +219,7 @@ impl Transport {
             let host = host_port(&url);
             self.breakers.check(&host)?;
             let mut builder = self
+                .http
                 .client_for(&url)?
                 .request(request.method.clone(), url.clone())
                 .headers(request.headers.clone());
@@ -457,98 +346,4 @@ fn redirect_target(url: &Url, response: &Response) -> Result<Option<Url>> {
     url.join(location)
         .map(Some)
         .map_err(|e| Error::invalid_response(&host, format!("invalid redirect Location: {e}")))
-}
-
-/// Reads a body up to `limit` bytes; a broken body is a transient failure.
-async fn read_limited(mut response: Response, limit: usize, host: &str) -> Result<Bytes, Failure> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(Failure::Fatal(Error::invalid_response(
-            host,
-            format!("response larger than the {limit} byte limit"),
-        )));
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(Failure::Fatal(Error::invalid_response(
-                        host,
-                        format!("response larger than the {limit} byte limit"),
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.into()),
-            Err(e) => {
-                return Err(Failure::Transient {
-                    error: map_reqwest_error(e, host),
-                    wait: None,
-                });
-            }
-        }
-    }
-}
-
-/// A reqwest error as ours, without its URL (a presigned URL is a secret).
-fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
-    let host = host.to_owned();
-    if error.is_timeout() {
-        Error::Timeout { host }
-    } else {
-        Error::Connection {
-            host,
-            source: Box::new(error.without_url()),
-        }
-    }
-}
-
-fn http_client(config: &TransportConfig, accept_invalid_certs: bool) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .user_agent(config.user_agent.clone())
-        .connect_timeout(config.connect_timeout)
-        .read_timeout(config.read_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_danger_accept_invalid_certs(accept_invalid_certs)
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
-}
-
-/// Whether a send failed because the server's TLS certificate was refused.
-fn is_certificate_error(error: &reqwest::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = next {
-        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
-            return true;
-        }
-        // `io::Error::source()` skips the error it wraps; look inside it instead.
-        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
-    }
-    false
-}
-
-/// `host[:port]` of a URL, as used for breaker and insecure lookups.
-pub(crate) fn host_port(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
-}
-
-/// Docker's rule: loopback registries may speak plain HTTP.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-pub(crate) fn accept_header(media_types: &[&str]) -> HeaderValue {
-    HeaderValue::from_str(&media_types.join(", ")).expect("media types are ASCII")
 }
