@@ -20,10 +20,10 @@ use conformance::harness::{AuthMode, HungServer, ImageFixture, Pusher, TestRegis
 use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::pull::{PullOptions, PullResult};
 use registry_client::push::CopyOptions;
-use registry_client::sources::{Mirror, RegistrySources, Serves};
 use registry_client::{
     CircuitBreakerConfig, Credentials, Error, ImageReference, RepositoryClient, RepositoryClientBuilder,
 };
+use registry_client::{Mirror, RegistrySources, Serves};
 use url::Url;
 
 /// A client that reads no docker config, with `sources` and a record of its events.

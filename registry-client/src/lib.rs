@@ -2,6 +2,7 @@
 
 mod cache;
 mod client;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod layer_cache;
@@ -9,12 +10,12 @@ pub mod model;
 pub mod output;
 pub mod pull;
 pub mod push;
-pub mod sources;
 mod tar_reader;
 
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
 pub use driver::auth::{Challenge, Credentials};
+pub use driver::sources::{Mirror, RegistrySources, Serves};
 pub use driver::transport::circuit::CircuitBreakerConfig;
 pub use driver::transport::retry::RetryConfig;
 pub use driver::{

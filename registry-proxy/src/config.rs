@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use registry_client::driver::sources::location_host;
 use registry_client::model::reference::DOCKER_HUB;
-use registry_client::sources::location_host;
 use registry_client::{Credentials, ImageReference};
 use serde::Deserialize;
 

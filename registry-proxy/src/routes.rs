@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use registry_client::sources::{Mirror, RegistrySources};
 use registry_client::{ImageReference, RepositoryClient, RepositoryClientBuilder};
+use registry_client::{Mirror, RegistrySources};
 
 use crate::config::{Config, RouteConfig};
 use crate::error::{Error, Result};

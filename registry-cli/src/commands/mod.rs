@@ -14,8 +14,8 @@ use registry_client::Progress;
 use std::io::Read;
 use std::path::Path;
 
+use registry_client::Mirror;
 use registry_client::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
-use registry_client::sources::Mirror;
 use registry_client::{
     Credentials, ImageReference, Platform, RepositoryClient, RepositoryClientBuilder, driver,
 };

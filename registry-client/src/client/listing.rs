@@ -9,11 +9,11 @@ use url::Url;
 
 use super::RepositoryClient;
 use crate::cache::Expiring;
+use crate::driver::sources::{Need, Source, preferring};
 use crate::driver::transport::{RegistryRequest, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
-use crate::sources::{Need, Source, preferring};
 
 /// One page of a list is small JSON; a registry sending more is broken.
 const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;

@@ -6,13 +6,13 @@ use serde::Deserialize;
 
 use super::RepositoryClient;
 use crate::cache::{Content, Expiring};
+use crate::driver::sources::{Need, Route, Source, preferring};
 use crate::driver::transport::{accept_header, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::digest;
 use crate::model::manifest::media_types::*;
 use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest};
 use crate::model::reference::ImageReference;
-use crate::sources::{Need, Route, Source, preferring};
 
 /// Manifests above this size are refused (containerd's limit too).
 const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
+use crate::config::{hosts_dir, registries_conf};
 use crate::driver::auth::Credentials;
+use crate::driver::sources::{Mirror, RegistrySources, SourceTable};
 use crate::driver::transport::circuit::CircuitBreakerConfig;
 use crate::driver::transport::retry::RetryConfig;
 use crate::driver::transport::{Transport, TransportConfig, host_port, is_loopback};
@@ -22,7 +24,6 @@ use crate::layer_cache::LayerCache;
 use crate::model::events::Progress;
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
-use crate::sources::{Mirror, RegistrySources, SourceTable, hosts_dir, registries_conf};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -444,7 +445,7 @@ impl RepositoryClientBuilder {
             None => Platform::host(),
         };
         let rules = self.source_rules()?;
-        let (insecure_hosts, insecure_domains) = crate::sources::insecure_hosts(&rules);
+        let (insecure_hosts, insecure_domains) = crate::driver::sources::insecure_hosts(&rules);
         self.transport.insecure_hosts.extend(insecure_hosts);
         self.transport.insecure_domains.extend(insecure_domains);
         let transport = Arc::new(Transport::new(self.transport.clone(), provider.clone())?);

@@ -6,6 +6,7 @@ pub mod abstract_registry;
 pub mod auth;
 pub mod oci;
 pub mod registration;
+pub mod sources;
 pub(crate) mod transport;
 
 pub use abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig};

@@ -11,13 +11,13 @@ use tokio::sync::Mutex;
 
 use super::sink::{Durability, FileSink};
 use crate::client::RepositoryClient;
+use crate::driver::sources::{Need, Route, Source, preferring};
 use crate::driver::transport::{RetryObserver, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::digest::Hasher;
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::reference::ImageReference;
 use crate::output::BlobInfo;
-use crate::sources::{Need, Route, Source, preferring};
 
 /// Where a downloaded blob's bytes go, in order, as they arrive.
 pub trait BlobSink: Send {

@@ -15,6 +15,7 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 pub use blob::{BlobHead, BlobSink, FetchedBlob};
 
 use crate::client::RepositoryClient;
+use crate::driver::sources::{Route, preferring};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
 use crate::model::events::{Progress, ProgressEvent};
@@ -25,7 +26,6 @@ use crate::output::atomic::AtomicFile;
 use crate::output::docker_archive::{self, DockerArchiveLayout};
 use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
-use crate::sources::{Route, preferring};
 use sink::{Durability, blocking, join_error};
 
 /// Layers downloaded at once by default.

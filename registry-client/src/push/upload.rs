@@ -12,11 +12,11 @@ use http::{HeaderValue, Method, StatusCode, header};
 use url::Url;
 
 use crate::client::RepositoryClient;
+use crate::driver::sources::Source;
 use crate::driver::transport::{RegistryRequest, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::digest::{Hasher, sha256};
 use crate::model::reference::ImageReference;
-use crate::sources::Source;
 
 /// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks of this size
 /// (or the registry's `OCI-Chunk-Min-Length`, when larger), each kept until the registry

@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::table::ANY_REGISTRY;
-use super::{Mirror, RegistrySources, Serves};
+use crate::driver::sources::{ANY_REGISTRY, Mirror, RegistrySources, Serves};
 use crate::error::{Error, Result};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry};
 
@@ -798,7 +797,7 @@ server = "http://registry.lan:5000"
         let insecure: Vec<bool> = rule.mirrors().iter().map(Mirror::is_insecure).collect();
         assert_eq!(insecure, [true, true, false]);
         assert!(
-            matches!(&rule.registry, super::super::RegistryTarget::Moved(m) if m.is_insecure()),
+            matches!(&rule.registry, crate::driver::sources::RegistryTarget::Moved(m) if m.is_insecure()),
             "the moved registry may use plain HTTP"
         );
         let dir = hosts_dir(&[("docker.io", Some(text))]);

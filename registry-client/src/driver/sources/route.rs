@@ -7,8 +7,8 @@ use std::time::Instant;
 use http::{HeaderMap, Method};
 use url::Url;
 
-use super::Serves;
 use super::location::Location;
+use super::rules::Serves;
 use super::table::{MirrorSource, RegistrySource};
 use crate::client::RepositoryClient;
 use crate::driver::transport::{RegistryRequest, Transport, host_port};

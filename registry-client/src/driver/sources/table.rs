@@ -6,82 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::location::{Location, location_host};
-use super::{Mirror, RegistrySources, RegistryTarget, Serves};
+use super::rules::{Mirror, Prefix, RegistrySources, RegistryTarget, Serves};
 use crate::driver::transport::{Transport, TransportConfig};
 use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
-use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry, check_repository_path};
-
-/// What a rule's prefix matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Prefix {
-    /// A registry, or a namespace in it (`docker.io/library`).
-    Name { registry: String, path: Option<String> },
-    /// Every subdomain of a domain (`*.example.com`; stored as `.example.com`).
-    Subdomains(String),
-    /// Any registry without a rule of its own (containerd's `_default`).
-    Any,
-}
-
-/// The prefix that [`RegistrySources::new`] takes for containerd's `_default`.
-pub(crate) const ANY_REGISTRY: &str = "*";
-
-impl Prefix {
-    pub(crate) fn parse(prefix: &str) -> Result<Prefix, String> {
-        if prefix == ANY_REGISTRY {
-            return Ok(Prefix::Any);
-        }
-        if let Some(domain) = prefix.strip_prefix("*.") {
-            check_registry(domain)?;
-            if domain.contains([':', '/']) {
-                return Err(format!(
-                    "prefix {prefix:?}: a wildcard prefix is a domain only (no port, no path)"
-                ));
-            }
-            return Ok(Prefix::Subdomains(format!(".{domain}")));
-        }
-        if prefix.contains(['@', '*']) || prefix.split('/').skip(1).any(|c| c.contains(':')) {
-            return Err(format!(
-                "prefix {prefix:?}: a tag, digest or wildcard is not supported here \
-                 (expected host[:port][/namespace…] or *.domain)"
-            ));
-        }
-        let (registry, path) = match prefix.split_once('/') {
-            Some((registry, path)) => (registry, Some(path)),
-            None => (prefix, None),
-        };
-        check_registry(registry).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
-        if let Some(path) = path {
-            check_repository_path(path).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
-        }
-        Ok(Prefix::Name {
-            registry: registry.to_owned(),
-            path: path.map(str::to_owned),
-        })
-    }
-
-    /// How much of `registry/repository` this prefix matches (longer wins),
-    /// and the part of the repository after it; `None` if it does not match.
-    fn matches<'r>(&self, registry: &str, repository: &'r str) -> Option<(usize, &'r str)> {
-        match self {
-            Prefix::Any => Some((0, repository)),
-            Prefix::Subdomains(domain) => {
-                let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
-                host.ends_with(domain.as_str())
-                    .then_some((host.len(), repository))
-            }
-            Prefix::Name { registry: r, path } if r == registry => match path {
-                None => Some((r.len(), repository)),
-                Some(p) if repository == p => Some((r.len() + 1 + p.len(), "")),
-                Some(p) => repository
-                    .strip_prefix(p.as_str())
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .map(|rest| (r.len() + 1 + p.len(), rest)),
-            },
-            Prefix::Name { .. } => None,
-        }
-    }
-}
+use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 /// A mirror, ready: where it is and the transport that talks to it.
 #[derive(Debug)]

@@ -1,33 +1,13 @@
-//! Mirrors and ordered fallback: the sources an image may come from (its
-//! registry's mirrors, then the registry itself), tried in order, first
-//! success wins.
-//!
-//! A [`RegistrySources`] rule names a registry (or a namespace in it, or
-//! `*.domain`) and lists its [`Mirror`]s; the client picks the rule with the
-//! longest matching prefix, like podman. Rules come from the builder
-//! ([`RepositoryClientBuilder::sources`](crate::RepositoryClientBuilder::sources),
-//! [`mirror`](crate::RepositoryClientBuilder::mirror)) or from the files users
-//! already have: podman's [`registries.conf`](registries_conf) and
-//! containerd's [`hosts.toml` directories](hosts_dir).
-
-mod fallback;
-pub mod hosts_dir;
-mod location;
-pub mod registries_conf;
-mod route;
-mod table;
+//! The rules users write: a registry (or a namespace in it, or `*.domain`),
+//! its mirrors in order, and whether the registry itself is used.
 
 use std::fmt;
 
-pub(crate) use fallback::{Need, preferring};
-pub use location::location_host;
-pub(crate) use route::{Route, Source};
-pub(crate) use table::{SourceTable, insecure_hosts};
-
-use crate::driver::ProviderConfig;
-use crate::driver::auth::Credentials;
+use crate::driver::abstract_registry::ProviderConfig;
+use crate::driver::auth::credentials::Credentials;
 use crate::driver::transport::circuit::CircuitBreakerConfig;
 use crate::driver::transport::retry::RetryConfig;
+use crate::model::reference::{check_registry, check_repository_path};
 
 /// Which pulls and requests a mirror may serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,7 +51,7 @@ impl Serves {
 /// A mirror of a registry: where it is, how to authenticate, what it may serve.
 ///
 /// ```
-/// use registry_client::sources::{Mirror, Serves};
+/// use registry_client::{Mirror, Serves};
 /// use registry_client::Credentials;
 ///
 /// // `/v2/hub/library/alpine/…` on the mirror for `docker.io/library/alpine`.
@@ -211,7 +191,7 @@ impl Mirror {
 /// then the registry itself (which may be moved elsewhere, or left out).
 ///
 /// ```
-/// use registry_client::sources::{Mirror, RegistrySources};
+/// use registry_client::{Mirror, RegistrySources};
 ///
 /// let docker_hub = RegistrySources::new("docker.io")
 ///     .mirror(Mirror::new("registry.internal:5000"))
@@ -330,5 +310,76 @@ impl Mirror {
     /// Whether plain HTTP and unverified TLS are allowed.
     pub fn is_insecure(&self) -> bool {
         self.insecure
+    }
+}
+
+/// What a rule's prefix matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// A registry, or a namespace in it (`docker.io/library`).
+    Name { registry: String, path: Option<String> },
+    /// Every subdomain of a domain (`*.example.com`; stored as `.example.com`).
+    Subdomains(String),
+    /// Any registry without a rule of its own (containerd's `_default`).
+    Any,
+}
+
+/// The prefix that [`RegistrySources::new`] takes for containerd's `_default`.
+pub(crate) const ANY_REGISTRY: &str = "*";
+
+impl Prefix {
+    pub(crate) fn parse(prefix: &str) -> Result<Prefix, String> {
+        if prefix == ANY_REGISTRY {
+            return Ok(Prefix::Any);
+        }
+        if let Some(domain) = prefix.strip_prefix("*.") {
+            check_registry(domain)?;
+            if domain.contains([':', '/']) {
+                return Err(format!(
+                    "prefix {prefix:?}: a wildcard prefix is a domain only (no port, no path)"
+                ));
+            }
+            return Ok(Prefix::Subdomains(format!(".{domain}")));
+        }
+        if prefix.contains(['@', '*']) || prefix.split('/').skip(1).any(|c| c.contains(':')) {
+            return Err(format!(
+                "prefix {prefix:?}: a tag, digest or wildcard is not supported here \
+                 (expected host[:port][/namespace…] or *.domain)"
+            ));
+        }
+        let (registry, path) = match prefix.split_once('/') {
+            Some((registry, path)) => (registry, Some(path)),
+            None => (prefix, None),
+        };
+        check_registry(registry).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
+        if let Some(path) = path {
+            check_repository_path(path).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
+        }
+        Ok(Prefix::Name {
+            registry: registry.to_owned(),
+            path: path.map(str::to_owned),
+        })
+    }
+
+    /// How much of `registry/repository` this prefix matches (longer wins),
+    /// and the part of the repository after it; `None` if it does not match.
+    pub(crate) fn matches<'r>(&self, registry: &str, repository: &'r str) -> Option<(usize, &'r str)> {
+        match self {
+            Prefix::Any => Some((0, repository)),
+            Prefix::Subdomains(domain) => {
+                let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+                host.ends_with(domain.as_str())
+                    .then_some((host.len(), repository))
+            }
+            Prefix::Name { registry: r, path } if r == registry => match path {
+                None => Some((r.len(), repository)),
+                Some(p) if repository == p => Some((r.len() + 1 + p.len(), "")),
+                Some(p) => repository
+                    .strip_prefix(p.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(|rest| (r.len() + 1 + p.len(), rest)),
+            },
+            Prefix::Name { .. } => None,
+        }
     }
 }

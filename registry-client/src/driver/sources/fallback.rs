@@ -3,7 +3,8 @@
 
 use std::future::Future;
 
-use super::{Route, Serves, Source};
+use super::route::{Route, Source};
+use super::rules::Serves;
 use crate::error::{Error, Result, SourceAttempt, SourceOutcome, display_chain};
 
 /// What a request asks for: a tag is resolved only where tags may be.

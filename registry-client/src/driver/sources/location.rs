@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use super::Mirror;
+use super::rules::Mirror;
 use crate::driver::transport::{Transport, host_port, is_loopback};
 use crate::error::{Error, Result};
 use crate::model::reference::check_repository_path;

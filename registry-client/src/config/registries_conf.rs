@@ -19,8 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use toml::Spanned;
 
-use super::table::Prefix;
-use super::{Mirror, RegistrySources, Serves};
+use crate::driver::sources::{Mirror, Prefix, RegistrySources, Serves};
 use crate::error::{Error, Result};
 use crate::model::reference::{check_registry, check_repository_path};
 
@@ -894,7 +893,10 @@ insecure = true
         );
         let rules = load(&path).unwrap();
         assert!(rules.iter().all(|r| r.insecure));
-        assert!(matches!(rules[0].registry, super::super::RegistryTarget::Itself));
+        assert!(matches!(
+            rules[0].registry,
+            crate::driver::sources::RegistryTarget::Itself
+        ));
         assert_eq!(
             sources(&path, "a.b.example.com/team/app:1").unwrap(),
             ["cache.internal:5000/example", "a.b.example.com"]
