@@ -7,10 +7,11 @@
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, noise, run_tool};
+use registry_client::BlobPush;
 use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
 use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
-use registry_client::push::{BlobPush, CopyOptions, CopyResult, LocalImage};
+use registry_client::push::{CopyOptions, CopyResult, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use registry_client::{Progress, ProgressEvent};
 use reqwest::Method;

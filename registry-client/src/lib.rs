@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-mod cache;
 mod client;
 pub mod config;
 pub mod driver;
@@ -12,9 +11,10 @@ pub mod pull;
 pub mod push;
 mod tar_reader;
 
-pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
 pub use driver::auth::{Challenge, Credentials};
+pub use driver::protocol::blobs::{BlobHead, BlobPush, BlobSink, FetchedBlob};
+pub use driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use driver::sources::{Mirror, RegistrySources, Serves};
 pub use driver::transport::circuit::CircuitBreakerConfig;
 pub use driver::transport::retry::RetryConfig;

@@ -19,6 +19,7 @@
 //! readers then go on from the upstream without storing (`passthrough`),
 //! from the byte each had reached.
 
+use registry_client::BlobSink;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -30,7 +31,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use registry_client::model::digest::Hasher;
-use registry_client::pull::BlobSink;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::{Notify, watch};
 

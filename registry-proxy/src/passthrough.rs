@@ -8,12 +8,12 @@
 //! them only once the digest matches: a client never gets a complete but
 //! corrupt blob, its connection is cut instead.
 
+use registry_client::BlobSink;
 use std::ops::Range;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use registry_client::model::digest::Hasher;
-use registry_client::pull::BlobSink;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::sync::{mpsc, oneshot};
 

@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 use futures::stream;
+use registry_client::BlobPush;
 use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
-use registry_client::push::{BlobPush, CopyOptions};
+use registry_client::push::CopyOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use serde_json::json;
 

@@ -1,9 +1,9 @@
 //! Cases for failures: retries, rate limits, broken and corrupted bodies,
 //! redirects to other hosts, timeouts, deadlines and the circuit breaker.
 
+use registry_client::BlobSink;
 use std::time::{Duration, Instant};
 
-use registry_client::pull::BlobSink;
 use registry_client::{CircuitBreakerConfig, Error, RepositoryClient, RetryConfig};
 
 use super::SuiteEnv;

@@ -1,9 +1,10 @@
 //! `mcreg copy SOURCE DESTINATION`: registry to registry, each side with its own credentials.
 
+use registry_client::BlobPush;
 use std::path::PathBuf;
 
 use registry_client::pull::{Image, PullOptions, PullResult};
-use registry_client::push::{BlobPush, CopyOptions, CopyResult, LocalImage};
+use registry_client::push::{CopyOptions, CopyResult, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use serde::Serialize;
 

@@ -1,29 +1,34 @@
 //! The portable layer: [`RepositoryClient`] and its builder.
 
-mod listing;
-mod manifest;
-
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::Stream;
 use url::Url;
 
-use crate::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
 use crate::config::{hosts_dir, registries_conf};
 use crate::driver::auth::Credentials;
+use crate::driver::protocol::blobs::{self, BlobHead, BlobSink, FetchedBlob};
+use crate::driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
+use crate::driver::protocol::registry::{Registry, Shared};
+use crate::driver::protocol::{manifests, tags};
 use crate::driver::sources::{Mirror, RegistrySources, SourceTable};
 use crate::driver::transport::circuit::CircuitBreakerConfig;
 use crate::driver::transport::retry::RetryConfig;
-use crate::driver::transport::{Transport, TransportConfig, host_port, is_loopback};
-use crate::driver::{self, AbstractRegistry, ProviderConfig};
+use crate::driver::transport::{Transport, TransportConfig, is_loopback};
+use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
 use crate::model::events::Progress;
+use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, RawManifest};
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
+use crate::model::tags::TagList;
+use crate::pull::{self, Image};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,37 +38,9 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A registry client: one provider, one transport, one cache. Cheap to
 /// clone; clones share connections, tokens and the cache, and may be used
 /// from many tasks at once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RepositoryClient {
-    inner: Arc<Inner>,
-    /// When this handle's requests must be answered by (see [`with_deadline`](Self::with_deadline)).
-    deadline: Option<Instant>,
-}
-
-struct Inner {
-    provider: Arc<dyn AbstractRegistry>,
-    transport: Arc<Transport>,
-    cache: ResponseCache,
-    endpoint: Option<Url>,
-    platform: Platform,
-    page_size: Option<u32>,
-    layer_cache: Option<LayerCache>,
-    sources: SourceTable,
-    events: Option<Progress>,
-}
-
-impl fmt::Debug for RepositoryClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RepositoryClient")
-            .field("provider", &self.inner.provider)
-            .field("endpoint", &self.inner.endpoint.as_ref().map(Url::as_str))
-            .field("platform", &self.inner.platform.to_string())
-            .field(
-                "layer_cache",
-                &self.inner.layer_cache.as_ref().map(LayerCache::root),
-            )
-            .finish_non_exhaustive()
-    }
+    registry: Registry,
 }
 
 impl RepositoryClient {
@@ -78,6 +55,11 @@ impl RepositoryClient {
         RepositoryClientBuilder::new(ProviderChoice::Host(reference.registry().to_owned()))
     }
 
+    /// The registry protocol this client speaks (what its methods call).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The same client, whose requests must be answered by `deadline`: each
     /// request, from its first attempt to its answer, across retries and
     /// sources (a mirror that hangs leaves less time for the next source).
@@ -89,64 +71,28 @@ impl RepositoryClient {
     /// Clones share everything else (connections, tokens, breakers, cache).
     pub fn with_deadline(&self, deadline: Instant) -> RepositoryClient {
         RepositoryClient {
-            inner: self.inner.clone(),
-            deadline: Some(deadline),
+            registry: self.registry.with_deadline(deadline),
         }
     }
 
     /// The deadline set by [`with_deadline`](Self::with_deadline), if any.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.registry.deadline()
     }
 
     /// The id of the provider this client uses.
     pub fn provider_id(&self) -> &'static str {
-        self.inner.provider.id()
+        self.registry.provider_id()
     }
 
     /// The platform picked from multi-platform indexes.
     pub fn platform(&self) -> &Platform {
-        &self.inner.platform
-    }
-
-    /// The base URL for a registry: the endpoint override, else the
-    /// provider's endpoint, in plain HTTP for loopback and insecure hosts.
-    pub(crate) fn base_url(&self, registry: &str) -> Result<Url> {
-        let mut url = match &self.inner.endpoint {
-            Some(url) => return Ok(url.clone()),
-            None => self.inner.provider.endpoint(registry)?,
-        };
-        if url.scheme() == "https" && (is_loopback(&url) || self.inner.transport.is_insecure(&url)) {
-            url.set_scheme("http").map_err(|()| {
-                Error::InvalidConfig(format!("cannot use plain HTTP for {}", host_port(&url)))
-            })?;
-        }
-        if !url.path().ends_with('/') {
-            url.set_path(&format!("{}/", url.path()));
-        }
-        Ok(url)
+        self.registry.platform()
     }
 
     /// The layer cache blobs are kept in, if one was configured.
     pub fn layer_cache(&self) -> Option<&LayerCache> {
-        self.inner.layer_cache.as_ref()
-    }
-
-    pub(crate) fn transport(&self) -> &Transport {
-        &self.inner.transport
-    }
-
-    pub(crate) fn shared_transport(&self) -> &Arc<Transport> {
-        &self.inner.transport
-    }
-
-    pub(crate) fn source_table(&self) -> &SourceTable {
-        &self.inner.sources
-    }
-
-    /// Where events that belong to no write go (the builder's `progress`).
-    pub(crate) fn events(&self) -> Option<&Progress> {
-        self.inner.events.as_ref()
+        self.registry.layer_cache()
     }
 
     /// The sources `reference` would be fetched from, in the order they are
@@ -155,15 +101,150 @@ impl RepositoryClient {
     /// blocked or no source may serve it.
     pub fn sources_for(&self, reference: &ImageReference) -> Result<Vec<String>> {
         Ok(self
+            .registry
             .route_reporting(reference, None)?
             .sources
             .into_iter()
             .map(|s| s.name)
             .collect())
     }
+}
 
-    pub(crate) fn cache(&self) -> &ResponseCache {
-        &self.inner.cache
+/// Resolving images, to write them out ([`Image::write`]) or copy them ([`Image::copy_to`]).
+impl RepositoryClient {
+    /// Resolves `reference` for this client's platform: its manifest (the
+    /// platform's entry of an index) and config.
+    pub async fn pull(&self, reference: &ImageReference) -> Result<Image> {
+        pull::pull(&self.registry, reference).await
+    }
+
+    /// Resolves `reference` with every platform of its index (nested indexes
+    /// included). Only an OCI layout can hold more than one platform.
+    pub async fn pull_all_platforms(&self, reference: &ImageReference) -> Result<Image> {
+        pull::pull_all_platforms(&self.registry, reference).await
+    }
+}
+
+/// The registry protocol, each call asked of the reference's sources in order.
+impl RepositoryClient {
+    /// Checks that the registry speaks the `/v2/` API and accepts our
+    /// credentials (authenticating if it asks). Asks the registry itself,
+    /// never a mirror.
+    pub async fn ping(&self, host: &str) -> Result<()> {
+        tags::ping(&self.registry, host).await
+    }
+
+    /// Every tag of the reference's repository (its tag or digest is ignored),
+    /// from the first of its sources that lists them.
+    pub async fn list_tags(&self, repository: &ImageReference) -> Result<Vec<String>> {
+        tags::list_tags(&self.registry, repository).await
+    }
+
+    /// [`list_tags`](Self::list_tags), with the source that listed them.
+    pub async fn tag_list(&self, repository: &ImageReference) -> Result<TagList> {
+        tags::tag_list(&self.registry, repository).await
+    }
+
+    /// Every repository in the registry's catalog.
+    pub async fn catalog(&self, host: &str) -> Result<Vec<String>> {
+        tags::catalog(&self.registry, host).await
+    }
+
+    /// The digest, media type and size of a manifest, without fetching it.
+    pub async fn head_manifest(&self, reference: &ImageReference) -> Result<ManifestDescriptor> {
+        manifests::head_manifest(&self.registry, reference).await
+    }
+
+    /// Fetches a manifest, keeping its exact bytes. When asked by digest,
+    /// the bytes are verified against it; when asked by tag, against the
+    /// registry's `Docker-Content-Digest`.
+    pub async fn get_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
+        manifests::get_manifest(&self.registry, reference).await
+    }
+
+    /// A manifest's exact bytes, verified against the digest asked for (or,
+    /// for a tag, the registry's `Docker-Content-Digest`), but not parsed:
+    /// any media type is passed on. Not cached.
+    pub async fn get_raw_manifest(&self, reference: &ImageReference) -> Result<RawManifest> {
+        manifests::get_raw_manifest(&self.registry, reference).await
+    }
+
+    /// The image manifest for this client's platform: the manifest itself,
+    /// or the matching entry of an index (indexes nested in indexes too).
+    pub async fn get_image_manifest(&self, reference: &ImageReference) -> Result<Manifest> {
+        manifests::get_image_manifest(&self.registry, reference).await
+    }
+
+    /// The config of the image `reference` names (for an index, the entry
+    /// for this client's platform), verified against its digest.
+    pub async fn get_config(&self, reference: &ImageReference) -> Result<ImageConfig> {
+        manifests::get_config(&self.registry, reference).await
+    }
+
+    /// Downloads a blob of `reference`'s repository into `sink`, verified
+    /// against its digest (and `size`, when known; otherwise the size the
+    /// source announces), from the reference's sources in order (its
+    /// mirrors, then the registry). A body that breaks off is resumed with
+    /// `Range`; content that fails verification is asked for again from the
+    /// next source, if the sink can [`restart`](BlobSink::restart).
+    pub async fn fetch_blob<S: BlobSink>(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        size: Option<u64>,
+        sink: &mut S,
+    ) -> Result<FetchedBlob> {
+        blobs::fetch_blob(&self.registry, reference, digest, size, sink).await
+    }
+
+    /// The size of a blob, from a `HEAD` to the first of the reference's
+    /// sources that has it; nothing is downloaded.
+    pub async fn head_blob(&self, reference: &ImageReference, digest: &str) -> Result<BlobHead> {
+        blobs::head_blob(&self.registry, reference, digest).await
+    }
+
+    /// Whether `reference`'s repository holds blob `digest` (a `HEAD`, with push access
+    /// asked for, so that a push that follows needs no other token).
+    pub async fn blob_exists(&self, reference: &ImageReference, digest: &str) -> Result<bool> {
+        blobs::blob_exists(&self.registry, reference, digest).await
+    }
+
+    /// Mounts blob `digest` from repository `from` (of the same registry) into
+    /// `reference`'s repository. `false` when the registry would not (it does not have the
+    /// blob there, or does not mount across repositories); the upload it opened instead is
+    /// cancelled.
+    pub async fn mount_blob(&self, reference: &ImageReference, digest: &str, from: &str) -> Result<bool> {
+        blobs::mount_blob(&self.registry, reference, digest, from).await
+    }
+
+    /// Uploads blob `digest` of `size` bytes from `chunks` (its bytes in order) into
+    /// `reference`'s repository: in one `PUT` when small, else in `PATCH` chunks, each sent
+    /// again from the registry's offset when its request fails. The bytes are checked
+    /// against `digest` and `size` before the registry is asked to commit them (a stream
+    /// that brings more than `size` is [`Error::SizeMismatch`] as soon as it does); on any
+    /// error the upload is cancelled and nothing is committed.
+    pub async fn upload_blob<S>(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        size: u64,
+        chunks: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin + Send,
+    {
+        blobs::upload_blob(&self.registry, reference, digest, size, chunks).await
+    }
+
+    /// Puts `bytes` as they are, as the manifest `reference` names (by tag, or by digest).
+    /// Returns its digest. A manifest put by digest must have that digest.
+    pub async fn put_manifest(
+        &self,
+        reference: &ImageReference,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<String> {
+        blobs::put_manifest(&self.registry, reference, media_type, bytes).await
     }
 }
 
@@ -456,7 +537,7 @@ impl RepositoryClientBuilder {
             .map(|e| parse_endpoint(e, &transport))
             .transpose()?;
         Ok(RepositoryClient {
-            inner: Arc::new(Inner {
+            registry: Registry::new(Shared {
                 provider,
                 transport,
                 cache: ResponseCache::new(self.cache_ttl, self.cache_capacity),
@@ -467,7 +548,6 @@ impl RepositoryClientBuilder {
                 sources,
                 events: self.events,
             }),
-            deadline: None,
         })
     }
 }
@@ -527,7 +607,7 @@ mod tests {
     #[test]
     fn endpoints_follow_dockers_rules() {
         let client = RepositoryClient::builder("oci").build().unwrap();
-        let base = |host: &str| client.base_url(host).unwrap().to_string();
+        let base = |host: &str| client.registry().base_url(host).unwrap().to_string();
         assert_eq!(base("docker.io"), "https://registry-1.docker.io/");
         assert_eq!(base("ghcr.io"), "https://ghcr.io/");
         assert_eq!(base("localhost:5000"), "http://localhost:5000/");
@@ -538,11 +618,15 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            insecure.base_url("registry.lan:5000").unwrap().as_str(),
+            insecure
+                .registry()
+                .base_url("registry.lan:5000")
+                .unwrap()
+                .as_str(),
             "http://registry.lan:5000/"
         );
         assert_eq!(
-            insecure.base_url("registry.lan").unwrap().as_str(),
+            insecure.registry().base_url("registry.lan").unwrap().as_str(),
             "https://registry.lan/"
         );
     }

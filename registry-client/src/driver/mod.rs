@@ -5,6 +5,7 @@
 pub mod abstract_registry;
 pub mod auth;
 pub mod oci;
+pub(crate) mod protocol;
 pub mod registration;
 pub mod sources;
 pub(crate) mod transport;

@@ -1,7 +1,6 @@
 //! Pulling images: resolve the manifest for a platform, download the layers
 //! in parallel (verified, resumable, optionally cached), write an output.
 
-mod blob;
 mod sink;
 
 use std::collections::HashMap;
@@ -12,9 +11,8 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 
-pub use blob::{BlobHead, BlobSink, FetchedBlob};
-
-use crate::client::RepositoryClient;
+use crate::driver::protocol::manifests::{get_image_config, get_manifest_via, resolve_platform};
+use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::{Route, preferring};
 use crate::error::{Error, Result};
 use crate::layer_cache::LayerCache;
@@ -26,7 +24,7 @@ use crate::output::atomic::AtomicFile;
 use crate::output::docker_archive::{self, DockerArchiveLayout};
 use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
-use sink::{Durability, blocking, join_error};
+use sink::{Durability, blocking, download_blob, join_error};
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -154,7 +152,7 @@ impl PlatformImage {
 /// fetched, layers are not (they are streamed when an output is written).
 #[derive(Debug, Clone)]
 pub struct Image {
-    client: RepositoryClient,
+    registry: Registry,
     reference: ImageReference,
     /// Every index on the way, outermost first (empty for a plain manifest).
     indexes: Vec<Manifest>,
@@ -169,102 +167,96 @@ pub struct Image {
     route: Route,
 }
 
-impl RepositoryClient {
-    /// Resolves `reference` for this client's platform.
-    pub async fn pull(&self, reference: &ImageReference) -> Result<Image> {
-        let route = self.route(reference)?;
-        let top = self
-            .get_manifest_via(&route, &preferring(&route, None), reference)
-            .await?;
-        let (indexes, manifest) = self.resolve_platform(&route, reference, top).await?;
-        let platform = (!indexes.is_empty()).then(|| self.platform().clone());
-        let image = self.platform_image(&route, reference, manifest, platform).await?;
-        Ok(Image {
-            client: self.clone(),
-            reference: reference.clone(),
-            indexes,
-            images: vec![image],
-            artifacts: Vec::new(),
-            whole_index: false,
-            route,
-        })
-    }
+/// Resolves `reference` for this client's platform.
+pub(crate) async fn pull(registry: &Registry, reference: &ImageReference) -> Result<Image> {
+    let route = registry.route(reference)?;
+    let top = get_manifest_via(registry, &route, &preferring(&route, None), reference).await?;
+    let (indexes, manifest) = resolve_platform(registry, &route, reference, top).await?;
+    let platform = (!indexes.is_empty()).then(|| registry.platform().clone());
+    let image = platform_image(registry, &route, reference, manifest, platform).await?;
+    Ok(Image {
+        registry: registry.clone(),
+        reference: reference.clone(),
+        indexes,
+        images: vec![image],
+        artifacts: Vec::new(),
+        whole_index: false,
+        route,
+    })
+}
 
-    /// Resolves `reference` with every platform of its index (nested indexes
-    /// included). Only an OCI layout can hold more than one platform.
-    pub async fn pull_all_platforms(&self, reference: &ImageReference) -> Result<Image> {
-        let route = self.route(reference)?;
-        let top = self
-            .get_manifest_via(&route, &preferring(&route, None), reference)
-            .await?;
-        let mut indexes = Vec::new();
-        let mut images = Vec::new();
-        let mut artifacts = Vec::new();
-        let mut pending = vec![(top, None)];
-        while let Some((manifest, platform)) = pending.pop() {
-            match &manifest.kind {
-                ManifestKind::Index(index) => {
-                    if indexes.len() > 16 {
-                        return Err(Error::invalid_response(
-                            reference.registry(),
-                            "too many nested indexes",
-                        ));
-                    }
-                    let order = preferring(&route, manifest.descriptor.source.as_deref());
-                    for entry in index.manifests().iter().rev() {
-                        let child = self
-                            .get_manifest_via(
-                                &route,
-                                &order,
-                                &reference.with_digest(entry.digest().as_ref())?,
-                            )
-                            .await?;
-                        pending.push((child, entry.platform().as_ref().map(Platform::from_oci)));
-                    }
-                    indexes.push(manifest);
+/// Resolves `reference` with every platform of its index (nested indexes
+/// included). Only an OCI layout can hold more than one platform.
+pub(crate) async fn pull_all_platforms(registry: &Registry, reference: &ImageReference) -> Result<Image> {
+    let route = registry.route(reference)?;
+    let top = get_manifest_via(registry, &route, &preferring(&route, None), reference).await?;
+    let mut indexes = Vec::new();
+    let mut images = Vec::new();
+    let mut artifacts = Vec::new();
+    let mut pending = vec![(top, None)];
+    while let Some((manifest, platform)) = pending.pop() {
+        match &manifest.kind {
+            ManifestKind::Index(index) => {
+                if indexes.len() > 16 {
+                    return Err(Error::invalid_response(
+                        reference.registry(),
+                        "too many nested indexes",
+                    ));
                 }
-                ManifestKind::Image(image) if !indexes.is_empty() && !is_image_config(image.config()) => {
-                    artifacts.push(manifest)
+                let order = preferring(&route, manifest.descriptor.source.as_deref());
+                for entry in index.manifests().iter().rev() {
+                    let child = get_manifest_via(
+                        registry,
+                        &route,
+                        &order,
+                        &reference.with_digest(entry.digest().as_ref())?,
+                    )
+                    .await?;
+                    pending.push((child, entry.platform().as_ref().map(Platform::from_oci)));
                 }
-                ManifestKind::Image(_) => {
-                    images.push(self.platform_image(&route, reference, manifest, platform).await?)
-                }
+                indexes.push(manifest);
+            }
+            ManifestKind::Image(image) if !indexes.is_empty() && !is_image_config(image.config()) => {
+                artifacts.push(manifest)
+            }
+            ManifestKind::Image(_) => {
+                images.push(platform_image(registry, &route, reference, manifest, platform).await?)
             }
         }
-        Ok(Image {
-            client: self.clone(),
-            reference: reference.clone(),
-            whole_index: !indexes.is_empty(),
-            indexes,
-            images,
-            artifacts,
-            route,
-        })
     }
+    Ok(Image {
+        registry: registry.clone(),
+        reference: reference.clone(),
+        whole_index: !indexes.is_empty(),
+        indexes,
+        images,
+        artifacts,
+        route,
+    })
+}
 
-    async fn platform_image(
-        &self,
-        route: &Route,
-        reference: &ImageReference,
-        manifest: Manifest,
-        platform: Option<Platform>,
-    ) -> Result<PlatformImage> {
-        let config = self.get_image_config(route, reference, &manifest).await?;
-        // Without an index, the config says what the platform is.
-        let platform = platform.or_else(|| {
-            let c = &config.config;
-            Some(Platform::new(
-                &c.os().to_string(),
-                &c.architecture().to_string(),
-                c.variant().as_deref(),
-            ))
-        });
-        Ok(PlatformImage {
-            manifest,
-            config,
-            platform,
-        })
-    }
+async fn platform_image(
+    registry: &Registry,
+    route: &Route,
+    reference: &ImageReference,
+    manifest: Manifest,
+    platform: Option<Platform>,
+) -> Result<PlatformImage> {
+    let config = get_image_config(registry, route, reference, &manifest).await?;
+    // Without an index, the config says what the platform is.
+    let platform = platform.or_else(|| {
+        let c = &config.config;
+        Some(Platform::new(
+            &c.os().to_string(),
+            &c.architecture().to_string(),
+            c.variant().as_deref(),
+        ))
+    });
+    Ok(PlatformImage {
+        manifest,
+        config,
+        platform,
+    })
 }
 
 impl Image {
@@ -272,9 +264,9 @@ impl Image {
         &self.reference
     }
 
-    /// The client the image was resolved with (and its blobs are fetched with).
-    pub fn client(&self) -> &RepositoryClient {
-        &self.client
+    /// The registry the image was resolved with (and its blobs are fetched with).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Whether all platforms were resolved: the whole index is the image.
@@ -427,7 +419,7 @@ impl Image {
                     .iter()
                     .find(|l| l.digest == slot.digest)
                     .expect("a slot per layer");
-                let source = match self.client.layer_cache() {
+                let source = match self.registry.layer_cache() {
                     Some(cache) => {
                         let (cached, source) = self.cached_layer(cache, blob, cached, options).await?;
                         let (temp, offset) = (temp.to_owned(), slot.offset);
@@ -495,7 +487,7 @@ impl Image {
                 pulled.push(pulled_layer(&layer, None));
             } else {
                 // Without a cache, each download streams straight into the layout.
-                let direct = match self.client.layer_cache() {
+                let direct = match self.registry.layer_cache() {
                     Some(_) => None,
                     None => Some(writer.blob_writer(&layer.digest)?),
                 };
@@ -525,7 +517,7 @@ impl Image {
         });
         let fetched = stream::iter(jobs)
             .map(|(layer, direct)| async move {
-                let fetched = match (direct, self.client.layer_cache()) {
+                let fetched = match (direct, self.registry.layer_cache()) {
                     (Some((blob_writer, file)), _) => {
                         let source = self
                             .download_to_file(&layer, file, options, Durability::Synced)
@@ -644,7 +636,7 @@ impl Image {
             .map(|layer| {
                 let scratch = scratch.path();
                 async move {
-                    if let Some(cache) = self.client.layer_cache() {
+                    if let Some(cache) = self.registry.layer_cache() {
                         let (path, source) = self.cached_layer(cache, layer, cached, options).await?;
                         return Ok::<_, Error>((layer, path, source));
                     }
@@ -688,7 +680,7 @@ impl Image {
         &self,
         layers: &[BlobInfo],
     ) -> impl Future<Output = Result<HashMap<String, PathBuf>>> + use<> {
-        let search = self.client.layer_cache().map(|cache| {
+        let search = self.registry.layer_cache().map(|cache| {
             let cache = cache.clone();
             let wanted: Vec<(String, u64)> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
             tokio::task::spawn_blocking(move || {
@@ -747,9 +739,7 @@ impl Image {
     ) -> Result<String> {
         let route = self.route.with_events(options.progress.as_ref());
         let order = preferring(&route, self.manifest_source_of(&layer.digest));
-        self.client
-            .download_blob(&route, &order, layer, file, durability, options.progress.as_ref())
-            .await
+        download_blob(&route, &order, layer, file, durability, options.progress.as_ref()).await
     }
 
     /// The source of the manifest that lists `digest` (a layer, a config, an

@@ -7,13 +7,18 @@
 //! next fills, so the network and the disk work at the same time.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice, Write};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::driver::protocol::blobs::{BlobSink, download};
+use crate::driver::sources::Route;
 use crate::error::{Error, Result};
 use crate::model::digest::Hasher;
+use crate::model::events::Progress;
+use crate::output::BlobInfo;
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
 /// per download can be alive at once (one filling, one being written).
@@ -221,6 +226,37 @@ where
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Io(io::Error::other(e))
+}
+
+impl BlobSink for FileSink {
+    fn write(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send {
+        FileSink::write(self, chunk)
+    }
+
+    fn restart(&mut self) -> impl Future<Output = Result<()>> + Send {
+        FileSink::restart(self)
+    }
+
+    fn digest(&mut self) -> impl Future<Output = Result<String>> + Send {
+        FileSink::digest(self)
+    }
+}
+
+/// Downloads a layer of a pull into `file` (from its current position),
+/// as durable as `durability` says. On any error `file` holds a partial
+/// blob that the caller must discard. Returns the source that completed it.
+pub(crate) async fn download_blob(
+    route: &Route,
+    order: &[usize],
+    blob: &BlobInfo,
+    file: std::fs::File,
+    durability: Durability,
+    progress: Option<&Progress>,
+) -> Result<String> {
+    let mut sink = FileSink::new(file, Hasher::for_digest(&blob.digest)?, durability)?;
+    let fetched = download(route, order, &blob.digest, Some(blob.size), &mut sink, progress).await?;
+    sink.finish().await?;
+    Ok(fetched.source)
 }
 
 #[cfg(test)]

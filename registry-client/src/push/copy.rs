@@ -10,14 +10,14 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 
-use super::upload::{BlobPush, is_upload_lost};
 use crate::client::RepositoryClient;
+use crate::driver::protocol::blobs::{self, BlobPush, BlobSink, is_upload_lost};
 use crate::error::{Error, Result};
 use crate::model::digest::Hasher;
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::manifest::Manifest;
 use crate::model::reference::ImageReference;
-use crate::pull::{BlobSink, Image};
+use crate::pull::Image;
 
 /// Blobs copied at once unless told otherwise.
 pub const DEFAULT_COPY_CONCURRENCY: usize = 4;
@@ -113,7 +113,7 @@ impl Image {
         options: &CopyOptions,
     ) -> Result<CopyResult> {
         let same_registry = self.reference().registry() == destination.registry()
-            && self.client().provider_id() == to.provider_id()
+            && self.registry().provider_id() == to.provider_id()
             && self.reference().repository() != destination.repository();
         let mut plan = self.copy_plan();
         if same_registry {
@@ -192,10 +192,14 @@ impl Image {
             blob,
         ));
         let download = async {
-            let result = self
-                .client()
-                .fetch_blob(self.reference(), &blob.digest, Some(blob.size), &mut sink)
-                .await;
+            let result = blobs::fetch_blob(
+                self.registry(),
+                self.reference(),
+                &blob.digest,
+                Some(blob.size),
+                &mut sink,
+            )
+            .await;
             // The upload sees the end of its bytes (or the error) once the sink is gone.
             if let Err(error) = &result {
                 let _ = sink
@@ -211,7 +215,7 @@ impl Image {
             drop(sink);
             (result, upload_gone)
         };
-        let upload = to.upload_blob_streamed(destination, &blob.digest, blob.size, chunks);
+        let upload = blobs::upload_blob_streamed(to.registry(), destination, &blob.digest, blob.size, chunks);
         let ((downloaded, upload_gone), uploaded) = tokio::join!(download, upload);
         match (downloaded, uploaded) {
             // The upload failed first, and the download stopped because of it.

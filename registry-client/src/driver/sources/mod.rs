@@ -10,17 +10,15 @@
 //! already have: podman's [`registries.conf`](crate::config::registries_conf) and
 //! containerd's [`hosts.toml` directories](crate::config::hosts_dir).
 
-mod fallback;
 mod location;
 mod route;
 mod rules;
 mod table;
 
-pub(crate) use fallback::{Need, preferring};
 pub use location::location_host;
-pub(crate) use route::{Route, Source};
+pub(crate) use route::{Need, Route, Source, at_location, mirror_source, preferring};
 #[cfg(test)]
 pub(crate) use rules::RegistryTarget;
 pub(crate) use rules::{ANY_REGISTRY, Prefix};
 pub use rules::{Mirror, RegistrySources, Serves};
-pub(crate) use table::{SourceTable, insecure_hosts};
+pub(crate) use table::{RegistrySource, SourceTable, insecure_hosts};

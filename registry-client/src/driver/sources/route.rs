@@ -1,6 +1,8 @@
-//! The sources one image may come from, in order, and how a request to one
-//! of them is addressed.
+//! The sources one image may come from, in order, how a request to one of
+//! them is addressed, and trying them in order: the first success wins; a
+//! failure that another source might not have moves on to the next.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,10 +11,9 @@ use url::Url;
 
 use super::location::Location;
 use super::rules::Serves;
-use super::table::{MirrorSource, RegistrySource};
-use crate::client::RepositoryClient;
+use super::table::MirrorSource;
 use crate::driver::transport::{RegistryRequest, Transport, host_port};
-use crate::error::{Error, Resource, Result};
+use crate::error::{Error, Resource, Result, SourceAttempt, SourceOutcome, display_chain};
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, ImageReference};
 
@@ -39,6 +40,26 @@ pub(crate) struct Source {
 }
 
 impl Source {
+    /// The registry `reference` names, at `api_root` (its `/v2/` URL).
+    pub fn registry(
+        reference: &ImageReference,
+        api_root: Url,
+        transport: Arc<Transport>,
+        deadline: Option<Instant>,
+    ) -> Source {
+        Source {
+            name: reference.registry().to_owned(),
+            serves: Serves::All,
+            transport,
+            api_root,
+            repository: reference.repository().to_owned(),
+            auth_host: reference.registry().to_owned(),
+            namespace: None,
+            is_the_registry: true,
+            deadline,
+        }
+    }
+
     pub fn transport(&self) -> &Transport {
         &self.transport
     }
@@ -136,109 +157,7 @@ impl Route {
     }
 }
 
-impl RepositoryClient {
-    /// The sources `reference` may come from: the mirrors of the rule with
-    /// the longest matching prefix that serve this kind of pull, then the
-    /// registry (or where the rule moved it). Without a rule, the registry.
-    pub(crate) fn route(&self, reference: &ImageReference) -> Result<Route> {
-        self.route_reporting(reference, self.events().cloned())
-    }
-
-    /// [`route`](Self::route), telling `events` which sources are left out.
-    pub(crate) fn route_reporting(
-        &self,
-        reference: &ImageReference,
-        events: Option<Progress>,
-    ) -> Result<Route> {
-        let registry = reference.registry();
-        let Some((rule, rest)) = self.source_table().matching(registry, reference.repository()) else {
-            return Ok(Route {
-                sources: vec![self.registry_source(reference)?],
-                not_asked: Vec::new(),
-                events,
-                deadline: self.deadline(),
-            });
-        };
-        if rule.blocked {
-            return Err(Error::Blocked {
-                name: reference.to_string(),
-                rule: rule.description.clone(),
-            });
-        }
-        let by_digest = reference.digest().is_some();
-        let mut route = Route {
-            sources: Vec::new(),
-            not_asked: Vec::new(),
-            events,
-            deadline: self.deadline(),
-        };
-        for mirror in &rule.mirrors {
-            if mirror.serves.serves_pull(by_digest) {
-                route.sources.push(mirror_source(mirror, registry, rest)?);
-            } else {
-                route
-                    .not_asked
-                    .push((mirror.location.name.clone(), mirror.serves.exclusion().to_owned()));
-            }
-        }
-        match &rule.registry {
-            RegistrySource::Itself => route.sources.push(self.registry_source(reference)?),
-            RegistrySource::Moved {
-                location,
-                send_namespace,
-            } => route.sources.push(at_location(
-                location,
-                self.shared_transport(),
-                *send_namespace,
-                Serves::All,
-                registry,
-                rest,
-            )?),
-            RegistrySource::Off => {}
-        }
-        for source in &mut route.sources {
-            source.deadline = self.deadline();
-        }
-        let what = reference.to_string();
-        for (source, reason) in &route.not_asked {
-            route.skipped(source, &what, reason);
-        }
-        if route.sources.is_empty() {
-            return Err(Error::InvalidConfig(format!(
-                "no source may serve {what} under {}: {}",
-                rule.description,
-                route
-                    .not_asked
-                    .iter()
-                    .map(|(s, r)| format!("{s}: {r}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )));
-        }
-        Ok(route)
-    }
-
-    /// The registry itself: the client's endpoint or the provider's, with
-    /// the client's own transport.
-    /// The registry itself, never a mirror (where pushes go).
-    pub(crate) fn registry_source(&self, reference: &ImageReference) -> Result<Source> {
-        let mut api_root = self.base_url(reference.registry())?;
-        api_root.set_path(&format!("{}v2/", api_root.path()));
-        Ok(Source {
-            name: reference.registry().to_owned(),
-            serves: Serves::All,
-            transport: self.shared_transport().clone(),
-            api_root,
-            repository: reference.repository().to_owned(),
-            auth_host: reference.registry().to_owned(),
-            namespace: None,
-            is_the_registry: true,
-            deadline: self.deadline(),
-        })
-    }
-}
-
-fn mirror_source(mirror: &MirrorSource, registry: &str, rest: &str) -> Result<Source> {
+pub(crate) fn mirror_source(mirror: &MirrorSource, registry: &str, rest: &str) -> Result<Source> {
     at_location(
         &mirror.location,
         &mirror.transport,
@@ -249,7 +168,7 @@ fn mirror_source(mirror: &MirrorSource, registry: &str, rest: &str) -> Result<So
     )
 }
 
-fn at_location(
+pub(crate) fn at_location(
     location: &Location,
     transport: &Arc<Transport>,
     send_namespace: bool,
@@ -281,4 +200,143 @@ fn at_location(
 /// (Docker Hub's API host is Docker Hub).
 fn is_proxy(host: &str, registry: &str) -> bool {
     host != registry && !(registry == DOCKER_HUB && host == DOCKER_HUB_API_HOST)
+}
+
+/// What a request asks for: a tag is resolved only where tags may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// A tag (a manifest by tag, a tag list).
+    Tag,
+    /// Content by digest (a manifest by digest, a blob).
+    Digest,
+}
+
+impl Source {
+    fn answers(&self, need: Need) -> bool {
+        need == Need::Digest || self.serves != Serves::Content
+    }
+}
+
+/// Whether another source might succeed where this one failed. Local
+/// failures (disk, configuration, what the image is) would fail anywhere.
+fn next_may_help(error: &Error) -> bool {
+    !matches!(error, Error::CannotRefetch { .. })
+        && !matches!(
+            error.kind(),
+            Error::Io(_)
+                | Error::InvalidConfig(_)
+                | Error::InvalidReference { .. }
+                | Error::NoMatchingPlatform { .. }
+                | Error::UnsupportedMediaType { .. }
+                | Error::UnknownProvider { .. }
+                | Error::Blocked { .. }
+        )
+}
+
+/// The order in which to ask for content of an image whose manifest came
+/// from `served_by`: content-only mirrors configured before it (containerd
+/// asks them first), then `served_by`, then the others in order.
+pub(crate) fn preferring(route: &Route, served_by: Option<&str>) -> Vec<usize> {
+    let all = 0..route.sources.len();
+    let Some(first) = served_by.and_then(|name| route.position(name)) else {
+        return all.collect();
+    };
+    let content_first = all
+        .clone()
+        .filter(|&i| i < first && route.sources[i].serves == Serves::Content);
+    let rest = all.filter(|&i| i != first && !(i < first && route.sources[i].serves == Serves::Content));
+    content_first.chain([first]).chain(rest).collect()
+}
+
+impl Route {
+    /// Runs `attempt` on the sources in `order` that may answer `need`,
+    /// until one succeeds. `attempt` is told whether its source is the last
+    /// one (only the last retries transient failures). Each source that
+    /// fails and leaves the work to the next is reported as skipped. When
+    /// all fail, the error is the only source's, or [`Error::Sources`].
+    pub async fn first_success<'r, T, F, Fut>(
+        &'r self,
+        order: &[usize],
+        need: Need,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<(T, &'r Source)>
+    where
+        F: FnMut(&'r Source, bool) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let candidates: Vec<&Source> = order
+            .iter()
+            .map(|&i| &self.sources[i])
+            .filter(|s| s.answers(need))
+            .collect();
+        let mut attempts: Vec<SourceAttempt> = self
+            .not_asked
+            .iter()
+            .map(|(source, reason)| SourceAttempt {
+                source: source.clone(),
+                outcome: SourceOutcome::NotAsked(reason.clone()),
+            })
+            .collect();
+        attempts.extend(
+            order
+                .iter()
+                .map(|&i| &self.sources[i])
+                .filter(|s| !s.answers(need))
+                .map(|s| SourceAttempt {
+                    source: s.name.clone(),
+                    outcome: SourceOutcome::NotAsked(s.serves.exclusion().to_owned()),
+                }),
+        );
+        for (n, source) in candidates.iter().enumerate() {
+            let last = n + 1 == candidates.len();
+            if n > 0 && self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // The sources before took all the time there was.
+                attempts.extend(candidates[n..].iter().map(|s| SourceAttempt {
+                    source: s.name.clone(),
+                    outcome: SourceOutcome::NotAsked("the request's deadline had passed".into()),
+                }));
+                return Err(Error::Sources {
+                    what: what.to_owned(),
+                    attempts,
+                });
+            }
+            match attempt(source, last).await {
+                Ok(value) => return Ok((value, source)),
+                Err(error) if !last && next_may_help(&error) => {
+                    self.skipped(&source.name, what, &display_chain(&error));
+                    attempts.push(SourceAttempt {
+                        source: source.name.clone(),
+                        outcome: SourceOutcome::Failed(error),
+                    });
+                }
+                Err(error) => return Err(all_failed(what, attempts, source, error)),
+            }
+        }
+        Err(Error::InvalidConfig(format!(
+            "no source may serve {what}: {}",
+            attempts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
+    }
+}
+
+/// The error when `last` failed with `error` after `attempts`: the error
+/// itself when the registry alone was in play (or it is local), else all of
+/// them (a lone mirror is named: the reference does not say it was asked).
+fn all_failed(what: &str, mut attempts: Vec<SourceAttempt>, last: &Source, error: Error) -> Error {
+    if (attempts.is_empty() && last.is_the_registry) || !next_may_help(&error) {
+        return error;
+    }
+    attempts.push(SourceAttempt {
+        source: last.name.clone(),
+        outcome: SourceOutcome::Failed(error),
+    });
+    Error::Sources {
+        what: what.to_owned(),
+        attempts,
+    }
 }

@@ -1,0 +1,8 @@
+//! The registry protocol (OCI distribution): manifests, blobs, uploads, tags
+//! and the catalog, each asked of an image's sources in order.
+
+pub(crate) mod blobs;
+pub(crate) mod cache;
+pub(crate) mod manifests;
+pub(crate) mod registry;
+pub(crate) mod tags;
