@@ -42,7 +42,7 @@ async fn destination(auth: AuthMode) -> (TestRegistry, FaultProxy) {
 /// Resolves `from` (one platform) and copies it to `to`, anonymously on both sides.
 async fn copy(from: &ImageReference, to: &ImageReference) -> registry_client::Result<CopyResult> {
     let image = client(None).pull(from).await.expect("resolve");
-    image.copy_to(&client(None), to, &CopyOptions::default()).await
+    client(None).push(&image, to, &CopyOptions::default()).await
 }
 
 /// A failed copy left no tag behind (asked as the registry's admin when it has one).
@@ -95,8 +95,8 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
 
     let image = source_client.pull_all_platforms(&from).await.expect("resolve");
     let (progress, mut events) = Progress::channel();
-    let result = image
-        .copy_to(&dest_client, &to, &CopyOptions::default().progress(progress))
+    let result = dest_client
+        .push(&image, &to, &CopyOptions::default().progress(progress))
         .await
         .expect("copy");
     let events: Vec<ProgressEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
@@ -139,8 +139,8 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
     // Again: every blob is there, none goes up; the manifests are put again.
     dest.clear_log();
     let (progress, mut events) = Progress::channel();
-    let again = image
-        .copy_to(&dest_client, &to, &CopyOptions::default().progress(progress))
+    let again = dest_client
+        .push(&image, &to, &CopyOptions::default().progress(progress))
         .await
         .expect("copy again");
     let skipped = std::iter::from_fn(|| events.try_recv().ok())
@@ -157,9 +157,9 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
 
     // A dry run of a new tag: says what exists, puts nothing.
     dest.clear_log();
-    let dry = image
-        .copy_to(
-            &dest_client,
+    let dry = dest_client
+        .push(
+            &image,
             &reference(&dest.host(), "copies/other:v1"),
             &CopyOptions::default().dry_run(true),
         )
@@ -204,11 +204,9 @@ async fn a_copy_within_one_registry_mounts_every_blob() {
     let admin = registry.admin_credentials();
     let from = reference(&proxy.host(), &format!("{}:v1", single.repository));
     let to = reference(&proxy.host(), "mounted/copy:v1");
-    let result = client(admin.clone())
-        .pull(&from)
-        .await
-        .expect("resolve")
-        .copy_to(&client(admin), &to, &CopyOptions::default())
+    let image = client(admin.clone()).pull(&from).await.expect("resolve");
+    let result = client(admin)
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect("copy");
     assert!(
@@ -280,17 +278,15 @@ async fn copy_with_a_failing_patch(via: Via, fault: Fault) -> Vec<RecordedReques
     let image = client(None).pull(&from).await.expect("resolve");
     let dir = tempfile::tempdir().expect("tempdir");
     let result = match via {
-        Via::Registry => image.copy_to(&client(None), &to, &CopyOptions::default()).await,
+        Via::Registry => client(None).push(&image, &to, &CopyOptions::default()).await,
         Via::Layout => {
             let layout = dir.path().join("layout");
             image
                 .write_oci_layout(&layout, &PullOptions::default())
                 .await
                 .expect("the layout");
-            LocalImage::open_oci_layout(&layout, Some("v1"))
-                .expect("open the layout")
-                .push_to(&client(None), &to, &CopyOptions::default())
-                .await
+            let local = LocalImage::open_oci_layout(&layout, Some("v1")).expect("open the layout");
+            client(None).push(&local, &to, &CopyOptions::default()).await
         }
     }
     .expect("the copy gets past the failed PATCH");
@@ -447,12 +443,8 @@ async fn an_upload_location_on_another_origin_is_refused_and_gets_nothing() {
     let from = reference(&source.host(), &format!("{}:v1", single.repository));
     let to = reference(&dest.host(), "elsewhere/copy:v1");
     let image = client(None).pull(&from).await.expect("resolve");
-    let err = image
-        .copy_to(
-            &client(registry.admin_credentials()),
-            &to,
-            &CopyOptions::default(),
-        )
+    let err = client(registry.admin_credentials())
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect_err("an upload that leaves the registry is refused");
     assert!(err.to_string().contains("leaves the registry"), "{err}");
@@ -488,18 +480,14 @@ async fn a_token_registry_grants_push_to_who_may_push() {
     let image = client(None).pull(&from).await.expect("resolve");
 
     // A user with pull rights only: the registry refuses the upload.
-    let err = image
-        .copy_to(&client(registry.credentials()), &to, &CopyOptions::default())
+    let err = client(registry.credentials())
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect_err("a pull-only user cannot push");
     assert!(err.is_auth(), "{err}");
 
-    let result = image
-        .copy_to(
-            &client(registry.admin_credentials()),
-            &to,
-            &CopyOptions::default(),
-        )
+    let result = client(registry.admin_credentials())
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect("the admin pushes");
     assert_eq!(result.digest, single.digest);

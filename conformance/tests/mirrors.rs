@@ -732,12 +732,13 @@ async fn a_mirror_with_a_path_serves_the_image_under_it_with_its_own_token() {
         })
         .build()
         .expect("admin client");
-    admin
+    let resolved = admin
         .pull(&reference(&image.reference(&hub.host())))
         .await
-        .expect("resolve")
-        .copy_to(
-            &admin,
+        .expect("resolve");
+    admin
+        .push(
+            &resolved,
             &reference(&format!("{}/hub/{}:v1", hub.host(), image.repository)),
             &CopyOptions::default(),
         )

@@ -68,8 +68,8 @@ pub async fn push_copy_within_registry(client: &RepositoryClient, env: &SuiteEnv
     let many = &env.fixtures().many_layers;
     let to = pushed(env, "many:copy");
     let image = client.pull(&env.image(many)).await.expect("resolve");
-    let result = image
-        .copy_to(client, &to, &CopyOptions::default())
+    let result = client
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect("copy");
     assert_eq!(result.digest, many.digest);
@@ -80,8 +80,8 @@ pub async fn push_copy_within_registry(client: &RepositoryClient, env: &SuiteEnv
     );
     let back = client.get_manifest(&to).await.expect("the copy's manifest");
     assert_eq!(back.descriptor.digest, many.digest);
-    let again = image
-        .copy_to(client, &to, &CopyOptions::default())
+    let again = client
+        .push(&image, &to, &CopyOptions::default())
         .await
         .expect("copy again");
     assert!(
@@ -145,12 +145,11 @@ pub async fn push_refused_manifest_leaves_no_tag(client: &RepositoryClient, env:
         Fault::status(400, 10),
     );
     let to = pushed(env, "refused:v1");
-    let copy = client
+    let image = client
         .pull(&env.image(&env.fixtures().single_oci))
         .await
-        .expect("resolve")
-        .copy_to(client, &to, &CopyOptions::default())
-        .await;
+        .expect("resolve");
+    let copy = client.push(&image, &to, &CopyOptions::default()).await;
     assert!(copy.is_err(), "{copy:?}");
     let tag = client.get_manifest(&to).await.expect_err("no tag");
     assert!(tag.is_not_found(), "{tag}");

@@ -109,7 +109,7 @@ async fn copy(
         (Location::Registry(source), Location::Registry(destination)) => {
             let image = resolve(context, args.all, &source, platform, source_credentials).await?;
             let client = destination_client(context, &destination, destination_credentials)?;
-            let result = image.copy_to(&client, &destination, options).await?;
+            let result = client.push(&image, &destination, options).await?;
             Ok(Copied::ToRegistry {
                 source: source.to_string(),
                 result,
@@ -129,7 +129,7 @@ async fn copy(
             // From disk: a push.
             let image = local.open()?;
             let client = destination_client(context, &destination, destination_credentials)?;
-            let result = image.push_to(&client, &destination, options).await?;
+            let result = client.push(&image, &destination, options).await?;
             Ok(Copied::ToRegistry {
                 source: args.source.clone(),
                 result,

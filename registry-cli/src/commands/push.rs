@@ -36,7 +36,7 @@ pub async fn run(context: &Context, args: &PushArgs) -> Result<(), Failure> {
     if let Some(progress) = reporter.progress() {
         options = options.progress(progress);
     }
-    let pushed = image.push_to(&client, &destination, &options).await;
+    let pushed = client.push(&image, &destination, &options).await;
     reporter.finish();
     print_result(context, image.origin(), &pushed?)
 }

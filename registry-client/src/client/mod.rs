@@ -29,6 +29,7 @@ use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
 use crate::pull::{self, Image};
+use crate::push::{self, CopyOptions, CopyResult, ImageSource};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +57,7 @@ impl RepositoryClient {
     }
 
     /// The registry protocol this client speaks (what its methods call).
+    #[cfg(test)]
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -110,7 +112,7 @@ impl RepositoryClient {
     }
 }
 
-/// Resolving images, to write them out ([`Image::write`]) or copy them ([`Image::copy_to`]).
+/// Images: resolving them (to write them out with [`Image::write`]) and pushing them.
 impl RepositoryClient {
     /// Resolves `reference` for this client's platform: its manifest (the
     /// platform's entry of an index) and config.
@@ -122,6 +124,20 @@ impl RepositoryClient {
     /// included). Only an OCI layout can hold more than one platform.
     pub async fn pull_all_platforms(&self, reference: &ImageReference) -> Result<Image> {
         pull::pull_all_platforms(&self.registry, reference).await
+    }
+
+    /// Pushes `image` (resolved by any client, of any provider, or read from disk) to
+    /// `destination` through this client: blobs first, in parallel, largest first (skipped
+    /// when present, mounted from the source repository when both are in this registry),
+    /// then the manifests, the tagged one last, so that a push that fails never leaves a
+    /// tag pointing at missing blobs.
+    pub async fn push(
+        &self,
+        image: &impl ImageSource,
+        destination: &ImageReference,
+        options: &CopyOptions,
+    ) -> Result<CopyResult> {
+        push::push(image.push_plan(), &self.registry, destination, options).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod sink;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ use crate::output::atomic::AtomicFile;
 use crate::output::docker_archive::{self, DockerArchiveLayout};
 use crate::output::oci_layout::OciLayoutWriter;
 use crate::output::{BlobInfo, Compression, rootfs};
+use crate::push::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
 use sink::{Durability, blocking, download_blob, join_error};
 
 /// Layers downloaded at once by default.
@@ -262,11 +263,6 @@ async fn platform_image(
 impl Image {
     pub fn reference(&self) -> &ImageReference {
         &self.reference
-    }
-
-    /// The registry the image was resolved with (and its blobs are fetched with).
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// Whether all platforms were resolved: the whole index is the image.
@@ -751,6 +747,59 @@ impl Image {
             .chain(&self.artifacts)
             .find(|manifest| lists_blob(manifest, digest))
             .and_then(|manifest| manifest.descriptor.source.as_deref())
+    }
+}
+
+/// A resolved image pushed elsewhere: a single-platform image as its platform manifest;
+/// one resolved with [`pull_all_platforms`](crate::RepositoryClient::pull_all_platforms) as
+/// the whole index, byte for byte.
+impl ImageSource for Image {
+    fn digest(&self) -> &str {
+        Image::digest(self)
+    }
+
+    /// What a push puts: every blob once (configs from memory, the rest from the source),
+    /// the manifests below the top one (children before their index), and the top one.
+    fn push_plan(&self) -> PushPlan {
+        let mut blobs: BTreeMap<String, PlannedBlob> = BTreeMap::new();
+        for image in self.images() {
+            blobs.insert(
+                image.config.digest.clone(),
+                PlannedBlob {
+                    digest: image.config.digest.clone(),
+                    size: image.config.bytes.len() as u64,
+                    origin: Origin::Memory(image.config.bytes.clone()),
+                },
+            );
+        }
+        for layer in self.all_blobs() {
+            blobs.entry(layer.digest.clone()).or_insert(PlannedBlob {
+                digest: layer.digest,
+                size: layer.size,
+                origin: Origin::Source,
+            });
+        }
+        let mut below: Vec<&Manifest> = Vec::new();
+        let top = match self.index() {
+            Some(index) if self.is_whole_index() => {
+                below.extend(self.images().iter().map(|i| &i.manifest));
+                below.extend(self.artifact_manifests());
+                below.extend(self.nested_indexes().iter().rev());
+                index
+            }
+            _ => &self.images()[0].manifest,
+        };
+        let planned = |m: &Manifest| PlannedManifest {
+            digest: m.descriptor.digest.clone(),
+            media_type: m.descriptor.media_type.clone(),
+            bytes: m.bytes.clone(),
+        };
+        PushPlan {
+            blobs: blobs.into_values().collect(),
+            below: below.into_iter().map(planned).collect(),
+            top: planned(top),
+            source: Some((self.registry.clone(), self.reference.clone())),
+        }
     }
 }
 

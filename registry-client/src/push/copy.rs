@@ -1,23 +1,20 @@
-//! Copying a resolved [`Image`] into a repository of any registry: blobs streamed from the
+//! Pushing an [`ImageSource`] into a repository of any registry: blobs streamed from the
 //! source's answer straight into the destination's upload (bounded memory, no temporary
 //! file), skipped when present, mounted when both are one registry; manifests last, so a
 //! copy that fails never leaves a tag pointing at missing blobs.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 
-use crate::client::RepositoryClient;
 use crate::driver::protocol::blobs::{self, BlobPush, BlobSink, is_upload_lost};
+use crate::driver::protocol::registry::Registry;
 use crate::error::{Error, Result};
 use crate::model::digest::Hasher;
 use crate::model::events::{Progress, ProgressEvent};
-use crate::model::manifest::Manifest;
 use crate::model::reference::ImageReference;
-use crate::pull::Image;
 
 /// Blobs copied at once unless told otherwise.
 pub const DEFAULT_COPY_CONCURRENCY: usize = 4;
@@ -99,131 +96,57 @@ pub struct CopyResult {
     pub dry_run: bool,
 }
 
-impl Image {
-    /// Copies this image to `destination` (a repository with a tag, or with the digest of
-    /// what is copied) through `to`, a client for the destination's registry (another
-    /// provider, another cloud). A single-platform image is copied as its platform manifest;
-    /// one resolved with [`pull_all_platforms`](RepositoryClient::pull_all_platforms) as
-    /// the whole index, byte for byte. Blobs go first, in parallel, largest first; then the
-    /// manifests, the tagged one last.
-    pub async fn copy_to(
-        &self,
-        to: &RepositoryClient,
-        destination: &ImageReference,
-        options: &CopyOptions,
-    ) -> Result<CopyResult> {
-        let same_registry = self.reference().registry() == destination.registry()
-            && self.registry().provider_id() == to.provider_id()
-            && self.reference().repository() != destination.repository();
-        let mut plan = self.copy_plan();
-        if same_registry {
-            plan.mount_from = Some(self.reference().repository().to_owned());
+/// Downloads `blob` into a pipe that the destination's upload reads, in one streamed
+/// request. The download is verified (and resumed) by the blob read path;
+/// the pipe ends only after that, and carries its error instead when it fails, so the
+/// upload commits verified bytes without hashing them again.
+async fn stream_blob(
+    from: &Registry,
+    reference: &ImageReference,
+    to: &Registry,
+    destination: &ImageReference,
+    blob: &PlannedBlob,
+    progress: Option<&Progress>,
+) -> std::result::Result<(), Piped> {
+    let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
+    let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
+    let mut sink = PipeSink {
+        sender,
+        hasher,
+        upload_gone: false,
+    };
+    let chunks = Box::pin(reported(
+        stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        }),
+        progress,
+        blob,
+    ));
+    let download = async {
+        let result = blobs::fetch_blob(from, reference, &blob.digest, Some(blob.size), &mut sink).await;
+        // The upload sees the end of its bytes (or the error) once the sink is gone.
+        if let Err(error) = &result {
+            let _ = sink
+                .sender
+                .send(Err(Error::Io(std::io::Error::other(format!(
+                    "the download of {} failed: {error}",
+                    blob.digest
+                )))))
+                .await;
         }
-        plan.execute(Some(self), to, destination, options).await
-    }
-
-    /// What a copy puts: every blob once (configs from memory, the rest from the source),
-    /// the manifests below the top one (children before their index), and the top one.
-    fn copy_plan(&self) -> Plan {
-        let mut blobs: BTreeMap<String, PlannedBlob> = BTreeMap::new();
-        for image in self.images() {
-            blobs.insert(
-                image.config.digest.clone(),
-                PlannedBlob {
-                    digest: image.config.digest.clone(),
-                    size: image.config.bytes.len() as u64,
-                    origin: Origin::Memory(image.config.bytes.clone()),
-                },
-            );
-        }
-        for layer in self.all_blobs() {
-            blobs.entry(layer.digest.clone()).or_insert(PlannedBlob {
-                digest: layer.digest,
-                size: layer.size,
-                origin: Origin::Source,
-            });
-        }
-        let mut below: Vec<&Manifest> = Vec::new();
-        let top = match self.index() {
-            Some(index) if self.is_whole_index() => {
-                below.extend(self.images().iter().map(|i| &i.manifest));
-                below.extend(self.artifact_manifests());
-                below.extend(self.nested_indexes().iter().rev());
-                index
-            }
-            _ => &self.images()[0].manifest,
-        };
-        let planned = |m: &Manifest| PlannedManifest {
-            digest: m.descriptor.digest.clone(),
-            media_type: m.descriptor.media_type.clone(),
-            bytes: m.bytes.clone(),
-        };
-        Plan {
-            blobs: blobs.into_values().collect(),
-            below: below.into_iter().map(planned).collect(),
-            top: planned(top),
-            mount_from: None,
-        }
-    }
-
-    /// Downloads `blob` into a pipe that the destination's upload reads, in one streamed
-    /// request. The download is verified (and resumed) by [`RepositoryClient::fetch_blob`];
-    /// the pipe ends only after that, and carries its error instead when it fails, so the
-    /// upload commits verified bytes without hashing them again.
-    async fn stream_blob(
-        &self,
-        to: &RepositoryClient,
-        destination: &ImageReference,
-        blob: &PlannedBlob,
-        progress: Option<&Progress>,
-    ) -> std::result::Result<(), Piped> {
-        let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
-        let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
-        let mut sink = PipeSink {
-            sender,
-            hasher,
-            upload_gone: false,
-        };
-        let chunks = Box::pin(reported(
-            stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|chunk| (chunk, receiver))
-            }),
-            progress,
-            blob,
-        ));
-        let download = async {
-            let result = blobs::fetch_blob(
-                self.registry(),
-                self.reference(),
-                &blob.digest,
-                Some(blob.size),
-                &mut sink,
-            )
-            .await;
-            // The upload sees the end of its bytes (or the error) once the sink is gone.
-            if let Err(error) = &result {
-                let _ = sink
-                    .sender
-                    .send(Err(Error::Io(std::io::Error::other(format!(
-                        "the download of {} failed: {error}",
-                        blob.digest
-                    )))))
-                    .await;
-            }
-            // Whether the download stopped because the upload had stopped reading.
-            let upload_gone = sink.upload_gone;
-            drop(sink);
-            (result, upload_gone)
-        };
-        let upload = blobs::upload_blob_streamed(to.registry(), destination, &blob.digest, blob.size, chunks);
-        let ((downloaded, upload_gone), uploaded) = tokio::join!(download, upload);
-        match (downloaded, uploaded) {
-            // The upload failed first, and the download stopped because of it.
-            (Err(_), Err(upload)) if upload_gone => Err(Piped::Upload(upload)),
-            // The download's error says why; the upload's follows from it.
-            (Err(download), _) => Err(Piped::Download(download)),
-            (Ok(_), uploaded) => uploaded.map_err(Piped::Upload),
-        }
+        // Whether the download stopped because the upload had stopped reading.
+        let upload_gone = sink.upload_gone;
+        drop(sink);
+        (result, upload_gone)
+    };
+    let upload = blobs::upload_blob_streamed(to, destination, &blob.digest, blob.size, chunks);
+    let ((downloaded, upload_gone), uploaded) = tokio::join!(download, upload);
+    match (downloaded, uploaded) {
+        // The upload failed first, and the download stopped because of it.
+        (Err(_), Err(upload)) if upload_gone => Err(Piped::Upload(upload)),
+        // The download's error says why; the upload's follows from it.
+        (Err(download), _) => Err(Piped::Download(download)),
+        (Ok(_), uploaded) => uploaded.map_err(Piped::Upload),
     }
 }
 
@@ -233,15 +156,28 @@ enum Piped {
     Upload(Error),
 }
 
-/// What a copy or a push puts into the destination, in order.
-pub(crate) struct Plan {
-    pub blobs: Vec<PlannedBlob>,
+/// An image [`RepositoryClient::push`](crate::RepositoryClient::push) can send to a
+/// registry: one resolved from a registry ([`Image`](crate::pull::Image)), or one read from
+/// disk ([`LocalImage`](crate::push::LocalImage)).
+pub trait ImageSource: Send + Sync {
+    /// The digest of the manifest the destination will name.
+    fn digest(&self) -> &str;
+
+    /// What a push of it puts, and where each blob's bytes come from.
+    #[doc(hidden)]
+    fn push_plan(&self) -> PushPlan;
+}
+
+/// What a push puts into the destination, in order (built by an [`ImageSource`]).
+#[doc(hidden)]
+pub struct PushPlan {
+    pub(crate) blobs: Vec<PlannedBlob>,
     /// Manifests put by digest before the top one: children before their index.
-    pub below: Vec<PlannedManifest>,
+    pub(crate) below: Vec<PlannedManifest>,
     /// The manifest the destination's tag (or digest) names.
-    pub top: PlannedManifest,
-    /// A repository of the destination's registry holding the blobs, to mount them from.
-    pub mount_from: Option<String>,
+    pub(crate) top: PlannedManifest,
+    /// The registry (and the image in it) the blobs of [`Origin::Source`] come from.
+    pub(crate) source: Option<(Registry, ImageReference)>,
 }
 
 #[derive(Clone)]
@@ -263,82 +199,84 @@ pub(crate) struct PlannedBlob {
 pub(crate) enum Origin {
     /// Already fetched (a config) or read.
     Memory(Bytes),
-    /// The registry the [`Image`] being copied was resolved from.
+    /// The registry the image was resolved from ([`PushPlan::source`]).
     Source,
     /// `size` bytes of a local file, from `offset` (a layout's blob, an archive's entry).
     File { path: PathBuf, offset: u64 },
 }
 
-impl Plan {
-    /// Puts the blobs (largest first, `concurrency` at a time), then the manifests below the
-    /// top one by digest, then the top one as `destination` names it.
-    pub(crate) async fn execute(
-        mut self,
-        source: Option<&Image>,
-        to: &RepositoryClient,
-        destination: &ImageReference,
-        options: &CopyOptions,
-    ) -> Result<CopyResult> {
-        let digest = self.top.digest.clone();
-        if let Some(expected) = destination.digest()
-            && expected != digest
-        {
-            return Err(Error::InvalidConfig(format!(
-                "cannot copy {digest} to {destination}: a digest names its content"
-            )));
-        }
-        self.blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
-        if let Some(progress) = options.reporter() {
-            progress.emit(ProgressEvent::CopyPlanned {
-                digest: digest.clone(),
-                blobs: self.blobs.len(),
-                total_bytes: self.blobs.iter().map(|b| b.size).sum(),
-                destination: destination.to_string(),
-            });
-        }
-        let mount_from = self.mount_from.as_deref();
-        let mut blobs = stream::iter(
-            self.blobs
-                .iter()
-                .map(|blob| copy_blob(source, to, destination, blob, mount_from, options)),
-        )
-        .buffer_unordered(options.concurrency)
-        .try_collect::<Vec<CopiedBlob>>()
-        .await?;
-
-        let mut manifests = Vec::new();
-        if !options.dry_run {
-            for manifest in &self.below {
-                let by_digest = destination.with_digest(&manifest.digest)?;
-                to.put_manifest(&by_digest, &manifest.media_type, manifest.bytes.clone())
-                    .await?;
-                manifests.push(manifest.digest.clone());
-            }
-            to.put_manifest(destination, &self.top.media_type, self.top.bytes.clone())
-                .await?;
-            manifests.push(digest.clone());
-        }
-        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(CopyResult {
-            destination: destination.clone(),
-            digest,
-            uploaded_bytes: blobs
-                .iter()
-                .filter(|b| b.how == BlobPush::Uploaded)
-                .map(|b| b.size)
-                .sum(),
-            blobs,
-            manifests,
-            dry_run: options.dry_run,
-        })
+/// Puts the blobs (largest first, `concurrency` at a time; mounted when the source is
+/// another repository of the same registry), then the manifests below the top one by
+/// digest, then the top one as `destination` names it.
+pub(crate) async fn push(
+    mut plan: PushPlan,
+    to: &Registry,
+    destination: &ImageReference,
+    options: &CopyOptions,
+) -> Result<CopyResult> {
+    let digest = plan.top.digest.clone();
+    if let Some(expected) = destination.digest()
+        && expected != digest
+    {
+        return Err(Error::InvalidConfig(format!(
+            "cannot copy {digest} to {destination}: a digest names its content"
+        )));
     }
+    plan.blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
+    if let Some(progress) = options.reporter() {
+        progress.emit(ProgressEvent::CopyPlanned {
+            digest: digest.clone(),
+            blobs: plan.blobs.len(),
+            total_bytes: plan.blobs.iter().map(|b| b.size).sum(),
+            destination: destination.to_string(),
+        });
+    }
+    let mount_from = plan.source.as_ref().and_then(|(from, reference)| {
+        let same_registry = reference.registry() == destination.registry()
+            && from.provider_id() == to.provider_id()
+            && reference.repository() != destination.repository();
+        same_registry.then(|| reference.repository())
+    });
+    let source = plan.source.as_ref().map(|(from, reference)| (from, reference));
+    let mut copied = stream::iter(
+        plan.blobs
+            .iter()
+            .map(|blob| copy_blob(source, to, destination, blob, mount_from, options)),
+    )
+    .buffer_unordered(options.concurrency)
+    .try_collect::<Vec<CopiedBlob>>()
+    .await?;
+
+    let mut manifests = Vec::new();
+    if !options.dry_run {
+        for manifest in &plan.below {
+            let by_digest = destination.with_digest(&manifest.digest)?;
+            blobs::put_manifest(to, &by_digest, &manifest.media_type, manifest.bytes.clone()).await?;
+            manifests.push(manifest.digest.clone());
+        }
+        blobs::put_manifest(to, destination, &plan.top.media_type, plan.top.bytes.clone()).await?;
+        manifests.push(digest.clone());
+    }
+    copied.sort_by(|a, b| a.digest.cmp(&b.digest));
+    Ok(CopyResult {
+        destination: destination.clone(),
+        digest,
+        uploaded_bytes: copied
+            .iter()
+            .filter(|b| b.how == BlobPush::Uploaded)
+            .map(|b| b.size)
+            .sum(),
+        blobs: copied,
+        manifests,
+        dry_run: options.dry_run,
+    })
 }
 
 /// One blob: present, mounted, or uploaded from its origin (again from its first byte when
 /// the registry drops the upload).
 async fn copy_blob(
-    source: Option<&Image>,
-    to: &RepositoryClient,
+    source: Option<(&Registry, &ImageReference)>,
+    to: &Registry,
     destination: &ImageReference,
     blob: &PlannedBlob,
     mount_from: Option<&str>,
@@ -364,7 +302,7 @@ async fn copy_blob(
             how,
         }
     };
-    if to.blob_exists(destination, &blob.digest).await? {
+    if blobs::blob_exists(to, destination, &blob.digest).await? {
         return Ok(copied(BlobPush::Present));
     }
     if options.dry_run {
@@ -375,7 +313,7 @@ async fn copy_blob(
         }));
     }
     if let Some(from) = mount_from
-        && to.mount_blob(destination, &blob.digest, from).await?
+        && blobs::mount_blob(to, destination, &blob.digest, from).await?
     {
         return Ok(copied(BlobPush::Mounted));
     }
@@ -390,26 +328,27 @@ async fn copy_blob(
         let result = match (&blob.origin, source) {
             (Origin::Memory(bytes), _) => {
                 let chunks = reported(stream::iter([Ok(bytes.clone())]), progress, blob);
-                to.upload_blob(destination, &blob.digest, blob.size, chunks).await
+                blobs::upload_blob(to, destination, &blob.digest, blob.size, chunks).await
             }
-            (Origin::Source, Some(image)) => match image.stream_blob(to, destination, blob, progress).await {
-                // The upload broke, not the download: the blob can be fetched again.
-                Err(Piped::Upload(error)) if error.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
-                    tracing::info!(digest = %blob.digest, attempt, "upload failed, sending the blob again: {error}");
-                    attempt += 1;
-                    continue;
+            (Origin::Source, Some((from, reference))) => {
+                match stream_blob(from, reference, to, destination, blob, progress).await {
+                    // The upload broke, not the download: the blob can be fetched again.
+                    Err(Piped::Upload(error)) if error.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
+                        tracing::info!(digest = %blob.digest, attempt, "upload failed, sending the blob again: {error}");
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(Piped::Upload(error) | Piped::Download(error)) => Err(error),
+                    Ok(()) => Ok(()),
                 }
-                Err(Piped::Upload(error) | Piped::Download(error)) => Err(error),
-                Ok(()) => Ok(()),
-            },
+            }
             (Origin::Source, None) => Err(Error::InvalidConfig(format!(
                 "blob {} has no source to come from",
                 blob.digest
             ))),
             (Origin::File { path, offset }, _) => {
                 let chunks = reported(file_chunks(path.clone(), *offset, blob.size), progress, blob);
-                to.upload_blob(destination, &blob.digest, blob.size, Box::pin(chunks))
-                    .await
+                blobs::upload_blob(to, destination, &blob.digest, blob.size, Box::pin(chunks)).await
             }
         };
         match result {

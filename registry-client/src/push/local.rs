@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::copy::{CopyOptions, CopyResult, Origin, Plan, PlannedBlob, PlannedManifest};
-use crate::client::RepositoryClient;
+use super::copy::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
 use crate::error::{Error, Result};
 use crate::model::digest::{Hasher, sha256};
 use crate::model::manifest::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::model::reference::ImageReference;
 use crate::tar_reader::TarReader;
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -208,23 +206,22 @@ impl LocalImage {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+}
 
-    /// Pushes the image to `destination` through `to`: blobs first (skipped when present),
-    /// then the manifests, the tagged one last. Each blob is checked against its digest
-    /// before the registry commits it.
-    pub async fn push_to(
-        &self,
-        to: &RepositoryClient,
-        destination: &ImageReference,
-        options: &CopyOptions,
-    ) -> Result<CopyResult> {
-        let plan = Plan {
-            blobs: self.plan.blobs.iter().map(PlannedBlob::clone).collect(),
-            below: self.plan.below.iter().map(PlannedManifest::clone).collect(),
+/// Blobs are read from their files as they are pushed, and checked against their digests
+/// before the registry commits them.
+impl ImageSource for LocalImage {
+    fn digest(&self) -> &str {
+        LocalImage::digest(self)
+    }
+
+    fn push_plan(&self) -> PushPlan {
+        PushPlan {
+            blobs: self.plan.blobs.clone(),
+            below: self.plan.below.clone(),
             top: self.plan.top.clone(),
-            mount_from: None,
-        };
-        plan.execute(None, to, destination, options).await
+            source: None,
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! Writing images to registries: copying a resolved image to any registry
-//! ([`Image::copy_to`](crate::pull::Image::copy_to)) and pushing a local one
-//! ([`LocalImage`]).
+//! Writing images to registries ([`RepositoryClient::push`](crate::RepositoryClient::push)):
+//! an image resolved from another registry, or one read from disk ([`LocalImage`]); both
+//! are an [`ImageSource`].
 
 mod copy;
 mod local;
 
-pub use copy::{CopiedBlob, CopyOptions, CopyResult, DEFAULT_COPY_CONCURRENCY};
+pub use copy::{CopiedBlob, CopyOptions, CopyResult, DEFAULT_COPY_CONCURRENCY, ImageSource, PushPlan};
+pub(crate) use copy::{Origin, PlannedBlob, PlannedManifest, push};
 pub use local::LocalImage;
