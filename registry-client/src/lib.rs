@@ -1,17 +1,19 @@
 #![doc = include_str!("../README.md")]
 
-mod client;
+//! The crate in layers, each a folder that imports only from those below it:
+//! [`model`] (the shared vocabulary) and [`error`] at the bottom; [`driver`]
+//! (providers, authentication, the transport, mirror routing and the registry
+//! protocol); [`formats`] (images on disk) and [`config`] (the files users
+//! already have); and the portable layer on top: [`RepositoryClient`], [`pull`]
+//! and [`push`].
+
 pub mod config;
 pub mod driver;
 pub mod error;
-pub mod layer_cache;
+pub mod formats;
 pub mod model;
-pub mod output;
-pub mod pull;
-pub mod push;
-mod tar_reader;
+mod portable;
 
-pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder};
 pub use driver::auth::{Challenge, Credentials};
 pub use driver::protocol::blobs::{BlobHead, BlobPush, BlobSink, FetchedBlob};
 pub use driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
@@ -29,6 +31,10 @@ pub use model::manifest::{
 pub use model::platform::Platform;
 pub use model::reference::ImageReference;
 pub use model::tags::TagList;
+pub use portable::client::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder,
+};
+pub use portable::{pull, push};
 
 /// Re-exported so provider crates can `inventory::submit!` without their own dependency.
 #[doc(hidden)]

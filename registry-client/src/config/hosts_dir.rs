@@ -530,8 +530,8 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::client::RepositoryClient;
     use crate::model::reference::ImageReference;
+    use crate::portable::client::RepositoryClient;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -688,8 +688,8 @@ fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::RepositoryClient;
     use crate::model::reference::ImageReference;
+    use crate::portable::client::RepositoryClient;
 
     /// Writes `text` to `dir/name`, creating directories on the way.
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use crate::driver::sources::{
 };
 use crate::driver::transport::{Transport, host_port, is_loopback};
 use crate::error::{Error, Result};
-use crate::layer_cache::LayerCache;
+use crate::formats::layer_cache::LayerCache;
 use crate::model::events::Progress;
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;

@@ -45,7 +45,7 @@ pub struct BlobHead {
     pub source: String,
 }
 
-/// A blob that [`RepositoryClient::fetch_blob`] delivered, verified.
+/// A blob that [`RepositoryClient::fetch_blob`](crate::RepositoryClient::fetch_blob) delivered, verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedBlob {
     pub size: u64,

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::output::atomic::AtomicFile;
+use crate::formats::atomic::AtomicFile;
 
 /// Verified blobs by digest under `<dir>/blobs/<algorithm>/<hex>`.
 #[derive(Debug, Clone)]

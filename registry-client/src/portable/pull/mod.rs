@@ -15,16 +15,16 @@ use crate::driver::protocol::manifests::{get_image_config, get_manifest_via, res
 use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::{Route, preferring};
 use crate::error::{Error, Result};
-use crate::layer_cache::LayerCache;
+use crate::formats::atomic::AtomicFile;
+use crate::formats::docker_archive::{self, DockerArchiveLayout};
+use crate::formats::layer_cache::LayerCache;
+use crate::formats::oci_layout::OciLayoutWriter;
+use crate::formats::{BlobInfo, Compression, rootfs};
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::manifest::{ImageConfig, Manifest, ManifestKind};
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
-use crate::output::atomic::AtomicFile;
-use crate::output::docker_archive::{self, DockerArchiveLayout};
-use crate::output::oci_layout::OciLayoutWriter;
-use crate::output::{BlobInfo, Compression, rootfs};
-use crate::push::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
+use crate::portable::push::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
 use sink::{Durability, blocking, download_blob, join_error};
 
 /// Layers downloaded at once by default.
@@ -815,7 +815,7 @@ fn lists_blob(manifest: &Manifest, digest: &str) -> bool {
 /// How a layer reached an OCI layout's staging.
 enum Fetched {
     /// Downloaded into the layout's own blob file, from a source.
-    Direct(crate::output::oci_layout::BlobWriter, String),
+    Direct(crate::formats::oci_layout::BlobWriter, String),
     /// In the layer cache (downloaded from a source, or already there).
     Cached(PathBuf, Option<String>),
 }

@@ -157,8 +157,8 @@ enum Piped {
 }
 
 /// An image [`RepositoryClient::push`](crate::RepositoryClient::push) can send to a
-/// registry: one resolved from a registry ([`Image`](crate::pull::Image)), or one read from
-/// disk ([`LocalImage`](crate::push::LocalImage)).
+/// registry: one resolved from a registry ([`Image`](crate::portable::pull::Image)), or one read from
+/// disk ([`LocalImage`](crate::portable::push::LocalImage)).
 pub trait ImageSource: Send + Sync {
     /// The digest of the manifest the destination will name.
     fn digest(&self) -> &str;

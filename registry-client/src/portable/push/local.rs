@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use super::copy::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
 use crate::error::{Error, Result};
+use crate::formats::tar_reader::TarReader;
 use crate::model::digest::{Hasher, sha256};
 use crate::model::manifest::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::tar_reader::TarReader;
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
@@ -356,7 +356,7 @@ fn digest_of(path: &Path, offset: u64, size: u64) -> Result<(String, bool)> {
 mod tests {
     use super::*;
 
-    use crate::tar_reader::tests::tar_of;
+    use crate::formats::tar_reader::tests::tar_of;
 
     type Files<'a> = Vec<(&'a str, &'a [u8])>;
 

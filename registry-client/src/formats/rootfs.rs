@@ -89,7 +89,7 @@ use tar::{Builder, EntryType, Header};
 
 use super::Compression;
 use crate::error::{Error, Result};
-use crate::tar_reader::TarReader;
+use crate::formats::tar_reader::TarReader;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";

@@ -22,14 +22,14 @@ use crate::driver::transport::retry::RetryConfig;
 use crate::driver::transport::{Transport, TransportConfig, is_loopback};
 use crate::driver::{self, ProviderConfig};
 use crate::error::{Error, Result};
-use crate::layer_cache::LayerCache;
+use crate::formats::layer_cache::LayerCache;
 use crate::model::events::Progress;
 use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, RawManifest};
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
-use crate::pull::{self, Image};
-use crate::push::{self, CopyOptions, CopyResult, ImageSource};
+use crate::portable::pull::{self, Image};
+use crate::portable::push::{self, CopyOptions, CopyResult, ImageSource};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -495,7 +495,7 @@ impl RepositoryClientBuilder {
 
     /// Receives the events that belong to no write: a source skipped while
     /// resolving an image or listing tags. (A write's own events go to its
-    /// [`PullOptions`](crate::pull::PullOptions) progress.)
+    /// [`PullOptions`](crate::portable::pull::PullOptions) progress.)
     pub fn progress(mut self, progress: Progress) -> Self {
         self.events = Some(progress);
         self

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use crate::driver::protocol::blobs::{BlobSink, download};
 use crate::driver::sources::Route;
 use crate::error::{Error, Result};
+use crate::formats::BlobInfo;
 use crate::model::digest::Hasher;
 use crate::model::events::Progress;
-use crate::output::BlobInfo;
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
 /// per download can be alive at once (one filling, one being written).

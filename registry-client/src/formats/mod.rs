@@ -1,10 +1,13 @@
-//! Writers for pulled images: a `docker load`-able tar, an OCI image layout,
-//! and a flattened root filesystem.
+//! Images on disk: a `docker load`-able tar, an OCI image layout, a flattened
+//! root filesystem, the layer cache, and the pieces they share (files that
+//! appear whole or not at all, a tolerant tar reader).
 
 pub(crate) mod atomic;
 pub(crate) mod docker_archive;
+pub mod layer_cache;
 pub(crate) mod oci_layout;
 pub mod rootfs;
+pub(crate) mod tar_reader;
 
 use crate::error::{Error, Result};
 
