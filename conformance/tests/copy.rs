@@ -13,7 +13,7 @@ use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
 use registry_client::push::{CopyOptions, CopyResult, LocalImage};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
-use registry_client::{Progress, ProgressEvent};
+use registry_client::{Progress, ProgressEvent, SkipReason};
 use reqwest::Method;
 use serde_json::json;
 use url::Url;
@@ -144,7 +144,15 @@ async fn a_whole_index_copies_byte_for_byte_and_a_second_copy_uploads_nothing() 
         .await
         .expect("copy again");
     let skipped = std::iter::from_fn(|| events.try_recv().ok())
-        .filter(|e| matches!(e, ProgressEvent::BlobSkipped { reason: "exists", .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                ProgressEvent::BlobSkipped {
+                    reason: SkipReason::Exists,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(skipped, again.blobs.len());
     assert!(

@@ -156,19 +156,19 @@ mod tests {
         let err = api_error(403, &roa, "cr.cn-hangzhou.aliyuncs.com", &[]);
         assert_eq!(err.provider_id(), Some("ali"));
         assert_eq!(
-            err.kind().to_string(),
+            err.underlying().to_string(),
             "access denied at cr.cn-hangzhou.aliyuncs.com: Forbidden.RAM: no cr:GetAuthorizationToken \
              (HTTP 403, RequestId R1)"
         );
         let err = api_error(429, &Value::Null, "h", &[]);
         assert!(
-            matches!(err.kind(), Error::RateLimited { host, .. } if host == "h") && err.is_retryable(),
+            matches!(err.underlying(), Error::RateLimited { host, .. } if host == "h") && err.is_retryable(),
             "{err:?}"
         );
         let rpc = json!({"Code": "InvalidAccessKeyId.Inactive", "Message": "key sk-0123 is off", "RequestId": "R2"});
         let err = api_error(403, &rpc, "h", &["sk-0123"]);
         assert_eq!(
-            err.kind().to_string(),
+            err.underlying().to_string(),
             "unauthorized at h: InvalidAccessKeyId.Inactive: key <redacted> is off (HTTP 403, RequestId R2)"
         );
         let err = api_error(500, &json!({"Code": "InternalError"}), "h", &[]);

@@ -115,7 +115,7 @@ async fn signature_and_key_errors_are_unauthorized() {
     )
     .await
     .expect_err("wrong secret");
-    let Error::Unauthorized { host, message } = err.kind() else {
+    let Error::Unauthorized { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
     assert_eq!(host, &expected_host);
@@ -136,7 +136,7 @@ async fn signature_and_key_errors_are_unauthorized() {
     )
     .await
     .expect_err("unknown key");
-    let Error::Unauthorized { host, message } = err.kind() else {
+    let Error::Unauthorized { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
     assert_eq!(host, &expected_host);
@@ -153,7 +153,7 @@ async fn signature_and_key_errors_are_unauthorized() {
     let err = ask(&provider(&enterprise_options(&skewed), None), HOST)
         .await
         .expect_err("stale");
-    let Error::Unauthorized { message, .. } = err.kind() else {
+    let Error::Unauthorized { message, .. } = err.underlying() else {
         panic!("{err:?}")
     };
     assert!(message.starts_with("InvalidTimeStamp.Expired: "), "{message}");
@@ -175,7 +175,7 @@ async fn signature_and_key_errors_are_unauthorized() {
     )
     .await
     .expect_err("wrong STS token");
-    let Error::Unauthorized { message, .. } = err.kind() else {
+    let Error::Unauthorized { message, .. } = err.underlying() else {
         panic!("{err:?}")
     };
     assert!(
@@ -192,7 +192,7 @@ async fn permission_and_throttling_errors() {
     let ali = provider(&enterprise_options(&account), None);
     account.fail_next(403, "Forbidden.RAM", 1);
     let err = ask(&ali, HOST).await.expect_err("no permission");
-    let Error::Denied { host, message } = err.kind() else {
+    let Error::Denied { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
     assert_eq!(host, &common::api_host());
@@ -207,7 +207,7 @@ async fn permission_and_throttling_errors() {
     let err = ask(&ali, HOST).await.expect_err("throttled");
     assert!(
         matches!(
-            err.kind(),
+            err.underlying(),
             Error::RateLimited {
                 retry_after: None,
                 ..
@@ -217,7 +217,7 @@ async fn permission_and_throttling_errors() {
     );
     assert!(err.is_rate_limited() && err.is_retryable());
     assert_eq!(
-        err.kind().to_string(),
+        err.underlying().to_string(),
         format!("rate limited by {}", common::api_host())
     );
 

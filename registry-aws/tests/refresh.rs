@@ -113,7 +113,7 @@ async fn failed_refresh_keeps_the_valid_token() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let err = client.head_manifest(&reference).await.unwrap_err();
     assert!(
-        matches!(err.kind(), Error::Denied { host, .. } if host == ECR_HOST),
+        matches!(err.underlying(), Error::Denied { host, .. } if host == ECR_HOST),
         "{err:?}"
     );
     assert_eq!(err.provider_id(), Some("aws"));
@@ -223,7 +223,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
         .build()
         .unwrap();
     let err = client.head_manifest(&reference).await.unwrap_err();
-    let Error::Unauthorized { host, message } = err.kind() else {
+    let Error::Unauthorized { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
     assert_eq!(err.provider_id(), Some("aws"));
@@ -244,7 +244,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
         message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken",
     });
     let err = client.head_manifest(&reference).await.unwrap_err();
-    let Error::Denied { host, message } = err.kind() else {
+    let Error::Denied { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
     assert_eq!(err.provider_id(), Some("aws"));
@@ -283,7 +283,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
     });
     let err = client.head_manifest(&reference).await.unwrap_err();
     assert!(
-        matches!(err.kind(), Error::RateLimited { host, retry_after: None, .. } if host == ECR_HOST),
+        matches!(err.underlying(), Error::RateLimited { host, retry_after: None, .. } if host == ECR_HOST),
         "{err:?}"
     );
     assert!(err.is_rate_limited() && err.provider_id() == Some("aws"));

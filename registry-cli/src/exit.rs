@@ -94,7 +94,7 @@ impl fmt::Display for Failure {
 
 /// The exit code for an SDK error (a mirrored image's: its last source's error).
 pub fn client_code(error: &Error) -> u8 {
-    match error.kind() {
+    match error.underlying() {
         Error::InvalidReference { .. } | Error::UnknownProvider { .. } => code::USAGE,
         Error::NotFound { .. } | Error::NoMatchingPlatform { .. } => code::NOT_FOUND,
         e if e.is_auth() => code::AUTH,
@@ -172,6 +172,7 @@ mod tests {
             (
                 Error::InvalidReference {
                     input: "A".into(),
+                    part: registry_client::ReferencePart::Name,
                     reason: "upper case".into(),
                 },
                 2,

@@ -238,7 +238,9 @@ impl Bars {
                 }
             }
             ProgressEvent::BlobFromCache { digest, size } => self.skipped(digest, *size, "cached"),
-            ProgressEvent::BlobSkipped { digest, size, reason } => self.skipped(digest, *size, reason),
+            ProgressEvent::BlobSkipped { digest, size, reason } => {
+                self.skipped(digest, *size, &reason.to_string())
+            }
             ProgressEvent::Retry {
                 what,
                 attempt,
@@ -320,6 +322,7 @@ impl Drop for LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_client::SkipReason;
 
     #[test]
     fn bars_follow_the_events_without_a_terminal() {
@@ -391,7 +394,7 @@ mod tests {
         emit(ProgressEvent::BlobSkipped {
             digest: b.clone(),
             size: 10,
-            reason: "exists",
+            reason: SkipReason::Exists,
         });
         emit(ProgressEvent::BlobStarted {
             digest: a.clone(),

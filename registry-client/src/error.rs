@@ -18,9 +18,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The image reference could not be parsed.
+    /// The image reference could not be parsed; `part` is what is wrong in it.
     #[error("invalid image reference {input:?}: {reason}")]
-    InvalidReference { input: String, reason: String },
+    InvalidReference {
+        input: String,
+        part: ReferencePart,
+        reason: String,
+    },
 
     /// A manifest, blob, repository or tag does not exist.
     #[error("{what} not found: {name}{}", reference_suffix(reference))]
@@ -158,6 +162,7 @@ pub enum Error {
 
 /// One source of a mirrored registry, and why it did not serve a request.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SourceAttempt {
     /// The mirror or registry, as shown in events (`mirror.example.com/hub`).
     pub source: String,
@@ -184,6 +189,48 @@ impl fmt::Display for SourceAttempt {
     }
 }
 
+/// What kind of failure an [`Error`] is ([`Error::kind`]), whatever wraps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    InvalidReference,
+    NotFound,
+    /// No credentials, or refused ones.
+    Unauthorized,
+    /// Credentials accepted, access not granted.
+    Denied,
+    RateLimited,
+    Timeout,
+    Connection,
+    CircuitOpen,
+    DigestMismatch,
+    SizeMismatch,
+    /// A registry's answer that cannot be made sense of.
+    InvalidResponse,
+    UnsupportedMediaType,
+    NoMatchingPlatform,
+    /// Any other error status of a registry.
+    Registry,
+    Io,
+    /// A provider failed, is unknown, or is registered twice.
+    Provider,
+    /// The caller's configuration (builder settings or a config file).
+    InvalidConfig,
+    Blocked,
+    /// A mirrored image none of whose sources was asked.
+    Sources,
+}
+
+/// The part of an image reference that is wrong ([`Error::InvalidReference`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReferencePart {
+    /// The registry or the repository path (or the reference as a whole).
+    Name,
+    Tag,
+    Digest,
+}
+
 /// What was not found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -208,6 +255,7 @@ impl fmt::Display for Resource {
 /// Docker Hub style rate limit headers (`ratelimit-limit`, `ratelimit-remaining`,
 /// `docker-ratelimit-source`), kept as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RateLimit {
     pub limit: Option<String>,
     pub remaining: Option<String>,
@@ -229,6 +277,7 @@ impl RateLimit {
 
 /// One entry of a registry's `{"errors":[…]}` body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
 pub struct RegistryError {
     pub code: String,
     #[serde(default)]
@@ -249,18 +298,48 @@ impl RegistryError {
 }
 
 impl Error {
-    /// The error a provider's tag wraps (providers report the core's kinds,
-    /// e.g. `Unauthorized`, inside [`Error::Provider`]), or this one: what
-    /// to `match` on.
-    pub fn kind(&self) -> &Error {
+    /// What kind of failure this is, looking through the errors that wrap
+    /// another (a provider's tag, a blob that cannot be fetched again, a
+    /// mirrored image's last source): what to `match` on.
+    pub fn kind(&self) -> ErrorKind {
+        match self.underlying() {
+            Error::InvalidReference { .. } => ErrorKind::InvalidReference,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Unauthorized { .. } => ErrorKind::Unauthorized,
+            Error::Denied { .. } => ErrorKind::Denied,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Connection { .. } => ErrorKind::Connection,
+            Error::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Error::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
+            Error::NoMatchingPlatform { .. } => ErrorKind::NoMatchingPlatform,
+            Error::Registry { .. } => ErrorKind::Registry,
+            Error::Io(_) => ErrorKind::Io,
+            Error::Provider { .. } => ErrorKind::Provider,
+            Error::UnknownProvider { .. } | Error::DuplicateProvider { .. } => ErrorKind::Provider,
+            Error::InvalidConfig(_) | Error::ConfigFile { .. } => ErrorKind::InvalidConfig,
+            Error::Blocked { .. } => ErrorKind::Blocked,
+            // Only when no source was asked at all.
+            Error::Sources { .. } | Error::CannotRefetch { .. } => ErrorKind::Sources,
+        }
+    }
+
+    /// The error a wrapper holds (a provider's tag around one of the core's
+    /// errors, a blob that cannot be fetched again, a mirrored image's last
+    /// source), or this one: where the fields of [`kind`](Self::kind)'s
+    /// variant are (`host`, `retry_after`, …).
+    pub fn underlying(&self) -> &Error {
         match self {
-            Error::Provider { source, .. } => source.downcast_ref::<Error>().map_or(self, Error::kind),
-            Error::CannotRefetch { cause, .. } => cause.kind(),
+            Error::Provider { source, .. } => source.downcast_ref::<Error>().map_or(self, Error::underlying),
+            Error::CannotRefetch { cause, .. } => cause.underlying(),
             Error::Sources { attempts, .. } => attempts
                 .iter()
                 .rev()
                 .find_map(|a| match &a.outcome {
-                    SourceOutcome::Failed(error) => Some(error.kind()),
+                    SourceOutcome::Failed(error) => Some(error.underlying()),
                     SourceOutcome::NotAsked(_) => None,
                 })
                 .unwrap_or(self),
@@ -270,7 +349,7 @@ impl Error {
 
     /// Whether trying the same request again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        match self.kind() {
+        match self.underlying() {
             Error::RateLimited { .. }
             | Error::Timeout { .. }
             | Error::Connection { .. }
@@ -281,32 +360,29 @@ impl Error {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self.kind(), Error::NotFound { .. })
+        self.kind() == ErrorKind::NotFound
     }
 
     /// Unauthorized or denied.
     pub fn is_auth(&self) -> bool {
-        matches!(self.kind(), Error::Unauthorized { .. } | Error::Denied { .. })
+        matches!(self.kind(), ErrorKind::Unauthorized | ErrorKind::Denied)
     }
 
     pub fn is_rate_limited(&self) -> bool {
-        matches!(self.kind(), Error::RateLimited { .. })
+        self.kind() == ErrorKind::RateLimited
     }
 
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind(), Error::Timeout { .. })
+        self.kind() == ErrorKind::Timeout
     }
 
     pub fn is_circuit_open(&self) -> bool {
-        matches!(self.kind(), Error::CircuitOpen { .. })
+        self.kind() == ErrorKind::CircuitOpen
     }
 
     /// Content failed verification (digest or size).
     pub fn is_integrity(&self) -> bool {
-        matches!(
-            self.kind(),
-            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
-        )
+        matches!(self.kind(), ErrorKind::DigestMismatch | ErrorKind::SizeMismatch)
     }
 
     /// The id of the provider that reported this error, if one did.
@@ -539,5 +615,61 @@ mod tests {
             }
             .is_not_found()
         );
+    }
+
+    #[test]
+    fn kind_looks_through_wrappers_and_underlying_keeps_the_fields() {
+        let throttled = Error::provider(
+            "ali",
+            Error::RateLimited {
+                host: "cr.example".into(),
+                retry_after: Some(std::time::Duration::from_secs(3)),
+                limit: None,
+            },
+        );
+        assert_eq!(throttled.kind(), ErrorKind::RateLimited);
+        assert!(matches!(
+            throttled.underlying(),
+            Error::RateLimited { host, retry_after: Some(_), .. } if host == "cr.example"
+        ));
+        let own = Error::provider("gcp", std::io::Error::other("no ADC"));
+        assert_eq!(own.kind(), ErrorKind::Provider);
+        let refetch = Error::CannotRefetch {
+            cause: Box::new(Error::DigestMismatch {
+                expected: "sha256:aa".into(),
+                actual: "sha256:bb".into(),
+            }),
+            reason: "bytes already sent".into(),
+        };
+        assert_eq!(refetch.kind(), ErrorKind::DigestMismatch);
+        let mirrored = Error::Sources {
+            what: "docker.io/library/alpine:3".into(),
+            attempts: vec![
+                SourceAttempt {
+                    source: "mirror".into(),
+                    outcome: SourceOutcome::Failed(Error::Timeout {
+                        host: "mirror".into(),
+                    }),
+                },
+                SourceAttempt {
+                    source: "docker.io".into(),
+                    outcome: SourceOutcome::Failed(Error::NotFound {
+                        what: Resource::Manifest,
+                        name: "library/alpine".into(),
+                        reference: "3".into(),
+                    }),
+                },
+            ],
+        };
+        assert_eq!(mirrored.kind(), ErrorKind::NotFound);
+        let none_asked = Error::Sources {
+            what: "x".into(),
+            attempts: vec![SourceAttempt {
+                source: "mirror".into(),
+                outcome: SourceOutcome::NotAsked("digest pulls only".into()),
+            }],
+        };
+        assert_eq!(none_asked.kind(), ErrorKind::Sources);
+        assert_eq!(Error::InvalidConfig("x".into()).kind(), ErrorKind::InvalidConfig);
     }
 }

@@ -23,8 +23,8 @@ pub use driver::transport::retry::RetryConfig;
 pub use driver::{
     AbstractRegistry, AuthRequest, HostMatch, ProviderConfig, ProviderRecord, register_provider,
 };
-pub use error::{Error, Result};
-pub use model::events::{Progress, ProgressEvent};
+pub use error::{Error, ErrorKind, ReferencePart, Result};
+pub use model::events::{Progress, ProgressEvent, SkipReason};
 pub use model::manifest::{
     ImageConfig, Manifest, ManifestDescriptor, ManifestKind, RawManifest, media_types,
 };

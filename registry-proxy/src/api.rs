@@ -12,8 +12,8 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use registry_client::ImageReference;
 use registry_client::error::{Resource, display_chain};
+use registry_client::{ImageReference, ReferencePart};
 use serde_json::json;
 
 use crate::Proxy;
@@ -565,17 +565,11 @@ async fn tags(
 fn image_reference(route: &Route, name: &str) -> Result<ImageReference, ApiError> {
     ImageReference::parse(&format!("{}/{name}", route.registry)).map_err(|e| {
         let (code, message) = match &e {
-            // The parser's reasons begin with what is wrong (a name's
-            // reasons quote the name, which may say "tag" or "digest").
-            registry_client::Error::InvalidReference { reason, .. } if reason.starts_with("invalid tag") => {
-                ("TAG_INVALID", reason.clone())
-            }
-            registry_client::Error::InvalidReference { reason, .. }
-                if reason.starts_with("invalid digest") =>
-            {
-                ("DIGEST_INVALID", reason.clone())
-            }
-            registry_client::Error::InvalidReference { reason, .. } => ("NAME_INVALID", reason.clone()),
+            registry_client::Error::InvalidReference { part, reason, .. } => match part {
+                ReferencePart::Tag => ("TAG_INVALID", reason.clone()),
+                ReferencePart::Digest => ("DIGEST_INVALID", reason.clone()),
+                _ => ("NAME_INVALID", reason.clone()),
+            },
             other => ("NAME_INVALID", other.to_string()),
         };
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -724,7 +718,7 @@ impl ApiError {
     }
 
     fn from_upstream(upstream: &registry_client::Error, what: Resource, message: String) -> ApiError {
-        let kind = upstream.kind();
+        let kind = upstream.underlying();
         match kind {
             registry_client::Error::NotFound { .. } => {
                 let code = match what {

@@ -30,12 +30,11 @@ pub enum ProgressEvent {
         total_bytes: u64,
         destination: String,
     },
-    /// A blob of a copy needs no upload: `reason` is `exists` (the destination has it) or
-    /// `mounted` (from another repository of the destination's registry).
+    /// A blob of a copy needs no upload.
     BlobSkipped {
         digest: String,
         size: u64,
-        reason: &'static str,
+        reason: SkipReason,
     },
     /// A blob is complete and verified.
     BlobDone { digest: String, size: u64 },
@@ -54,6 +53,25 @@ pub enum ProgressEvent {
         what: String,
         reason: String,
     },
+}
+
+/// Why a blob of a copy needs no upload. Shown as `exists` or `mounted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The destination has it.
+    Exists,
+    /// Mounted from another repository of the destination's registry.
+    Mounted,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::Exists => "exists",
+            SkipReason::Mounted => "mounted",
+        })
+    }
 }
 
 /// Receives progress events; must be cheap (it is called from download tasks).

@@ -22,6 +22,7 @@ use media_types::*;
 
 /// What a manifest HEAD tells: enough to know what a tag points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManifestDescriptor {
     pub digest: String,
     pub media_type: String,
@@ -33,6 +34,7 @@ pub struct ManifestDescriptor {
 
 /// A manifest as served: the exact bytes, and what they parse to.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Manifest {
     pub descriptor: ManifestDescriptor,
     /// The bytes exactly as the registry sent them (their digest is `descriptor.digest`).
@@ -43,6 +45,7 @@ pub struct Manifest {
 /// A manifest as served, verified against its digest but not parsed: any
 /// media type (what a pull-through cache passes on).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RawManifest {
     pub descriptor: ManifestDescriptor,
     /// The bytes exactly as the registry sent them.
@@ -58,6 +61,7 @@ pub enum ManifestKind {
 
 /// An image's config blob: its digest, bytes, and parsed form.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImageConfig {
     pub digest: String,
     pub bytes: Bytes,

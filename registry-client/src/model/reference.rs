@@ -29,7 +29,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::{Error, ReferencePart};
 
 /// Docker Hub's name in references.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -62,8 +62,9 @@ impl ImageReference {
     /// Every failure is an [`Error::InvalidReference`] whose `reason` names
     /// the part that is wrong.
     pub fn parse(input: &str) -> Result<Self, Error> {
-        parse_reference(input).map_err(|reason| Error::InvalidReference {
+        parse_reference(input).map_err(|(part, reason)| Error::InvalidReference {
             input: input.to_owned(),
+            part,
             reason,
         })
     }
@@ -126,6 +127,7 @@ impl ImageReference {
     pub fn with_tag(&self, tag: &str) -> Result<Self, Error> {
         validate_tag(tag).map_err(|reason| Error::InvalidReference {
             input: format!("{}:{tag}", self.name()),
+            part: ReferencePart::Tag,
             reason,
         })?;
         Ok(Self {
@@ -139,6 +141,7 @@ impl ImageReference {
     pub fn with_digest(&self, digest: &str) -> Result<Self, Error> {
         validate_digest(digest).map_err(|reason| Error::InvalidReference {
             input: format!("{}@{digest}", self.name()),
+            part: ReferencePart::Digest,
             reason,
         })?;
         Ok(Self {
@@ -168,24 +171,27 @@ impl fmt::Display for ImageReference {
     }
 }
 
-/// The parser proper; the `Err` is the human-readable reason.
+/// The parser proper; the `Err` is the part that is wrong and the human-readable reason.
 ///
 /// The checks run in the order: bare image ID, registry, repository path,
 /// tag, digest, total length. When several parts are wrong the first one
 /// found is reported.
-fn parse_reference(input: &str) -> Result<ImageReference, String> {
+fn parse_reference(input: &str) -> Result<ImageReference, (ReferencePart, String)> {
+    let name = |reason: String| (ReferencePart::Name, reason);
     if input.is_empty() {
-        return Err("empty reference".to_owned());
+        return Err(name("empty reference".to_owned()));
     }
     // distribution refuses a bare image ID so that `docker pull <id>` is not
     // silently taken for a Docker Hub repository of that name.
     if input.len() == 64 && is_lower_hex(input) {
-        return Err("a bare 64-character hex string is an image ID, not a repository name".to_owned());
+        return Err(name(
+            "a bare 64-character hex string is an image ID, not a repository name".to_owned(),
+        ));
     }
 
     let (registry, remainder) = split_registry(input);
     if let Some(registry) = registry {
-        validate_registry(registry)?;
+        validate_registry(registry).map_err(name)?;
     }
 
     // Neither the path nor the tag may contain `@`, and neither the path
@@ -200,12 +206,12 @@ fn parse_reference(input: &str) -> Result<ImageReference, String> {
         None => (name_and_tag, None),
     };
 
-    validate_path(path)?;
+    validate_path(path).map_err(name)?;
     if let Some(tag) = tag {
-        validate_tag(tag)?;
+        validate_tag(tag).map_err(|reason| (ReferencePart::Tag, reason))?;
     }
     if let Some(digest) = digest {
-        validate_digest(digest)?;
+        validate_digest(digest).map_err(|reason| (ReferencePart::Digest, reason))?;
     }
 
     let registry = match registry {
@@ -222,9 +228,9 @@ fn parse_reference(input: &str) -> Result<ImageReference, String> {
     // and `library/` count too.
     let name_len = registry.len() + 1 + repository.len();
     if name_len > NAME_TOTAL_LENGTH_MAX {
-        return Err(format!(
+        return Err(name(format!(
             "name is too long: {name_len} characters after normalisation, at most {NAME_TOTAL_LENGTH_MAX} allowed"
-        ));
+        )));
     }
 
     let tag = match (tag, digest) {
@@ -703,9 +709,25 @@ mod tests {
         ("example.com/<path244>", "too long"),
     ];
 
+    #[test]
+    fn the_error_names_the_part_that_is_wrong() {
+        let part = |input: &str| match ImageReference::parse(input) {
+            Err(Error::InvalidReference { part, .. }) => part,
+            other => panic!("{input:?}: {other:?}"),
+        };
+        assert_eq!(part("alpine:-x"), ReferencePart::Tag);
+        assert_eq!(part("alpine@sha256:abc"), ReferencePart::Digest);
+        assert_eq!(part("Alpine"), ReferencePart::Name);
+        assert_eq!(part("example.com:x/alpine"), ReferencePart::Name);
+        // A name reason may quote a name that says "tag": the part is still the name.
+        assert_eq!(part("invalid tag/x!"), ReferencePart::Name);
+    }
+
     fn reason_of(input: &str) -> String {
         match ImageReference::parse(input) {
-            Err(Error::InvalidReference { input: got, reason }) => {
+            Err(Error::InvalidReference {
+                input: got, reason, ..
+            }) => {
                 assert_eq!(got, input, "error must carry the input");
                 reason
             }
@@ -843,10 +865,14 @@ mod tests {
         assert_eq!(retagged.to_string(), format!("ghcr.io/o/r:v2@{digest}"));
         assert_eq!(ImageReference::parse(&retagged.to_string()).unwrap(), retagged);
 
-        let Err(Error::InvalidReference { input, reason }) = r.with_tag("-bad") else {
+        let Err(Error::InvalidReference {
+            input, part, reason, ..
+        }) = r.with_tag("-bad")
+        else {
             panic!("bad tag accepted");
         };
         assert_eq!(input, "ghcr.io/o/r:-bad");
+        assert_eq!(part, ReferencePart::Tag);
         assert!(reason.contains("tag"), "{reason}");
         let Err(Error::InvalidReference { reason, .. }) = r.with_digest("sha256:abc") else {
             panic!("bad digest accepted");

@@ -222,7 +222,7 @@ impl Source {
 fn next_may_help(error: &Error) -> bool {
     !matches!(error, Error::CannotRefetch { .. })
         && !matches!(
-            error.kind(),
+            error.underlying(),
             Error::Io(_)
                 | Error::InvalidConfig(_)
                 | Error::InvalidReference { .. }

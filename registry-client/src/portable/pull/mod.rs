@@ -78,6 +78,7 @@ pub enum OutputFormat {
 
 /// One layer of a pull.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PulledLayer {
     pub digest: String,
     pub size: u64,
@@ -90,6 +91,7 @@ pub struct PulledLayer {
 
 /// The outcome of a pull.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PullResult {
     /// The digest the reference resolved to (an index's digest when all platforms were pulled).
     pub digest: String,
@@ -113,6 +115,7 @@ pub struct PullResult {
 
 /// One platform's image: its manifest and config.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PlatformImage {
     pub manifest: Manifest,
     pub config: ImageConfig,

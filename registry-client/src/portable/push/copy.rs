@@ -13,7 +13,7 @@ use crate::driver::protocol::blobs::{self, BlobPush, BlobSink, is_upload_lost};
 use crate::driver::protocol::registry::Registry;
 use crate::error::{Error, Result};
 use crate::model::digest::Hasher;
-use crate::model::events::{Progress, ProgressEvent};
+use crate::model::events::{Progress, ProgressEvent, SkipReason};
 use crate::model::reference::ImageReference;
 
 /// Blobs copied at once unless told otherwise.
@@ -72,6 +72,7 @@ impl CopyOptions {
 
 /// One blob of a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CopiedBlob {
     pub digest: String,
     pub size: u64,
@@ -82,6 +83,7 @@ pub struct CopiedBlob {
 
 /// What a copy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CopyResult {
     /// The destination as written (its tag, or its digest).
     pub destination: ImageReference,
@@ -285,8 +287,8 @@ async fn copy_blob(
     let progress = options.reporter();
     let copied = |how| {
         let reason = match how {
-            BlobPush::Present => Some("exists"),
-            BlobPush::Mounted => Some("mounted"),
+            BlobPush::Present => Some(SkipReason::Exists),
+            BlobPush::Mounted => Some(SkipReason::Mounted),
             BlobPush::Uploaded => None,
         };
         if let (Some(progress), Some(reason)) = (progress, reason) {

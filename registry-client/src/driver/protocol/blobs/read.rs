@@ -39,6 +39,7 @@ pub trait BlobSink: Send {
 
 /// A blob as a source answered a `HEAD` for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlobHead {
     pub size: u64,
     /// The mirror or registry that answered.
@@ -47,6 +48,7 @@ pub struct BlobHead {
 
 /// A blob that [`RepositoryClient::fetch_blob`](crate::RepositoryClient::fetch_blob) delivered, verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FetchedBlob {
     pub size: u64,
     /// The source that sent its last bytes.
