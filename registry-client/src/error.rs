@@ -110,9 +110,21 @@ pub enum Error {
         errors: Vec<RegistryError>,
     },
 
-    /// A local I/O error.
-    #[error("I/O error")]
-    Io(#[from] std::io::Error),
+    /// A local I/O error, on `path` when there is one.
+    #[error("I/O error{}", path_suffix(path.as_deref()))]
+    Io {
+        path: Option<std::path::PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An image on disk (an OCI layout, a docker archive) is damaged or not
+    /// what it claims to be: `path` is the file or directory, `message` what is wrong.
+    #[error("invalid image at {}: {message}", path.display())]
+    InvalidLocalImage {
+        path: std::path::PathBuf,
+        message: String,
+    },
 
     /// A provider could not produce credentials or an endpoint.
     #[error("provider {provider} failed")]
@@ -216,6 +228,8 @@ pub enum ErrorKind {
     Provider,
     /// The caller's configuration (builder settings or a config file).
     InvalidConfig,
+    /// An image on disk that is damaged or not what it claims to be.
+    InvalidLocalImage,
     Blocked,
     /// A mirrored image none of whose sources was asked.
     Sources,
@@ -297,7 +311,21 @@ impl RegistryError {
     }
 }
 
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Self {
+        Error::Io { path: None, source }
+    }
+}
+
 impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: Some(path.into()),
+            source,
+        }
+    }
+
     /// What kind of failure this is, looking through the errors that wrap
     /// another (a provider's tag, a blob that cannot be fetched again, a
     /// mirrored image's last source): what to `match` on.
@@ -317,7 +345,8 @@ impl Error {
             Error::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
             Error::NoMatchingPlatform { .. } => ErrorKind::NoMatchingPlatform,
             Error::Registry { .. } => ErrorKind::Registry,
-            Error::Io(_) => ErrorKind::Io,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::InvalidLocalImage { .. } => ErrorKind::InvalidLocalImage,
             Error::Provider { .. } => ErrorKind::Provider,
             Error::UnknownProvider { .. } | Error::DuplicateProvider { .. } => ErrorKind::Provider,
             Error::InvalidConfig(_) | Error::ConfigFile { .. } => ErrorKind::InvalidConfig,
@@ -434,6 +463,10 @@ fn reference_suffix(reference: &str) -> String {
         r if r.contains(':') => format!("@{r}"),
         r => format!(":{r}"),
     }
+}
+
+fn path_suffix(path: Option<&std::path::Path>) -> String {
+    path.map(|p| format!(" on {}", p.display())).unwrap_or_default()
 }
 
 fn message_suffix(message: &str) -> String {

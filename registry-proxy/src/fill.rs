@@ -582,7 +582,7 @@ impl SpoolSink<'_> {
             None => format!("fill stopped: {reason}"),
         };
         self.stopped = Some((reason, error));
-        registry_client::Error::Io(std::io::Error::other(message))
+        registry_client::Error::from(std::io::Error::other(message))
     }
 
     /// Before the first bytes: is there room for the blob? Evicts to make
@@ -630,7 +630,7 @@ impl SpoolSink<'_> {
             (hasher, written)
         })
         .await
-        .map_err(|e| registry_client::Error::Io(std::io::Error::other(e)))?;
+        .map_err(|e| registry_client::Error::from(std::io::Error::other(e)))?;
         self.hasher = hasher;
         if written
             .as_ref()
@@ -700,7 +700,7 @@ impl BlobSink for SpoolSink<'_> {
     async fn restart(&mut self) -> registry_client::Result<()> {
         // Readers may have the bytes already: they cannot be taken back.
         if self.published > 0 {
-            return Err(registry_client::Error::Io(std::io::Error::other(
+            return Err(registry_client::Error::from(std::io::Error::other(
                 "its first bytes were already sent to clients",
             )));
         }

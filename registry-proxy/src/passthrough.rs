@@ -141,7 +141,7 @@ impl BlobSink for Forward {
         let start = self.at;
         self.at += chunk.len() as u64;
         let Some(range) = self.range().await else {
-            return Err(registry_client::Error::Io(std::io::Error::other(
+            return Err(registry_client::Error::from(std::io::Error::other(
                 "the client went away",
             )));
         };
@@ -151,7 +151,7 @@ impl BlobSink for Forward {
             if let Some(previous) = self.held.replace(wanted) {
                 self.forwarded = true;
                 if self.chunks.send(Ok(previous)).await.is_err() {
-                    return Err(registry_client::Error::Io(std::io::Error::other(
+                    return Err(registry_client::Error::from(std::io::Error::other(
                         "the client went away",
                     )));
                 }
@@ -162,7 +162,7 @@ impl BlobSink for Forward {
 
     async fn restart(&mut self) -> registry_client::Result<()> {
         if self.forwarded {
-            return Err(registry_client::Error::Io(std::io::Error::other(
+            return Err(registry_client::Error::from(std::io::Error::other(
                 "its first bytes were already sent to the client",
             )));
         }

@@ -96,7 +96,7 @@ pub async fn run(context: &Context, args: &PullArgs) -> Result<(), Failure> {
     .await;
     reporter.finish();
     let result = pulled.map_err(|error| match error {
-        Error::Io(_) => Failure::Client {
+        Error::Io { .. } => Failure::Client {
             context: Some(format!("cannot write {}", args.output.display())),
             error: Box::new(error),
         },

@@ -507,14 +507,9 @@ fn link_impossible(e: &io::Error) -> bool {
     )
 }
 
-/// Maps an I/O error to `Error::Io`, keeping its kind and naming the path.
+/// Maps an I/O error to `Error::Io` on `path`, keeping its kind and saying what failed.
 fn io_at<'a>(path: &'a Path, action: &'a str) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |e| {
-        Error::Io(io::Error::new(
-            e.kind(),
-            format!("{action} {}: {e}", path.display()),
-        ))
-    }
+    move |e| Error::io(path, io::Error::new(e.kind(), format!("{action}: {e}")))
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ impl Flattener {
             };
             if let Err(err) = result {
                 if out.get_ref().write_failed {
-                    return Err(Error::Io(err));
+                    return Err(Error::from(err));
                 }
                 if let Some(source_err) = source_error.borrow_mut().take() {
                     return Err(from_reader_error(source_err));
@@ -192,7 +192,7 @@ impl Flattener {
                 });
             }
         }
-        self.write_deferred_links(out).map_err(Error::Io)
+        self.write_deferred_links(out).map_err(Error::from)
     }
 
     fn apply_layer<R: Read, W: Write>(
@@ -586,12 +586,12 @@ fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// An error from a layer reader: the crate error it carries, or `Error::Io`.
 fn from_reader_error(err: io::Error) -> Error {
     if !err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return Error::Io(err);
+        return Error::from(err);
     }
     match err.into_inner().map(|inner| inner.downcast::<Error>()) {
         Some(Ok(inner)) => *inner,
-        Some(Err(other)) => Error::Io(io::Error::other(other)),
-        None => Error::Io(io::Error::other("layer reader failed")),
+        Some(Err(other)) => Error::from(io::Error::other(other)),
+        None => Error::from(io::Error::other("layer reader failed")),
     }
 }
 
@@ -1262,7 +1262,10 @@ mod tests {
     fn rootfs_reader_and_writer_errors_pass_through() {
         let reader = |f: fn() -> io::Error| -> LayerInput { (Box::new(FailingReader(f)), Compression::Gzip) };
         let err = flatten(vec![reader(|| io::Error::other("boom"))], Vec::new()).unwrap_err();
-        assert!(matches!(&err, Error::Io(e) if e.to_string() == "boom"), "{err:?}");
+        assert!(
+            matches!(&err, Error::Io { source: e, .. } if e.to_string() == "boom"),
+            "{err:?}"
+        );
         let err = flatten(
             vec![reader(|| {
                 io::Error::other(Error::Timeout {
@@ -1278,7 +1281,7 @@ mod tests {
         );
         let err = flatten(vec![layer().file("f", 0o644, "x").plain()], FailingWriter).unwrap_err();
         assert!(
-            matches!(&err, Error::Io(e) if e.kind() == io::ErrorKind::StorageFull),
+            matches!(&err, Error::Io { source: e, .. } if e.kind() == io::ErrorKind::StorageFull),
             "{err:?}"
         );
     }

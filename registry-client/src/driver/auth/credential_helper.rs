@@ -152,7 +152,7 @@ impl CredentialHelper {
                     "{program} could not be run: permission denied"
                 )));
             }
-            Ok(Err(e)) => return Err(Error::Io(e)),
+            Ok(Err(e)) => return Err(Error::io(&path, e)),
             Err(_) => {
                 return Err(Error::InvalidConfig(format!(
                     "credential helper {program} timed out after {}s",

@@ -248,7 +248,7 @@ impl DockerConfig {
                     ..Self::default()
                 });
             }
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => return Err(Error::io(path, e)),
         };
         Self::parse(&bytes, Some(path))
     }

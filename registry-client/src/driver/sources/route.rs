@@ -223,7 +223,8 @@ fn next_may_help(error: &Error) -> bool {
     !matches!(error, Error::CannotRefetch { .. })
         && !matches!(
             error.underlying(),
-            Error::Io(_)
+            Error::Io { .. }
+                | Error::InvalidLocalImage { .. }
                 | Error::InvalidConfig(_)
                 | Error::InvalidReference { .. }
                 | Error::NoMatchingPlatform { .. }

@@ -30,7 +30,8 @@ use sink::{Durability, blocking, download_blob, join_error};
 /// Layers downloaded at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// How to pull: parallelism, the layer cache, progress.
+/// How to write a pull: parallelism, progress, an OCI layout entry's name. (The layer
+/// cache is the client's: [`RepositoryClientBuilder::layer_cache`](crate::RepositoryClientBuilder::layer_cache).)
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     concurrency: usize,

@@ -225,7 +225,7 @@ where
 }
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Io(io::Error::other(e))
+    Error::from(io::Error::other(e))
 }
 
 impl BlobSink for FileSink {
@@ -307,7 +307,7 @@ mod tests {
             Err(e) => Err(e),
             Ok(()) => sink.finish().await.map(|_| ()),
         };
-        assert!(matches!(result, Err(Error::Io(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
     }
 
     #[test]

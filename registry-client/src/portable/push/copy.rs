@@ -130,7 +130,7 @@ async fn stream_blob(
         if let Err(error) = &result {
             let _ = sink
                 .sender
-                .send(Err(Error::Io(std::io::Error::other(format!(
+                .send(Err(Error::from(std::io::Error::other(format!(
                     "the download of {} failed: {error}",
                     blob.digest
                 )))))
@@ -405,13 +405,10 @@ fn file_chunks(path: PathBuf, offset: u64, len: u64) -> impl futures::Stream<Ite
         if at >= end {
             return Ok(None);
         }
-        let file =
-            match file {
-                Some(file) => file,
-                None => std::sync::Arc::new(std::fs::File::open(&path).map_err(|e| {
-                    Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-                })?),
-            };
+        let file = match file {
+            Some(file) => file,
+            None => std::sync::Arc::new(std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?),
+        };
         let want = (end - at).min(PIECE) as usize;
         let reader = file.clone();
         let bytes = tokio::task::spawn_blocking(move || {
@@ -422,8 +419,8 @@ fn file_chunks(path: PathBuf, offset: u64, len: u64) -> impl futures::Stream<Ite
                 .map(|()| Bytes::from(buffer))
         })
         .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
-        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+        .map_err(|e| Error::from(std::io::Error::other(e)))?
+        .map_err(|e| Error::io(&path, e))?;
         Ok(Some((bytes, (path, at + want as u64, end, Some(file)))))
     })
 }
@@ -441,14 +438,14 @@ impl BlobSink for PipeSink {
         self.hasher.update(&chunk);
         if self.sender.send(Ok(chunk)).await.is_err() {
             self.upload_gone = true;
-            return Err(Error::Io(std::io::Error::other("the upload stopped reading")));
+            return Err(Error::from(std::io::Error::other("the upload stopped reading")));
         }
         Ok(())
     }
 
     async fn restart(&mut self) -> Result<()> {
         // What went up cannot be taken back; the upload is cancelled instead.
-        Err(Error::Io(std::io::Error::other(
+        Err(Error::from(std::io::Error::other(
             "bytes already sent to the destination",
         )))
     }

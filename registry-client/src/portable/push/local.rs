@@ -41,7 +41,10 @@ impl LocalImage {
     /// `org.opencontainers.image.ref.name` is `tag`, or its only entry when `tag` is `None`.
     /// An index is pushed whole, its manifests and their blobs.
     pub fn open_oci_layout(dir: &Path, tag: Option<&str>) -> Result<LocalImage> {
-        let invalid = |message: String| Error::InvalidConfig(format!("{}: {message}", dir.display()));
+        let invalid = |message: String| Error::InvalidLocalImage {
+            path: dir.to_owned(),
+            message,
+        };
         let index: Value = serde_json::from_slice(&read_small(&dir.join("index.json"))?)
             .map_err(|e| invalid(format!("index.json: {e}")))?;
         let entries = index["manifests"].as_array().cloned().unwrap_or_default();
@@ -87,7 +90,10 @@ impl LocalImage {
     /// archive's config and layers, byte for byte. The archive is read with the same
     /// tolerant tar reader as layers are.
     pub fn open_docker_archive(path: &Path, tag: Option<&str>) -> Result<LocalImage> {
-        let invalid = |message: String| Error::InvalidConfig(format!("{}: {message}", path.display()));
+        let invalid = |message: String| Error::InvalidLocalImage {
+            path: path.to_owned(),
+            message,
+        };
         let entries = archive_entries(path)?;
         let entry = |name: &str| {
             let name = name.trim_start_matches("./");
@@ -302,8 +308,7 @@ impl LayoutReader<'_> {
 
 /// Every regular file of a tar: (name, offset of its data, size).
 fn archive_entries(path: &Path) -> Result<Vec<(String, u64, u64)>> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut tar = TarReader::new(std::io::BufReader::new(file));
     let mut entries = Vec::new();
     tar.for_each_entry(|entry| {
@@ -313,7 +318,10 @@ fn archive_entries(path: &Path) -> Result<Vec<(String, u64, u64)>> {
         }
         Ok(())
     })
-    .map_err(|e| Error::InvalidConfig(format!("{}: not a readable tar: {e}", path.display())))?;
+    .map_err(|e| Error::InvalidLocalImage {
+        path: path.to_owned(),
+        message: format!("not a readable tar: {e}"),
+    })?;
     Ok(entries)
 }
 
@@ -329,19 +337,21 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 
 fn read_at(path: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(Error::Io)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buffer = vec![0; size as usize];
-    file.read_exact_at(&mut buffer, offset).map_err(Error::Io)?;
+    file.read_exact_at(&mut buffer, offset)
+        .map_err(|e| Error::io(path, e))?;
     Ok(buffer)
 }
 
 /// The sha256 digest of `size` bytes at `offset`, and whether they are gzip.
 fn digest_of(path: &Path, offset: u64, size: u64) -> Result<(String, bool)> {
     use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).map_err(Error::Io)?;
-    file.seek(SeekFrom::Start(offset)).map_err(Error::Io)?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(path, e))?;
     let mut hasher = Hasher::for_digest("sha256:")?;
-    let copied = std::io::copy(&mut file.take(size), &mut hasher).map_err(Error::Io)?;
+    let copied = std::io::copy(&mut file.take(size), &mut hasher).map_err(|e| Error::io(path, e))?;
     if copied != size {
         return Err(Error::InvalidConfig(format!(
             "{}: an entry ends early",

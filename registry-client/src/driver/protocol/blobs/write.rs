@@ -205,7 +205,7 @@ where
         };
         let total = sent.load(Ordering::Relaxed);
         if !ended.load(Ordering::Acquire) || total != size {
-            return Err(Error::Io(std::io::Error::other(format!(
+            return Err(Error::from(std::io::Error::other(format!(
                 "the registry answered the upload of {digest} after {total} of its {size} bytes"
             ))));
         }
