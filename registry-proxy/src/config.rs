@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use registry_client::config::toml_file::TomlFile;
 use registry_client::driver::sources::location_host;
 use registry_client::model::reference::DOCKER_HUB;
 use registry_client::{Credentials, ImageReference};
@@ -320,42 +321,17 @@ impl Config {
     /// Reads a TOML configuration file. Errors name the file, the line when
     /// known, and the key.
     pub fn load(path: &Path, default_storage: PathBuf) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            path: path.to_owned(),
-            line: None,
-            key: None,
-            message: e.to_string(),
-        })?;
+        let text = TomlFile::read(path).map_err(Error::config_file)?;
         Self::parse(path, &text, default_storage)
     }
 
     fn parse(path: &Path, text: &str, default_storage: PathBuf) -> Result<Config> {
-        let error = |line, key: Option<String>, message: String| Error::Config {
-            path: path.to_owned(),
-            line,
-            key,
-            message,
-        };
-        let line_of = |span: Option<std::ops::Range<usize>>| {
-            span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-        };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| error(line_of(e.span()), None, e.message().trim_end().to_owned()))?;
-        let file: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            error(
-                line_of(inner.span()),
-                (key != ".").then_some(key),
-                inner.message().trim_end().to_owned(),
-            )
-        })?;
-        let config = file
-            .into_config(default_storage)
-            .map_err(|(key, message)| error(None, Some(key), message))?;
-        config
-            .check()
-            .map_err(|(key, message)| error(None, Some(key), message))?;
+        let toml = TomlFile::new(path, text);
+        let file: FileConfig = toml.deserialize().map_err(Error::config_file)?;
+        let error =
+            |(key, message): (String, String)| Error::config_file(toml.error(None, Some(key), message));
+        let config = file.into_config(default_storage).map_err(error)?;
+        config.check().map_err(error)?;
         Ok(config)
     }
 

@@ -42,6 +42,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// The configuration file's error, from the SDK's TOML reader.
+    pub(crate) fn config_file(error: registry_client::Error) -> Error {
+        match error {
+            registry_client::Error::ConfigFile {
+                path,
+                line,
+                key,
+                message,
+            } => Error::Config {
+                path,
+                line,
+                key,
+                message,
+            },
+            other => Error::Upstream(other),
+        }
+    }
+
     pub(crate) fn storage(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
         Error::Storage {
             context: context.into(),

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use super::toml_file::{TomlFile, toml_key};
 use crate::driver::sources::{ANY_REGISTRY, Mirror, RegistrySources, Serves};
 use crate::error::{Error, Result};
 use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, check_registry};
@@ -118,9 +119,9 @@ impl HostDirectory {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(self.without_hosts_file()),
             Err(e) => return Err(file_error(&file, format!("cannot read: {e}"))),
         };
-        let endpoints: Endpoints = parse(&file, &text)?;
+        let endpoints: Endpoints = TomlFile::new(&file, &text).deserialize()?;
         // The top level holds the server's settings beside `server` and `host`.
-        let server_settings: HostSettings = parse(&file, &text)?;
+        let server_settings: HostSettings = TomlFile::new(&file, &text).deserialize()?;
         Ok(rule(&self.registry, &file, endpoints, &server_settings))
     }
 
@@ -458,61 +459,6 @@ fn is_default_server(server: &HostUrl, override_path: bool, registry: &str) -> b
         registry
     };
     HostUrl::parse(default_host).is_ok_and(|default| default.api_url(false) == server.api_url(override_path))
-}
-
-/// Deserializes `text` (the contents of `file`) as `T`, with the line and
-/// key of any problem.
-fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
-    let document = toml::Deserializer::parse(text).map_err(|e| Error::ConfigFile {
-        path: file.to_owned(),
-        line: e.span().map(|span| line_at(text, span.start)),
-        key: None,
-        message: e.message().to_owned(),
-    })?;
-    serde_path_to_error::deserialize(document).map_err(|e| Error::ConfigFile {
-        path: file.to_owned(),
-        line: e.inner().span().map(|span| line_at(text, span.start)),
-        key: key_path(e.path()),
-        message: e.inner().message().to_owned(),
-    })
-}
-
-/// The 1-based line of byte `offset` in `text`.
-fn line_at(text: &str, offset: usize) -> usize {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    before.iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-/// `host."https://mirror.example.com".capabilities[1]`; `None` at the top.
-fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
-    use serde_path_to_error::Segment;
-    let mut key = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
-            Segment::Map { key: name } | Segment::Enum { variant: name } => {
-                if !key.is_empty() {
-                    key.push('.');
-                }
-                key.push_str(&toml_key(name));
-            }
-            Segment::Unknown => key.push_str(if key.is_empty() { "?" } else { ".?" }),
-        }
-    }
-    (!key.is_empty()).then_some(key)
-}
-
-/// A key as TOML writes it: bare when it can be, else quoted.
-fn toml_key(name: &str) -> String {
-    let bare = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if bare {
-        name.to_owned()
-    } else {
-        format!("{name:?}")
-    }
 }
 
 /// A problem with `path` as a whole.

@@ -16,9 +16,9 @@ use std::{fs, io};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_path_to_error::Segment;
 use toml::Spanned;
 
+use super::toml_file::TomlFile;
 use crate::driver::sources::{Mirror, Prefix, RegistrySources, Serves};
 use crate::error::{Error, Result};
 use crate::model::reference::{check_registry, check_repository_path};
@@ -583,20 +583,7 @@ struct ConfText<'a> {
 
 impl ConfText<'_> {
     fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
-        let deserializer = toml::Deserializer::parse(self.text).map_err(|e| self.toml_error(&e, None))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = key_path(e.path());
-            self.toml_error(e.inner(), key)
-        })
-    }
-
-    fn toml_error(&self, error: &toml::de::Error, key: Option<String>) -> Error {
-        Error::ConfigFile {
-            path: self.path.to_owned(),
-            line: error.span().map(|span| self.line(&span)),
-            key,
-            message: error.message().trim_end().to_owned(),
-        }
+        TomlFile::new(self.path, self.text).deserialize()
     }
 
     fn error(&self, place: &Place, message: impl Into<String>) -> Error {
@@ -618,8 +605,7 @@ impl ConfText<'_> {
 
     /// The 1-based line a span starts on.
     fn line(&self, span: &Range<usize>) -> usize {
-        let before = &self.text.as_bytes()[..span.start.min(self.text.len())];
-        before.iter().filter(|&&b| b == b'\n').count() + 1
+        TomlFile::new(self.path, self.text).line(span.start)
     }
 
     /// podman's rules for a `prefix` or `location`: trailing slashes go, a
@@ -663,26 +649,6 @@ impl ConfText<'_> {
             .and_then(|()| path.map_or(Ok(()), check_repository_path))
             .map_err(|reason| self.error(place, format!("invalid location {location:?}: {reason}")))
     }
-}
-
-/// `registry[1].mirror[0].pull-from-mirror`, leaving out the segments
-/// [`Spanned`] adds; `None` at the top of the file.
-fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
-    let mut key = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
-            Segment::Map { key: name } if name.starts_with("$__serde_spanned") => {}
-            Segment::Map { key: name } | Segment::Enum { variant: name } => {
-                if !key.is_empty() {
-                    key.push('.');
-                }
-                key.push_str(name);
-            }
-            Segment::Unknown => key.push_str(".?"),
-        }
-    }
-    (!key.is_empty()).then_some(key)
 }
 
 #[cfg(test)]
