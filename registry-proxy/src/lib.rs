@@ -66,7 +66,7 @@ impl Proxy {
         storage: Storage,
         customize: impl Fn(RepositoryClientBuilder) -> RepositoryClientBuilder,
     ) -> Result<Proxy> {
-        config.validate()?;
+        config::validate(config)?;
         let access = match &config.auth {
             Some(auth) => Some(auth::Access::new(auth, config.server.tls.is_some())?),
             None => None,

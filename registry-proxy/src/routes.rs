@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use registry_client::{ImageReference, RepositoryClient, RepositoryClientBuilder};
 use registry_client::{Mirror, RegistrySources};
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{self, Config, RouteConfig};
 use crate::error::{Error, Result};
 
 /// A route, ready: its settings and the client that fetches from its upstreams.
@@ -135,7 +135,7 @@ impl Routes {
                     hosts: route.hosts.clone(),
                     tag_ttl: route.tag_ttl,
                     upstream_timeout: route.upstream_timeout,
-                    public: config.is_public(route),
+                    public: config::is_public(config, route),
                     client,
                     fetches: Arc::new(Semaphore::new(config.server.upstream_fetches)),
                 }))

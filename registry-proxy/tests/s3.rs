@@ -162,7 +162,7 @@ const LISTEN_VARIABLE: &str = "MCREG_TEST_REPLICA_LISTEN";
 fn replica_process() {
     let file = PathBuf::from(std::env::var_os(CONFIG_VARIABLE).expect("a config file"));
     let listen = std::env::var(LISTEN_VARIABLE).expect("an address");
-    let config = Config::load(&file, file.with_file_name("spool")).expect("the config");
+    let config = registry_proxy::config::load(&file, file.with_file_name("spool")).expect("the config");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let proxy = Proxy::new(&config, |builder| {

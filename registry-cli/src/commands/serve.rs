@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use registry_client::RepositoryClientBuilder;
 use registry_client::driver::auth::DockerConfig;
-use registry_proxy::config::{DEFAULT_LISTEN, DEFAULT_TOKEN_TTL};
+use registry_proxy::config::{self, DEFAULT_LISTEN, DEFAULT_TOKEN_TTL};
 use registry_proxy::{AuthConfig, Config, Proxy};
 
 use super::Context;
@@ -26,7 +26,7 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
     }
     let default_storage = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut config = match &args.config {
-        Some(file) => Config::load(file, default_storage).map_err(proxy_failure)?,
+        Some(file) => config::load(file, default_storage).map_err(proxy_failure)?,
         None => {
             let listen = DEFAULT_LISTEN.parse().expect("a valid default address");
             let upstreams = if args.upstream.is_empty() {
@@ -67,7 +67,7 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
                     route.public = Some(true);
                 }
             }
-            config.validate().map_err(|e| {
+            config::validate(&config).map_err(|e| {
                 let hint = if about_access(&e) {
                     " (on the command line: --htpasswd FILE, or --public)"
                 } else {
@@ -84,9 +84,8 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
     // A broken file is reported below, naming it, when the routes' clients
     // are built (the server does not start).
     if let Ok(docker) = DockerConfig::load() {
-        config
-            .check_hidden_credentials(|host| docker.names_credentials_for(host))
-            .map_err(|e| {
+        config::check_hidden_credentials(&config, |host| docker.names_credentials_for(host)).map_err(
+            |e| {
                 let file = docker
                     .path()
                     .map_or("docker's config.json".into(), |p| p.display().to_string());
@@ -99,7 +98,8 @@ pub async fn run(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
                     "serve: {} (the credentials are in {file}{hint})",
                     registry_client::error::display_chain(&e)
                 ))
-            })?;
+            },
+        )?;
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
