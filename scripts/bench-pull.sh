@@ -3,7 +3,7 @@
 # both pulling the same multi-layer image from a local Distribution registry.
 #
 #   scripts/bench-pull.sh [--size-mb N] [--runs R] [--strict] [--rebuild-image] [--keep]
-#                         [--keep-page-cache]
+#                         [--keep-page-cache] [--skip-build]
 #
 #   --size-mb N        at least N MB of real files in the image (default 320)
 #   --runs R           runs per tool per scenario (default 3)
@@ -11,6 +11,10 @@
 #   --rebuild-image    rebuild the cached image under target/bench-image/
 #   --keep             keep the temporary work directory (outputs, logs)
 #   --keep-page-cache  as root, do not drop the page cache before each run
+#   --skip-build       use the existing binary instead of building it
+#
+# PULL_BIN (environment) names the pull example's binary to run (default
+# target/release/examples/pull): a build of another commit, for before/after runs.
 #
 # It measures wall time and peak RSS (wait4's rusage) for three scenarios:
 #   oci-layout      ours --format oci       vs  skopeo copy docker://… oci:DIR:v1
@@ -26,7 +30,7 @@ export LC_ALL=C
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_ROOT
 readonly TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-readonly PULL_BIN=$TARGET_DIR/release/examples/pull
+readonly PULL_BIN=${PULL_BIN:-$TARGET_DIR/release/examples/pull}
 readonly IMAGE_PATH=bench/image
 readonly IMAGE_TAG=v1
 
@@ -42,9 +46,10 @@ strict=false
 rebuild_image=false
 keep=false
 drop_page_cache=true
+skip_build=false
 
 usage() {
-  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 parse_args() {
@@ -56,6 +61,7 @@ parse_args() {
       --rebuild-image) rebuild_image=true; shift ;;
       --keep) keep=true; shift ;;
       --keep-page-cache) drop_page_cache=false; shift ;;
+      --skip-build) skip_build=true; shift ;;
       -h | --help) usage; exit 0 ;;
       *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -103,6 +109,11 @@ check_tools() {
 }
 
 build_pull() {
+  if $skip_build; then
+    [ -x "$PULL_BIN" ] || die "--skip-build, but there is no $PULL_BIN"
+    log "using the existing $PULL_BIN (--skip-build)"
+    return
+  fi
   log "building the pull example (release)"
   (cd "$REPO_ROOT" && cargo build --release -p registry-client --example pull)
   [ -x "$PULL_BIN" ] || die "built, but $PULL_BIN is not there (CARGO_TARGET_DIR?)"
