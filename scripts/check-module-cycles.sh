@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly CARGO_MODULES_VERSION=0.27.0
 crates=("$@")
-[ ${#crates[@]} -gt 0 ] || crates=(registry-client registry-proxy registry-aws registry-gcp registry-ali)
+[ ${#crates[@]} -gt 0 ] || crates=(registry-client registry-proxy registry-aws registry-gcp registry-ali conformance)
 
 if ! cargo modules --version 2>/dev/null | grep -q "$CARGO_MODULES_VERSION"; then
   echo "installing cargo-modules $CARGO_MODULES_VERSION" >&2

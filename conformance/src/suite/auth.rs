@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use registry_client::{Credentials, Error, RepositoryClient};
 
-use super::SuiteEnv;
+use super::env::SuiteEnv;
 use crate::harness::TokenServer;
 use crate::harness::fault_proxy::{Fault, Matcher};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use registry_client::error::Resource;
 use registry_client::{Error, ManifestKind, RepositoryClient};
 
-use super::SuiteEnv;
+use super::env::SuiteEnv;
 use crate::harness::fault_proxy::RecordedRequest;
 use crate::harness::{ImageFixture, IndexFixture};
 

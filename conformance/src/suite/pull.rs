@@ -11,7 +11,7 @@ use registry_client::pull::{OutputFormat, PullOptions, PullResult};
 use registry_client::{Error, ImageReference, RepositoryClient};
 use serde_json::Value;
 
-use super::SuiteEnv;
+use super::env::SuiteEnv;
 use crate::harness::fault_proxy::{Fault, FaultKind, Matcher};
 use crate::harness::{ImageFixture, LayerFixture};
 

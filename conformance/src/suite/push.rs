@@ -12,7 +12,7 @@ use registry_client::push::CopyOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use serde_json::json;
 
-use super::SuiteEnv;
+use super::env::SuiteEnv;
 use crate::harness::fault_proxy::{Fault, FaultKind, Matcher};
 use crate::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use crate::harness::{PUSH_NAMESPACE, noise};

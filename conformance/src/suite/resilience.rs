@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use registry_client::{CircuitBreakerConfig, Error, RepositoryClient, RetryConfig};
 
-use super::SuiteEnv;
+use super::env::SuiteEnv;
 use crate::harness::fault_proxy::{Fault, FaultKind, Matcher, RecordedRequest};
 
 fn manifest_gets(r: &RecordedRequest) -> bool {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::tar_entries;
+use super::pull::tar_entries;
 
 /// Path → (kind: `d`, `f` or `l`; permission bits, 0 for links; content or link target).
 /// A hard link is the file it links to, as on disk.
