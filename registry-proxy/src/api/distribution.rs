@@ -1,247 +1,31 @@
-//! The read side of the OCI Distribution API: `/v2/`, manifests and blobs
-//! (`GET`, `HEAD`, `Range`), tag lists (`n`, `last`). Push and delete answer
-//! `405 UNSUPPORTED`; errors are the spec's JSON.
+//! Manifests, blobs (`GET`, `HEAD`, `Range`) and tag lists (`n`, `last`) of
+//! a route's images, in the spec's answers.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use registry_client::error::{Resource, display_chain};
+use registry_client::error::Resource;
 use registry_client::{ImageReference, ReferencePart};
 use serde_json::json;
 
 use crate::Proxy;
-use crate::auth::{Client, TOKEN_PATH};
 use crate::cache::{BlobFound, ManifestAnswer};
 use crate::cache_result::CacheResult;
 use crate::error::Error;
-use crate::log::{Early, RequestId, Served};
+use crate::log::{Early, Served};
 use crate::routes::{NoRoute, Route, Selector};
+
+use super::errors::{ApiError, READ, unsupported};
+use super::service::{authenticate, request_host};
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
-
-/// The whole HTTP surface.
-pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new()
-        .route("/v2", any(version_check))
-        .route("/v2/", any(version_check))
-        .route("/v2/{*path}", any(v2))
-        .route(TOKEN_PATH, any(token))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/stats", get(stats))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "not an OCI distribution endpoint",
-            )
-        })
-        .layer(axum::middleware::from_fn(require_host))
-        .with_state(proxy)
-}
-
-/// An HTTP/1.1 request without `Host` is refused (RFC 9112, 3.2): routes
-/// are chosen by it, and a server must not guess.
-async fn require_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if request.version() == axum::http::Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "UNSUPPORTED",
-            "an HTTP/1.1 request needs a Host header",
-        )
-        .into_response();
-    }
-    next.run(request).await
-}
-
-/// `/v2/`: a client's first request, where docker and podman learn how
-/// to authenticate. Anonymous clients are challenged unless the route the
-/// request is for (by `ns=` or `Host`) is public, or every route is.
-async fn version_check(
-    State(proxy): State<Arc<Proxy>>,
-    method: Method,
-    uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    if !matches!(method, Method::GET | Method::HEAD) {
-        return unsupported(READ);
-    }
-    let host = request_host(&headers, &uri);
-    let namespace = query.get("ns").map(String::as_str).filter(|ns| !ns.is_empty());
-    let public = match proxy.routes.resolve(namespace, host, "") {
-        Ok((route, _, Selector::Namespace | Selector::Host)) => route.public,
-        _ => proxy.routes.all().iter().all(|route| route.public),
-    };
-    let ok = || {
-        (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            "{}",
-        )
-            .into_response()
-    };
-    if public {
-        return ok();
-    }
-    match authenticate(&proxy, &headers, host, None).await {
-        Ok(user) => {
-            let mut response = ok();
-            response.extensions_mut().insert(Served {
-                user: Some(user),
-                ..Served::default()
-            });
-            response
-        }
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-/// The user a request for a non-public resource comes from, or the
-/// `401` with the challenge that tells the client where to get a token.
-async fn authenticate(
-    proxy: &Proxy,
-    headers: &HeaderMap,
-    host: Option<&str>,
-    scope: Option<&str>,
-) -> Result<String, ApiError> {
-    let Some(access) = &proxy.access else {
-        // Without [auth] every route is public (the configuration says so).
-        return Ok(String::new());
-    };
-    let (message, error) = match access.identify(headers).await {
-        Ok(Client::User(user)) => return Ok(user),
-        Ok(Client::Anonymous) => ("authentication required".to_owned(), None),
-        Err(refused) => (refused.0, Some("invalid_token")),
-    };
-    Err(ApiError {
-        challenge: Some(access.challenge(host, scope, error)),
-        ..ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
-    })
-}
-
-/// `GET /token?service=&scope=`: a bearer token for the user of the
-/// request's Basic credentials, or an anonymous one (good for the public
-/// routes) without them.
-async fn token(State(proxy): State<Arc<Proxy>>, method: Method, headers: HeaderMap) -> Response {
-    let Some(access) = &proxy.access else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "this cache has no users: every route is public",
-        )
-        .into_response();
-    };
-    if method != Method::GET {
-        // containerd tries an OAuth2 POST first and falls back to GET.
-        let mut response = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "the token endpoint takes GET",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return response;
-    }
-    match access.issue(&headers).await {
-        Ok((client, answer)) => {
-            let mut response = (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                serde_json::to_string(&answer).expect("a token serializes"),
-            )
-                .into_response();
-            if let Client::User(user) = client {
-                response.extensions_mut().insert(Served {
-                    user: Some(user),
-                    ..Served::default()
-                });
-            }
-            response
-        }
-        Err(refused) => ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", refused.0).into_response(),
-    }
-}
-
-/// The host a client addressed: `Host`, or HTTP/2's `:authority`.
-fn request_host<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Option<&'r str> {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-}
-
-async fn health() -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
-}
-
-/// Ready when the storage works (a load balancer's check). The reason
-/// names no path: `/ready` answers anyone; the log has the details.
-async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
-    match proxy.cache.storage_ready().await {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            r#"{"status":"ready"}"#,
-        )
-            .into_response(),
-        Err(down) => {
-            let since = down
-                .since
-                .map(|since| humantime::format_rfc3339_seconds(since).to_string());
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                json!({
-                    "status": "unavailable",
-                    "reason": format!("the cache's storage is failing ({}): answers come from the upstreams, nothing is stored", down.doing),
-                    "since": since,
-                })
-                .to_string(),
-            )
-                .into_response()
-        }
-    }
-}
-
-async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        )],
-        proxy.metrics.encode(),
-    )
-        .into_response()
-}
-
-/// The most pulled repositories: names of private routes' images are
-/// for users only.
-async fn stats(State(proxy): State<Arc<Proxy>>, uri: Uri, headers: HeaderMap) -> Response {
-    if !proxy.routes.all().iter().all(|route| route.public)
-        && let Err(refusal) = authenticate(&proxy, &headers, request_host(&headers, &uri), None).await
-    {
-        return refusal.into_response();
-    }
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        serde_json::to_string_pretty(&proxy.metrics.stats()).expect("stats serialize"),
-    )
-        .into_response()
-}
 
 /// What a `/v2/…` path asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -269,7 +53,7 @@ fn target(path: &str) -> Target<'_> {
     Target::Unknown
 }
 
-async fn v2(
+pub(super) async fn v2(
     State(proxy): State<Arc<Proxy>>,
     method: Method,
     Path(path): Path<String>,
@@ -644,160 +428,6 @@ fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
             format!("the upstream sent a value that cannot be a header: {text:?}"),
         )
     })
-}
-
-/// `405 UNSUPPORTED`, with the methods this endpoint does allow.
-fn unsupported(allow: &'static str) -> Response {
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "UNSUPPORTED",
-        "this registry is a read-only pull-through cache",
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
-/// What manifests, blobs and `/v2/` allow.
-const READ: &str = "GET, HEAD";
-
-/// An error answer: the spec's `{"errors":[{code, message, detail}]}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-    /// `WWW-Authenticate`, on a `401`.
-    challenge: Option<HeaderValue>,
-    /// What failed inside the cache: logged (with the request's id), never
-    /// sent, since it may name local paths.
-    hidden: Option<Box<str>>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-            challenge: None,
-            hidden: None,
-        }
-    }
-
-    /// What an error means to a client: not found stays not found; an
-    /// upstream that is down, busy or refusing the cache is not the client's
-    /// fault and says so. What went wrong inside the cache (its storage, a
-    /// credential helper, a file) is not told: the client gets the request's
-    /// id, the log has the rest.
-    fn from_error(error: &Error, what: Resource) -> ApiError {
-        let message = display_chain(error);
-        let Error::Upstream(upstream) = error else {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "").hiding(message);
-        };
-        let answer = Self::from_upstream(upstream, what, message.clone());
-        if about_the_upstream_only(upstream) {
-            answer
-        } else {
-            answer.hiding(message)
-        }
-    }
-
-    /// Tells the client only that the cache failed, and the request's id.
-    fn hiding(mut self, detail: String) -> ApiError {
-        self.message = match RequestId::current() {
-            Some(id) => format!("the cache could not answer; its log has the details under request id {id}"),
-            None => "the cache could not answer; its log has the details".to_owned(),
-        };
-        self.hidden = Some(detail.into());
-        self
-    }
-
-    fn from_upstream(upstream: &registry_client::Error, what: Resource, message: String) -> ApiError {
-        let kind = upstream.underlying();
-        match kind {
-            registry_client::Error::NotFound { .. } => {
-                let code = match what {
-                    Resource::Manifest => "MANIFEST_UNKNOWN",
-                    Resource::Blob => "BLOB_UNKNOWN",
-                    _ => "NAME_UNKNOWN",
-                };
-                ApiError::new(StatusCode::NOT_FOUND, code, message)
-            }
-            registry_client::Error::RateLimited { retry_after, .. } => ApiError {
-                retry_after: retry_after.map(|d| d.as_secs().max(1)),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", message)
-            },
-            e if e.is_auth() => ApiError::new(StatusCode::FORBIDDEN, "DENIED", message),
-            e if e.is_integrity() => ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", message),
-            e if e.is_retryable() => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
-            registry_client::Error::InvalidReference { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message)
-            }
-            _ => ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", message),
-        }
-    }
-}
-
-/// Whether an upstream error's text tells of the upstream alone (hosts,
-/// repositories, statuses, digests) and of nothing local (files, helpers).
-fn about_the_upstream_only(error: &registry_client::Error) -> bool {
-    use registry_client::Error as E;
-    use registry_client::error::SourceOutcome;
-    match error {
-        E::Sources { attempts, .. } => attempts.iter().all(|attempt| match &attempt.outcome {
-            SourceOutcome::Failed(error) => about_the_upstream_only(error),
-            _ => true,
-        }),
-        E::CannotRefetch { cause, .. } => about_the_upstream_only(cause),
-        E::NotFound { .. }
-        | E::Unauthorized { .. }
-        | E::Denied { .. }
-        | E::RateLimited { .. }
-        | E::Timeout { .. }
-        | E::Connection { .. }
-        | E::CircuitOpen { .. }
-        | E::DigestMismatch { .. }
-        | E::SizeMismatch { .. }
-        | E::InvalidResponse { .. }
-        | E::Registry { .. }
-        | E::InvalidReference { .. }
-        | E::UnsupportedMediaType { .. }
-        | E::NoMatchingPlatform { .. } => true,
-        _ => false,
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body =
-            json!({"errors": [{"code": self.code, "message": self.message, "detail": null}]}).to_string();
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-        }
-        if let Some(hidden) = self.hidden {
-            response.extensions_mut().insert(Served {
-                error: Some(hidden.into()),
-                ..Served::default()
-            });
-        }
-        response
-    }
 }
 
 #[cfg(test)]
