@@ -424,8 +424,9 @@ impl Cache {
     }
 
     async fn find_blob(&self, route: &Route, reference: &ImageReference, digest: &str) -> Shared<BlobFound> {
-        // A fill under way first: it may commit while we look at storage.
-        let fill = match self.fills.running(&route.name, digest) {
+        // A fill under way first: it may commit while we look at storage. One
+        // that has committed is winding down: its blob is a stored one.
+        let fill = match self.fills.running(&route.name, digest).filter(|f| !f.committed()) {
             Some(fill) => fill,
             None => {
                 if let Some(size) = self.stored_blob_size(route, digest).await {

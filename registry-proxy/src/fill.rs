@@ -166,6 +166,11 @@ impl Fill {
         }
     }
 
+    /// Whether the blob is committed to storage (the fill is only winding down).
+    pub fn committed(&self) -> bool {
+        matches!(&*self.state.borrow(), FillState::Done { .. })
+    }
+
     /// Whether the fill stopped for the cache's own reasons (its clients
     /// go on from the upstream).
     pub fn stopped(&self) -> bool {
