@@ -455,6 +455,31 @@ mod tests {
     }
 
     #[test]
+    fn damage_is_an_invalid_local_image_and_a_missing_file_an_io_error_on_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.tar");
+        std::fs::write(&garbage, b"not a tar at all").unwrap();
+        let err = LocalImage::open_docker_archive(&garbage, None)
+            .err()
+            .expect("damaged");
+        assert!(
+            matches!(&err, Error::InvalidLocalImage { path, .. } if path == &garbage),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidLocalImage);
+        let missing = dir.path().join("missing.tar");
+        let err = LocalImage::open_docker_archive(&missing, None)
+            .err()
+            .expect("missing");
+        assert!(
+            matches!(&err, Error::Io { path: Some(path), source } if path == &missing
+                && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("missing.tar"), "{err}");
+    }
+
+    #[test]
     fn a_layout_without_the_image_named_lists_what_it_has() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
