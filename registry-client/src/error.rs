@@ -351,8 +351,10 @@ impl Error {
             Error::UnknownProvider { .. } | Error::DuplicateProvider { .. } => ErrorKind::Provider,
             Error::InvalidConfig(_) | Error::ConfigFile { .. } => ErrorKind::InvalidConfig,
             Error::Blocked { .. } => ErrorKind::Blocked,
+            // Never reached (`underlying()` unwraps it); its cause is what it is.
+            Error::CannotRefetch { cause, .. } => cause.kind(),
             // Only when no source was asked at all.
-            Error::Sources { .. } | Error::CannotRefetch { .. } => ErrorKind::Sources,
+            Error::Sources { .. } => ErrorKind::Sources,
         }
     }
 

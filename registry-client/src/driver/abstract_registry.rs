@@ -32,12 +32,17 @@ pub trait AbstractRegistry: Send + Sync + fmt::Debug + 'static {
     /// for `docker.io`; by default `https://<host>/`. The client switches to
     /// plain HTTP only for loopback hosts or hosts marked insecure.
     fn endpoint(&self, host: &str) -> Result<Url> {
-        Url::parse(&format!("https://{host}/"))
-            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
+        https_endpoint(host)
     }
 
     /// Credentials to answer `request` with; `None` for anonymous access.
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>>;
+}
+
+/// `https://<host>/`: the endpoint of most registries.
+pub fn https_endpoint(host: &str) -> Result<Url> {
+    Url::parse(&format!("https://{host}/"))
+        .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
 }
 
 /// Settings a provider is built from; filled by the client builder.

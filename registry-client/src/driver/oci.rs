@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use url::Url;
 
-use super::abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig};
+use super::abstract_registry::{AbstractRegistry, AuthRequest, ProviderConfig, https_endpoint};
 use super::registration::HostMatch;
 use crate::driver::auth::{Credentials, DockerConfig};
 use crate::error::{Error, Result};
@@ -75,13 +75,11 @@ impl AbstractRegistry for OciRegistry {
     }
 
     fn endpoint(&self, host: &str) -> Result<Url> {
-        let api_host = if host == DOCKER_HUB {
+        https_endpoint(if host == DOCKER_HUB {
             DOCKER_HUB_API_HOST
         } else {
             host
-        };
-        Url::parse(&format!("https://{api_host}/"))
-            .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
+        })
     }
 
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
