@@ -720,7 +720,7 @@ impl Image {
             }
             return Ok((path.clone(), None));
         }
-        let (atomic, file) = cache.writer(&layer.digest)?;
+        let (atomic, file) = cache.staging(&layer.digest)?;
         let source = self
             .download_to_file(layer, file, options, Durability::Synced)
             .await?;
