@@ -15,7 +15,9 @@ pub mod model;
 mod portable;
 
 pub use driver::auth::{Challenge, Credentials};
-pub use driver::protocol::blobs::{BlobHead, BlobPush, BlobSink, FetchedBlob};
+pub use driver::protocol::blobs::{
+    BlobHead, BlobPush, BlobSink, BlobStream, FetchedBlob, GetBlobOptions, RestartRefused,
+};
 pub use driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use driver::sources::{Mirror, RegistrySources, Serves};
 pub use driver::transport::circuit::CircuitBreakerConfig;

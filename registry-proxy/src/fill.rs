@@ -19,7 +19,6 @@
 //! readers then go on from the upstream without storing (`passthrough`),
 //! from the byte each had reached.
 
-use registry_client::BlobSink;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -30,8 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use registry_client::model::digest::Hasher;
-use registry_client::{ImageReference, RepositoryClient};
+use registry_client::{BlobSink, GetBlobOptions, ImageReference, RepositoryClient, RestartRefused};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, Result};
@@ -456,10 +454,6 @@ impl Fills {
         let deadline = Instant::now() + job.timeout;
         let mut sink = SpoolSink {
             file,
-            hasher: match Hasher::for_digest(&job.digest) {
-                Ok(hasher) => Some(hasher),
-                Err(error) => return Outcome::Failed(error.into()),
-            },
             pending: Vec::new(),
             pending_bytes: 0,
             written: 0,
@@ -483,9 +477,14 @@ impl Fills {
         let fetched = job
             .client
             .with_deadline(deadline)
-            .fetch_blob(&job.reference, &job.digest, None, &mut sink)
+            .get_blob_into(&job.reference, &job.digest, &GetBlobOptions::default(), &mut sink)
             .await;
         drop(permit);
+        // The last bytes, verified, go to the file (shown to readers with the verdict).
+        let fetched = match fetched {
+            Ok(fetched) => sink.flush(false).await.map(|()| fetched),
+            Err(error) => Err(error),
+        };
         let fetched = match (fetched, sink.stopped.take()) {
             (_, Some((reason, error))) => return Outcome::Stopped(reason, error),
             (Err(error), None) => return Outcome::Failed(error.into()),
@@ -559,8 +558,6 @@ fn worth_finishing(written: u64, size: Option<u64>) -> bool {
 /// Writes a fill into its spool file in batches, and tells readers.
 struct SpoolSink<'a> {
     file: Arc<std::fs::File>,
-    /// `None` while a batch is being written.
-    hasher: Option<Hasher>,
     pending: Vec<Bytes>,
     pending_bytes: usize,
     /// Bytes in the file.
@@ -613,7 +610,7 @@ impl SpoolSink<'_> {
         Err(self.stop("no_room", Some(error)))
     }
 
-    /// Hashes and writes what is gathered; shows it to readers if `publish`.
+    /// Writes what is gathered; shows it to readers if `publish`.
     /// The last bytes are not shown until the blob is verified: a reader
     /// must never reach the end of a blob that fails. A full disk is given
     /// one more chance: evicting (with a size limit), then writing again.
@@ -623,20 +620,11 @@ impl SpoolSink<'_> {
         }
         let batch = Arc::new(std::mem::take(&mut self.pending));
         self.pending_bytes = 0;
-        let (file, mut hasher, offset) = (self.file.clone(), self.hasher.take(), self.written);
-        let hashed = batch.clone();
-        let (hasher, mut written) = tokio::task::spawn_blocking(move || {
-            if let Some(h) = hasher.as_mut() {
-                for chunk in hashed.iter() {
-                    h.update(chunk);
-                }
-            }
-            let written = write_batch(&file, &hashed, offset);
-            (hasher, written)
-        })
-        .await
-        .map_err(|e| registry_client::Error::from(std::io::Error::other(e)))?;
-        self.hasher = hasher;
+        let (file, offset) = (self.file.clone(), self.written);
+        let written_batch = batch.clone();
+        let mut written = tokio::task::spawn_blocking(move || write_batch(&file, &written_batch, offset))
+            .await
+            .map_err(|e| registry_client::Error::from(std::io::Error::other(e)))?;
         if written
             .as_ref()
             .is_err_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
@@ -702,23 +690,17 @@ impl BlobSink for SpoolSink<'_> {
         Ok(())
     }
 
-    async fn restart(&mut self) -> registry_client::Result<()> {
+    async fn restart(&mut self) -> Result<(), RestartRefused> {
         // Readers may have the bytes already: they cannot be taken back.
         if self.published > 0 {
-            return Err(registry_client::Error::from(std::io::Error::other(
+            return Err(RestartRefused::new(
                 "its first bytes were already sent to clients",
-            )));
+            ));
         }
         self.pending.clear();
         self.pending_bytes = 0;
         self.written = 0;
-        self.hasher = self.hasher.take().map(|h| h.fresh());
         Ok(())
-    }
-
-    async fn digest(&mut self) -> registry_client::Result<String> {
-        self.flush(false).await?;
-        Ok(self.hasher.clone().map(Hasher::finish).unwrap_or_default())
     }
 
     fn expect_size(&mut self, size: u64) {

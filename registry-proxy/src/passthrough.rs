@@ -2,32 +2,27 @@
 //! what a miss gets when the cache cannot write (a full or failing disk),
 //! and how a client whose fill stopped for that reason gets the rest.
 //!
-//! The whole blob is downloaded and hashed (a range too, to check it); the
-//! bytes of the range asked for are passed on as they arrive, at the
-//! client's pace (a small queue, no buffering of the blob), and the last of
-//! them only once the digest matches: a client never gets a complete but
-//! corrupt blob, its connection is cut instead.
+//! The whole blob is read through the SDK's blob stream, which checks it as
+//! it flows (a range too: the client's range is cut from the whole blob, so
+//! that it can be checked) and never passes on the last bytes of a blob that
+//! fails. The bytes of the range asked for go on at the client's pace (a
+//! small queue, no buffering of the blob): a client never gets a complete
+//! but corrupt blob, its connection is cut instead.
 
-use registry_client::BlobSink;
 use std::ops::Range;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use registry_client::model::digest::Hasher;
-use registry_client::{ImageReference, RepositoryClient};
-use tokio::sync::{mpsc, oneshot};
+use registry_client::{BlobStream, GetBlobOptions, ImageReference, RepositoryClient};
 
 use crate::error::{Error, Result};
-
-/// Chunks on their way to the client at a time.
-const QUEUE: usize = 16;
 
 /// A download under way whose size is known; [`read`](Self::read) says
 /// which bytes the client gets.
 pub struct PassThrough {
     pub size: u64,
-    range: oneshot::Sender<Range<u64>>,
-    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    blob: BlobStream,
 }
 
 impl PassThrough {
@@ -38,147 +33,51 @@ impl PassThrough {
         reference: ImageReference,
         digest: String,
     ) -> Result<PassThrough> {
-        let (size_tx, size_rx) = oneshot::channel();
-        let (range_tx, range_rx) = oneshot::channel();
-        let (chunks_tx, chunks) = mpsc::channel(QUEUE);
-        let mut sink = Forward {
-            hasher: Hasher::for_digest(&digest)?,
-            size: Some(size_tx),
-            range: Wanted::Waiting(range_rx),
-            at: 0,
-            held: None,
-            forwarded: false,
-            chunks: chunks_tx,
-        };
-        let registry = reference.registry().to_owned();
-        tokio::spawn(async move {
-            let fetched = client.fetch_blob(&reference, &digest, None, &mut sink).await;
-            sink.finish(fetched.map(drop)).await;
-        });
-        match size_rx.await {
-            Ok(Ok(size)) => Ok(PassThrough {
-                size,
-                range: range_tx,
-                chunks,
-            }),
-            Ok(Err(error)) => Err(Error::Upstream(error)),
-            Err(_) => Err(Error::Upstream(registry_client::Error::InvalidResponse {
-                host: registry,
+        let blob = client
+            .get_blob(&reference, &digest, GetBlobOptions::default())
+            .await
+            .map_err(Error::Upstream)?;
+        match blob.size() {
+            Some(size) => Ok(PassThrough { size, blob }),
+            None => Err(Error::Upstream(registry_client::Error::InvalidResponse {
+                host: reference.registry().to_owned(),
                 message: "a blob without a size".into(),
             })),
         }
     }
 
     /// The bytes of `range` (within the size), ending in an error if the
-    /// blob fails.
+    /// blob fails. The last of them wait for the blob's verdict, like the
+    /// blob's own last bytes: a range that ends early is not complete before
+    /// the rest of the blob is checked.
     pub fn read(self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
-        let _ = self.range.send(range);
-        Box::pin(futures::stream::unfold(self.chunks, |mut chunks| async move {
-            let next = chunks.recv().await?;
-            Some((next, chunks))
-        }))
-    }
-}
-
-/// Which bytes the client wants: told once the headers are decided.
-enum Wanted {
-    Waiting(oneshot::Receiver<Range<u64>>),
-    Known(Range<u64>),
-    /// The client went away (or wants nothing): stop downloading.
-    Gone,
-}
-
-/// Hashes every byte and passes on those wanted, one chunk behind.
-struct Forward {
-    hasher: Hasher,
-    /// The size, or why there is none (a blob the upstream does not have).
-    size: Option<oneshot::Sender<registry_client::Result<u64>>>,
-    range: Wanted,
-    /// Bytes of the blob seen so far.
-    at: u64,
-    /// The latest wanted bytes, held until the next ones (or the verdict).
-    held: Option<Bytes>,
-    forwarded: bool,
-    chunks: mpsc::Sender<std::io::Result<Bytes>>,
-}
-
-impl Forward {
-    async fn range(&mut self) -> Option<Range<u64>> {
-        if let Wanted::Waiting(receiver) = &mut self.range {
-            self.range = match receiver.await {
-                Ok(range) => Wanted::Known(range),
-                Err(_) => Wanted::Gone,
-            };
-        }
-        match &self.range {
-            Wanted::Known(range) => Some(range.clone()),
-            _ => None,
-        }
-    }
-
-    /// Sends the held bytes when the blob is verified; an error otherwise,
-    /// to the answer if it has begun, else instead of one.
-    async fn finish(mut self, verdict: registry_client::Result<()>) {
-        let last = match (verdict, self.size.take()) {
-            (Ok(()), _) => self.held.take().map(Ok),
-            (Err(error), Some(unanswered)) => {
-                let _ = unanswered.send(Err(error));
-                None
-            }
-            (Err(error), None) => Some(Err(std::io::Error::other(registry_client::error::display_chain(
-                &error,
-            )))),
-        };
-        if let Some(last) = last {
-            let _ = self.chunks.send(last).await;
-        }
-    }
-}
-
-impl BlobSink for Forward {
-    async fn write(&mut self, chunk: Bytes) -> registry_client::Result<()> {
-        self.hasher.update(&chunk);
-        let start = self.at;
-        self.at += chunk.len() as u64;
-        let Some(range) = self.range().await else {
-            return Err(registry_client::Error::from(std::io::Error::other(
-                "the client went away",
-            )));
-        };
-        let (from, to) = (start.max(range.start), self.at.min(range.end));
-        if from < to {
-            let wanted = chunk.slice((from - start) as usize..(to - start) as usize);
-            if let Some(previous) = self.held.replace(wanted) {
-                self.forwarded = true;
-                if self.chunks.send(Ok(previous)).await.is_err() {
-                    return Err(registry_client::Error::from(std::io::Error::other(
-                        "the client went away",
-                    )));
+        let state = (self.blob, range, 0u64, None::<Bytes>);
+        Box::pin(futures::stream::unfold(
+            state,
+            |(mut blob, range, mut at, mut held)| async move {
+                loop {
+                    match blob.next().await {
+                        Some(Ok(chunk)) => {
+                            let start = at;
+                            at += chunk.len() as u64;
+                            let (from, to) = (start.max(range.start), at.min(range.end));
+                            if from >= to {
+                                continue;
+                            }
+                            let wanted = chunk.slice((from - start) as usize..(to - start) as usize);
+                            if let Some(previous) = held.replace(wanted) {
+                                return Some((Ok(previous), (blob, range, at, held)));
+                            }
+                        }
+                        Some(Err(error)) => {
+                            let error = std::io::Error::other(registry_client::error::display_chain(&error));
+                            // Nothing follows an error: the held bytes are dropped.
+                            return Some((Err(error), (blob, range, at, None)));
+                        }
+                        None => return held.take().map(|last| (Ok(last), (blob, range, at, None))),
+                    }
                 }
-            }
-        }
-        Ok(())
-    }
-
-    async fn restart(&mut self) -> registry_client::Result<()> {
-        if self.forwarded {
-            return Err(registry_client::Error::from(std::io::Error::other(
-                "its first bytes were already sent to the client",
-            )));
-        }
-        self.hasher = self.hasher.fresh();
-        self.at = 0;
-        self.held = None;
-        Ok(())
-    }
-
-    async fn digest(&mut self) -> registry_client::Result<String> {
-        Ok(self.hasher.clone().finish())
-    }
-
-    fn expect_size(&mut self, size: u64) {
-        if let Some(sender) = self.size.take() {
-            let _ = sender.send(Ok(size));
-        }
+            },
+        ))
     }
 }

@@ -6,6 +6,7 @@
 //! `#[tokio::test]` per case and auth mode.
 
 mod auth;
+mod blobs;
 mod env;
 mod metadata;
 mod pull;
@@ -14,6 +15,7 @@ mod resilience;
 mod trees;
 
 pub use auth::*;
+pub use blobs::*;
 pub use metadata::*;
 pub use pull::*;
 pub use push::*;
@@ -115,6 +117,8 @@ macro_rules! __all_modes_cases {
         no_retry_on_client_errors,
         retries_broken_body,
         detects_corruption,
+        blob_stream_and_range,
+        blob_corruption_never_completes,
         rejects_garbage,
         redirect_drops_authorization,
         times_out,

@@ -1,7 +1,7 @@
 //! Cases for failures: retries, rate limits, broken and corrupted bodies,
 //! redirects to other hosts, timeouts, deadlines and the circuit breaker.
 
-use registry_client::BlobSink;
+use registry_client::{BlobSink, GetBlobOptions};
 use std::time::{Duration, Instant};
 
 use registry_client::{CircuitBreakerConfig, Error, RepositoryClient, RetryConfig};
@@ -250,10 +250,10 @@ pub async fn deadline_bounds_a_hung_registry(client: &RepositoryClient, env: &Su
     let mut sink = MemorySink::default();
     client
         .with_deadline(Instant::now() + Duration::from_millis(500))
-        .fetch_blob(
+        .get_blob_into(
             &reference,
             &layer.digest,
-            Some(layer.data.len() as u64),
+            &GetBlobOptions::default().size(layer.data.len() as u64),
             &mut sink,
         )
         .await
@@ -302,7 +302,7 @@ pub async fn deadline_bounds_a_hung_registry(client: &RepositoryClient, env: &Su
     env.proxy.clear();
 }
 
-/// A blob kept in memory, hashed as it comes.
+/// A blob kept in memory.
 #[derive(Default)]
 struct MemorySink {
     bytes: Vec<u8>,
@@ -314,13 +314,9 @@ impl BlobSink for MemorySink {
         Ok(())
     }
 
-    async fn restart(&mut self) -> registry_client::Result<()> {
+    async fn restart(&mut self) -> Result<(), registry_client::RestartRefused> {
         self.bytes.clear();
         Ok(())
-    }
-
-    async fn digest(&mut self) -> registry_client::Result<String> {
-        Ok(registry_client::model::digest::sha256(&self.bytes))
     }
 }
 

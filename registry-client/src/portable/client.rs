@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::config::{hosts_dir, registries_conf};
 use crate::driver::auth::Credentials;
-use crate::driver::protocol::blobs::{self, BlobHead, BlobSink, FetchedBlob};
+use crate::driver::protocol::blobs::{self, BlobHead, BlobSink, BlobStream, FetchedBlob, GetBlobOptions};
 use crate::driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
 use crate::driver::protocol::registry::{Registry, Shared};
 use crate::driver::protocol::{manifests, tags};
@@ -197,20 +197,33 @@ impl RepositoryClient {
         manifests::get_config(&self.registry, reference).await
     }
 
-    /// Downloads a blob of `reference`'s repository into `sink`, verified
-    /// against its digest (and `size`, when known; otherwise the size the
-    /// source announces), from the reference's sources in order (its
-    /// mirrors, then the registry). A body that breaks off is resumed with
-    /// `Range`; content that fails verification is asked for again from the
-    /// next source, if the sink can [`restart`](BlobSink::restart).
-    pub async fn fetch_blob<S: BlobSink>(
+    /// Reads blob `digest` of `reference`'s repository, from the reference's
+    /// sources in order (its mirrors, then the registry): the one blob read
+    /// path, like `object_store`'s `get_opts`. The bytes are checked as they
+    /// flow (size, and digest unless a range is asked for) and the stream never
+    /// reaches the end of a blob that fails: it ends with the error instead. A
+    /// body that breaks off is resumed with `Range`. Resolves at the first
+    /// bytes, or with the error of a read that failed before them.
+    pub async fn get_blob(
         &self,
         reference: &ImageReference,
         digest: &str,
-        size: Option<u64>,
+        options: GetBlobOptions,
+    ) -> Result<BlobStream> {
+        blobs::get_blob(&self.registry, reference, digest, options).await
+    }
+
+    /// [`get_blob`](Self::get_blob) into a `sink` that may start again: content that
+    /// fails its check is then asked for again from the next source, if the
+    /// sink can [`restart`](BlobSink::restart).
+    pub async fn get_blob_into<S: BlobSink>(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        options: &GetBlobOptions,
         sink: &mut S,
     ) -> Result<FetchedBlob> {
-        blobs::fetch_blob(&self.registry, reference, digest, size, sink).await
+        blobs::get_blob_into(&self.registry, reference, digest, options, sink).await
     }
 
     /// The size of a blob, from a `HEAD` to the first of the reference's

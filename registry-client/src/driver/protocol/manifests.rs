@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, header};
 use serde::Deserialize;
 
+use crate::driver::protocol::blobs::{BytesSink, GetBlobOptions, download};
 use crate::driver::protocol::cache::{Content, Expiring};
 use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::{Need, Route, Source, preferring};
@@ -303,29 +304,10 @@ pub(crate) async fn get_small_blob(
             format!("blob {digest} of {size} bytes is over the {limit} byte limit"),
         ));
     }
-    let what = format!("blob {digest} of {}", reference.name());
-    let (bytes, _) = route
-        .first_success(order, Need::Digest, &what, |source, last| async move {
-            let request = source.request(
-                Method::GET,
-                &format!("blobs/{digest}"),
-                Some((Resource::Blob, digest)),
-                last,
-            )?;
-            let (_, bytes) = source.transport().send_and_read(&request, limit).await?;
-            digest::verify(digest, &bytes)?;
-            if bytes.len() as u64 != size {
-                return Err(Error::invalid_response(
-                    &host_port(&request.url),
-                    format!(
-                        "blob {digest} is {} bytes, its descriptor says {size}",
-                        bytes.len()
-                    ),
-                ));
-            }
-            Ok(bytes)
-        })
-        .await?;
+    let mut sink = BytesSink::new(limit);
+    let options = GetBlobOptions::default().size(size);
+    download(route, order, digest, &options, &mut sink).await?;
+    let bytes = sink.into_bytes();
     if let Some(cache) = registry.layer_cache() {
         cache.put(digest, &bytes)?;
     }

@@ -1,9 +1,10 @@
-//! Where a downloaded blob goes: a file, hashed and written on the blocking
-//! pool in batches, so that the async threads only receive.
+//! Where a downloaded blob goes: a file, written on the blocking pool in
+//! batches, so that the async threads only receive (the read path checks the
+//! bytes; the sink only writes them).
 //!
 //! Chunks arrive from the network as `Bytes`; they are kept as they are (no
-//! copy into a buffer) until a batch is full, then one blocking task hashes
-//! them and writes them with one `writev`. One batch is written while the
+//! copy into a buffer) until a batch is full, then one blocking task writes
+//! them with one `writev`. One batch is written while the
 //! next fills, so the network and the disk work at the same time.
 
 use std::fs::File;
@@ -13,11 +14,10 @@ use std::io::{self, IoSlice, Write};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::driver::protocol::blobs::{BlobSink, download};
+use crate::driver::protocol::blobs::{BlobSink, GetBlobOptions, RestartRefused, download};
 use crate::driver::sources::Route;
 use crate::error::{Error, Result};
 use crate::formats::BlobInfo;
-use crate::model::digest::Hasher;
 use crate::model::events::Progress;
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
@@ -42,10 +42,9 @@ pub(crate) enum Durability {
     Buffered,
 }
 
-/// The file and the hash of everything written to it so far.
+/// The file, and how far its writeback has gone.
 struct Written {
     file: File,
-    hasher: Hasher,
     writeback: Option<Writeback>,
     sync: bool,
 }
@@ -70,7 +69,7 @@ pub(crate) struct FileSink {
 
 impl FileSink {
     /// A sink writing at `file`'s current position.
-    pub(crate) fn new(mut file: File, hasher: Hasher, durability: Durability) -> Result<Self> {
+    pub(crate) fn new(mut file: File, durability: Durability) -> Result<Self> {
         let start = io::Seek::stream_position(&mut file)?;
         let writeback = match durability {
             Durability::Synced | Durability::WrittenBack => Some(Writeback {
@@ -83,7 +82,6 @@ impl FileSink {
         Ok(FileSink {
             idle: Some(Written {
                 file,
-                hasher,
                 writeback,
                 sync: durability == Durability::Synced,
             }),
@@ -94,15 +92,6 @@ impl FileSink {
         })
     }
 
-    /// Writes what is gathered and returns the digest of every byte written
-    /// so far (the sink can still be finished or restarted).
-    pub(crate) async fn digest(&mut self) -> Result<String> {
-        self.start_batch().await?;
-        self.wait().await?;
-        let written = self.idle.as_ref().expect("no batch in flight");
-        Ok(written.hasher.clone().finish())
-    }
-
     /// Forgets everything written: back to where the sink started, with a
     /// fresh hash, for a blob sent again from its first byte.
     pub(crate) async fn restart(&mut self) -> Result<()> {
@@ -111,7 +100,6 @@ impl FileSink {
         self.wait().await?;
         let written = self.idle.as_mut().expect("no batch in flight");
         io::Seek::seek(&mut written.file, io::SeekFrom::Start(self.start))?;
-        written.hasher = written.hasher.fresh();
         if let Some(writeback) = &mut written.writeback {
             writeback.written = 0;
             writeback.flushed = 0;
@@ -129,20 +117,18 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes what is left and returns the file with the digest of all bytes
-    /// written; a [`Durability::Synced`] file's data is on disk when this returns.
-    pub(crate) async fn finish(mut self) -> Result<(File, String)> {
+    /// Writes what is left and returns the file; a [`Durability::Synced`]
+    /// file's data is on disk when this returns.
+    pub(crate) async fn finish(mut self) -> Result<File> {
         self.start_batch().await?;
         self.wait().await?;
-        let Written {
-            file, hasher, sync, ..
-        } = self.idle.take().expect("no batch in flight");
+        let Written { file, sync, .. } = self.idle.take().expect("no batch in flight");
         let file = if sync {
             blocking(move || file.sync_all().map(|()| file)).await?
         } else {
             file
         };
-        Ok((file, hasher.finish()))
+        Ok(file)
     }
 
     /// Hands the gathered chunks to the blocking pool, once the previous batch is written.
@@ -155,9 +141,6 @@ impl FileSink {
         let batch = std::mem::take(&mut self.batch);
         let bytes = std::mem::take(&mut self.batch_bytes) as u64;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            for chunk in &batch {
-                written.hasher.update(chunk);
-            }
             write_all_vectored(&mut written.file, &batch)?;
             if let Some(wb) = &mut written.writeback {
                 wb.written += bytes;
@@ -233,12 +216,8 @@ impl BlobSink for FileSink {
         FileSink::write(self, chunk)
     }
 
-    fn restart(&mut self) -> impl Future<Output = Result<()>> + Send {
-        FileSink::restart(self)
-    }
-
-    fn digest(&mut self) -> impl Future<Output = Result<String>> + Send {
-        FileSink::digest(self)
+    async fn restart(&mut self) -> std::result::Result<(), RestartRefused> {
+        Ok(FileSink::restart(self).await?)
     }
 }
 
@@ -253,8 +232,13 @@ pub(crate) async fn download_blob(
     durability: Durability,
     progress: Option<&Progress>,
 ) -> Result<String> {
-    let mut sink = FileSink::new(file, Hasher::for_digest(&blob.digest)?, durability)?;
-    let fetched = download(route, order, &blob.digest, Some(blob.size), &mut sink, progress).await?;
+    let mut sink = FileSink::new(file, durability)?;
+    let options = GetBlobOptions {
+        size: Some(blob.size),
+        range: None,
+        progress: progress.cloned(),
+    };
+    let fetched = download(route, order, &blob.digest, &options, &mut sink).await?;
     sink.finish().await?;
     Ok(fetched.source)
 }
@@ -265,7 +249,7 @@ mod tests {
     use std::io::{Read, Seek, SeekFrom};
 
     #[tokio::test]
-    async fn writes_every_chunk_in_order_and_hashes_them() {
+    async fn writes_every_chunk_in_order() {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"HEAD").unwrap();
         // Chunks of odd sizes across several batches, one of them empty.
@@ -273,19 +257,12 @@ mod tests {
             .map(|i| vec![i; (i as usize * 7919) % 100_000])
             .collect();
         let expected: Vec<u8> = chunks.concat();
-        let digest = crate::model::digest::sha256(&expected);
 
-        let mut sink = FileSink::new(
-            file.try_clone().unwrap(),
-            Hasher::for_digest(&digest).unwrap(),
-            Durability::Synced,
-        )
-        .unwrap();
+        let mut sink = FileSink::new(file.try_clone().unwrap(), Durability::Synced).unwrap();
         for chunk in &chunks {
             sink.write(Bytes::from(chunk.clone())).await.unwrap();
         }
-        let (_, actual) = sink.finish().await.unwrap();
-        assert_eq!(actual, digest);
+        sink.finish().await.unwrap();
 
         let mut written = Vec::new();
         file.seek(SeekFrom::Start(0)).unwrap();
@@ -299,8 +276,7 @@ mod tests {
         // A file opened read-only cannot be written.
         let path = tempfile::NamedTempFile::new().unwrap();
         let file = File::open(path.path()).unwrap();
-        let mut sink =
-            FileSink::new(file, Hasher::for_digest("sha256:").unwrap(), Durability::Buffered).unwrap();
+        let mut sink = FileSink::new(file, Durability::Buffered).unwrap();
         let big = Bytes::from(vec![0u8; BATCH_BYTES]);
         let first = sink.write(big.clone()).await;
         let result = match first {
@@ -308,11 +284,5 @@ mod tests {
             Ok(()) => sink.finish().await.map(|_| ()),
         };
         assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
-    }
-
-    #[test]
-    fn unknown_digest_algorithms_are_refused() {
-        assert!(Hasher::for_digest("md5:00").is_err());
-        assert!(Hasher::for_digest("nocolon").is_err());
     }
 }

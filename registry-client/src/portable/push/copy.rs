@@ -4,23 +4,19 @@
 //! copy that fails never leaves a tag pointing at missing blobs.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use tokio::sync::mpsc;
 
-use crate::driver::protocol::blobs::{self, BlobPush, BlobSink, is_upload_lost};
+use crate::driver::protocol::blobs::{self, BlobPush, GetBlobOptions, is_upload_lost};
 use crate::driver::protocol::registry::Registry;
 use crate::error::{Error, Result};
-use crate::model::digest::Hasher;
 use crate::model::events::{Progress, ProgressEvent, SkipReason};
 use crate::model::reference::ImageReference;
 
 /// Blobs copied at once unless told otherwise.
 pub const DEFAULT_COPY_CONCURRENCY: usize = 4;
-/// Chunks in flight between a blob's download and its upload: with the sources' chunk
-/// sizes, a few hundred KiB per blob.
-const PIPE_CHUNKS: usize = 16;
 /// Times a blob is sent from its first byte when the registry drops its upload.
 const UPLOAD_ATTEMPTS: u32 = 3;
 
@@ -98,10 +94,10 @@ pub struct CopyResult {
     pub dry_run: bool,
 }
 
-/// Downloads `blob` into a pipe that the destination's upload reads, in one streamed
-/// request. The download is verified (and resumed) by the blob read path;
-/// the pipe ends only after that, and carries its error instead when it fails, so the
-/// upload commits verified bytes without hashing them again.
+/// Streams `blob` from the source's read path into the destination's upload, in one
+/// request. The read path verifies (and resumes) the download and never lets the upload
+/// reach the end of bytes that fail: the stream carries the error instead, so the upload
+/// commits verified bytes without hashing them again.
 async fn stream_blob(
     from: &Registry,
     reference: &ImageReference,
@@ -110,45 +106,33 @@ async fn stream_blob(
     blob: &PlannedBlob,
     progress: Option<&Progress>,
 ) -> std::result::Result<(), Piped> {
-    let hasher = Hasher::for_digest(&blob.digest).map_err(Piped::Download)?;
-    let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
-    let mut sink = PipeSink {
-        sender,
-        hasher,
-        upload_gone: false,
-    };
-    let chunks = Box::pin(reported(
-        stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|chunk| (chunk, receiver))
-        }),
-        progress,
-        blob,
-    ));
-    let download = async {
-        let result = blobs::fetch_blob(from, reference, &blob.digest, Some(blob.size), &mut sink).await;
-        // The upload sees the end of its bytes (or the error) once the sink is gone.
-        if let Err(error) = &result {
-            let _ = sink
-                .sender
-                .send(Err(Error::from(std::io::Error::other(format!(
-                    "the download of {} failed: {error}",
-                    blob.digest
-                )))))
-                .await;
-        }
-        // Whether the download stopped because the upload had stopped reading.
-        let upload_gone = sink.upload_gone;
-        drop(sink);
-        (result, upload_gone)
-    };
-    let upload = blobs::upload_blob_streamed(to, destination, &blob.digest, blob.size, chunks);
-    let ((downloaded, upload_gone), uploaded) = tokio::join!(download, upload);
-    match (downloaded, uploaded) {
-        // The upload failed first, and the download stopped because of it.
-        (Err(_), Err(upload)) if upload_gone => Err(Piped::Upload(upload)),
+    // The download starts now, beside the upload's first request.
+    let (from, reference, digest) = (from.clone(), reference.clone(), blob.digest.clone());
+    let options = GetBlobOptions::default().size(blob.size);
+    let started = tokio::spawn(async move { blobs::get_blob(&from, &reference, &digest, options).await });
+    let chunks = stream::once(async move {
+        started
+            .await
+            .unwrap_or_else(|e| Err(Error::from(std::io::Error::other(e))))
+    })
+    .try_flatten();
+    // The download's error, kept to say why the upload stopped.
+    let failed = Arc::new(Mutex::new(None));
+    let recorded = failed.clone();
+    let digest = blob.digest.clone();
+    let chunks = chunks.map(move |chunk| {
+        chunk.map_err(|error| {
+            let message = format!("the download of {digest} failed: {error}");
+            *recorded.lock().expect("not poisoned") = Some(error);
+            Error::from(std::io::Error::other(message))
+        })
+    });
+    let chunks = Box::pin(reported(chunks, progress, blob));
+    let uploaded = blobs::upload_blob_streamed(to, destination, &blob.digest, blob.size, chunks).await;
+    match (uploaded, failed.lock().expect("not poisoned").take()) {
         // The download's error says why; the upload's follows from it.
-        (Err(download), _) => Err(Piped::Download(download)),
-        (Ok(_), uploaded) => uploaded.map_err(Piped::Upload),
+        (Err(_), Some(download)) => Err(Piped::Download(download)),
+        (uploaded, _) => uploaded.map_err(Piped::Upload),
     }
 }
 
@@ -423,35 +407,4 @@ fn file_chunks(path: PathBuf, offset: u64, len: u64) -> impl futures::Stream<Ite
         .map_err(|e| Error::io(&path, e))?;
         Ok(Some((bytes, (path, at + want as u64, end, Some(file)))))
     })
-}
-
-/// A download's bytes passed on to an upload as they arrive.
-struct PipeSink {
-    sender: mpsc::Sender<Result<Bytes>>,
-    hasher: Hasher,
-    /// The upload stopped reading (it failed): the download's error follows from that.
-    upload_gone: bool,
-}
-
-impl BlobSink for PipeSink {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.hasher.update(&chunk);
-        if self.sender.send(Ok(chunk)).await.is_err() {
-            self.upload_gone = true;
-            return Err(Error::from(std::io::Error::other("the upload stopped reading")));
-        }
-        Ok(())
-    }
-
-    async fn restart(&mut self) -> Result<()> {
-        // What went up cannot be taken back; the upload is cancelled instead.
-        Err(Error::from(std::io::Error::other(
-            "bytes already sent to the destination",
-        )))
-    }
-
-    async fn digest(&mut self) -> Result<String> {
-        let fresh = self.hasher.fresh();
-        Ok(std::mem::replace(&mut self.hasher, fresh).finish())
-    }
 }

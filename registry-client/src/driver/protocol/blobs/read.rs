@@ -3,38 +3,94 @@
 //! one), never held whole in memory.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::sync::Mutex;
 
+use super::verify::Verifier;
 use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::{Need, Route, Source, preferring};
 use crate::driver::transport::{RetryObserver, host_port};
 use crate::error::{Error, Resource, Result};
-use crate::model::digest::Hasher;
 use crate::model::events::{Progress, ProgressEvent};
 use crate::model::reference::ImageReference;
 
-/// Where a downloaded blob's bytes go, in order, as they arrive.
+/// Where a downloaded blob's bytes go, in order, as they arrive. The download
+/// checks them (size and digest); a sink only keeps or passes them on.
 pub trait BlobSink: Send {
     /// Takes the next bytes of the blob.
     fn write(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
 
     /// Forgets everything written: the next source sends the blob again from
     /// its first byte (what arrived failed verification). A sink that has
-    /// passed bytes on and cannot take them back fails here, which ends the
-    /// download with the verification error.
-    fn restart(&mut self) -> impl Future<Output = Result<()>> + Send;
-
-    /// The digest of every byte written so far (`sha256:…`, in the blob's
-    /// algorithm).
-    fn digest(&mut self) -> impl Future<Output = Result<String>> + Send;
+    /// passed bytes on and cannot take them back refuses, which ends the
+    /// download with [`Error::CannotRefetch`].
+    fn restart(&mut self) -> impl Future<Output = std::result::Result<(), RestartRefused>> + Send;
 
     /// Told the blob's size as soon as it is known (from the descriptor, or
     /// from the source's answer), before its bytes.
     fn expect_size(&mut self, _size: u64) {}
+}
+
+/// Why a [`BlobSink`] cannot take a blob again from its first byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct RestartRefused {
+    reason: String,
+}
+
+impl RestartRefused {
+    pub fn new(reason: impl Into<String>) -> Self {
+        RestartRefused {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// A sink that failed while starting again cannot take the blob either.
+impl From<Error> for RestartRefused {
+    fn from(error: Error) -> Self {
+        RestartRefused::new(crate::error::display_chain(&error))
+    }
+}
+
+/// How to read a blob (like `object_store`'s `GetOptions`).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct GetBlobOptions {
+    /// The blob's size, when known (from its descriptor): a source that
+    /// announces or sends another is refused before its bytes are passed on.
+    pub size: Option<u64>,
+    /// Only these bytes of the blob. A part cannot be checked against the
+    /// blob's digest: its length is checked, and it is resumed like a whole
+    /// blob.
+    pub range: Option<Range<u64>>,
+    /// Reports `BlobStarted`, `BlobProgress`, `Retry` and `BlobDone`.
+    pub progress: Option<Progress>,
+}
+
+impl GetBlobOptions {
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    pub fn range(mut self, range: Range<u64>) -> Self {
+        self.range = Some(range);
+        self
+    }
+
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 /// A blob as a source answered a `HEAD` for it.
@@ -46,7 +102,7 @@ pub struct BlobHead {
     pub source: String,
 }
 
-/// A blob that [`RepositoryClient::fetch_blob`](crate::RepositoryClient::fetch_blob) delivered, verified.
+/// A blob that [`RepositoryClient::get_blob_into`](crate::RepositoryClient::get_blob_into) delivered, verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FetchedBlob {
@@ -59,10 +115,15 @@ pub struct FetchedBlob {
 struct Download<'a, S> {
     sink: &'a mut S,
     digest: &'a str,
-    /// From the descriptor, or learnt from the first answer.
+    /// Bytes wanted: the blob's size (from the descriptor, or learnt from the
+    /// first answer), or the range's length.
     size: Option<u64>,
+    /// Where in the blob the wanted bytes start (a range's start, else 0).
+    offset: u64,
     /// Bytes received (and handed to the sink) so far.
     written: u64,
+    /// `None` for a range, which has no digest of its own.
+    verifier: Option<Verifier>,
     progress: Option<&'a Progress>,
 }
 
@@ -71,6 +132,10 @@ impl<S: BlobSink> Download<'_, S> {
         if let Some(p) = self.progress {
             p.emit(event)
         }
+    }
+
+    fn ranged(&self) -> bool {
+        self.verifier.is_none()
     }
 
     /// Throws away what was received because of `cause`, so that the next
@@ -82,8 +147,13 @@ impl<S: BlobSink> Download<'_, S> {
         if let Err(refused) = self.sink.restart().await {
             return Error::CannotRefetch {
                 cause: Box::new(cause),
-                reason: crate::error::display_chain(&refused),
+                reason: refused.reason,
             };
+        }
+        if let Some(verifier) = &mut self.verifier
+            && let Err(error) = verifier.reset().await
+        {
+            return error;
         }
         self.written = 0;
         self.emit(ProgressEvent::BlobStarted {
@@ -96,6 +166,9 @@ impl<S: BlobSink> Download<'_, S> {
     /// Checks a source's first answer against what we know of the size, and
     /// learns the size when we did not know it.
     fn learn_size(&mut self, total: Option<u64>, host: &str) -> Result<()> {
+        if self.ranged() {
+            return Ok(());
+        }
         match (self.size, total) {
             (None, Some(total)) => {
                 self.size = Some(total);
@@ -115,24 +188,32 @@ impl<S: BlobSink> Download<'_, S> {
         }
         Ok(())
     }
+
+    /// The `Range` to ask for: the rest of the wanted bytes, or none for a
+    /// whole blob from its start.
+    fn range_header(&self) -> Option<HeaderValue> {
+        let from = self.offset + self.written;
+        let value = match (self.ranged(), self.size) {
+            (true, Some(size)) => format!("bytes={from}-{}", self.offset + size - 1),
+            _ if from > 0 => format!("bytes={from}-"),
+            _ => return None,
+        };
+        Some(HeaderValue::from_str(&value).expect("ASCII"))
+    }
 }
 
-/// Downloads a blob of `reference`'s repository into `sink`, verified
-/// against its digest (and `size`, when known; otherwise the size the
-/// source announces), from the reference's sources in order (its
-/// mirrors, then the registry). A body that breaks off is resumed with
-/// `Range`; content that fails verification is asked for again from the
-/// next source, if the sink can [`restart`](BlobSink::restart).
-pub(crate) async fn fetch_blob<S: BlobSink>(
+/// Downloads a blob of `reference`'s repository into `sink`, from the
+/// reference's sources in order (its mirrors, then the registry).
+pub(crate) async fn get_blob_into<S: BlobSink>(
     registry: &Registry,
     reference: &ImageReference,
     digest: &str,
-    size: Option<u64>,
+    options: &GetBlobOptions,
     sink: &mut S,
 ) -> Result<FetchedBlob> {
     let route = registry.route(reference)?;
     let order = preferring(&route, None);
-    download(&route, &order, digest, size, sink, None).await
+    download(&route, &order, digest, options, sink).await
 }
 
 /// The size of a blob, from a `HEAD` to the first of the reference's
@@ -176,17 +257,32 @@ pub(crate) async fn head_blob(
     })
 }
 
-/// A blob from `route`'s sources in `order`, into `sink`.
+/// The blob read path: `digest` from `route`'s sources in `order`, into
+/// `sink`, checked against its size and digest as it arrives. A body that
+/// breaks off is resumed with `Range`; content that fails verification is
+/// asked for again from the next source, if the sink can
+/// [`restart`](BlobSink::restart).
 pub(crate) async fn download<S: BlobSink>(
     route: &Route,
     order: &[usize],
     digest: &str,
-    size: Option<u64>,
+    options: &GetBlobOptions,
     sink: &mut S,
-    progress: Option<&Progress>,
 ) -> Result<FetchedBlob> {
     // Checked before anything is sent: an algorithm we cannot verify.
-    Hasher::for_digest(digest)?;
+    let verifier = Verifier::new(digest)?;
+    let (size, offset, verifier) = match &options.range {
+        None => (options.size, 0, Some(verifier)),
+        Some(range) => {
+            if range.is_empty() || options.size.is_some_and(|size| range.end > size) {
+                return Err(Error::InvalidConfig(format!(
+                    "cannot read bytes {range:?} of blob {digest} (of {} bytes)",
+                    options.size.map_or("unknown".into(), |size| size.to_string())
+                )));
+            }
+            (Some(range.end - range.start), range.start, None)
+        }
+    };
     if let Some(size) = size {
         sink.expect_size(size);
     }
@@ -194,8 +290,10 @@ pub(crate) async fn download<S: BlobSink>(
         sink,
         digest,
         size,
+        offset,
         written: 0,
-        progress,
+        verifier,
+        progress: options.progress.as_ref(),
     };
     download.emit(ProgressEvent::BlobStarted {
         digest: digest.to_owned(),
@@ -240,21 +338,24 @@ async fn download_from<S: BlobSink>(
     let mut request = blob_request(source, Method::GET, download.digest, last, observer)?;
     loop {
         request.headers.remove(header::RANGE);
-        if download.written > 0 {
-            let range = HeaderValue::from_str(&format!("bytes={}-", download.written)).expect("ASCII");
+        if let Some(range) = download.range_header() {
             request.headers.insert(header::RANGE, range);
+        }
+        if download.written > 0 {
             // The deadline is for the blob's first bytes, not its body.
             request.deadline = None;
         }
         let mut response = source.transport().send(&request).await?;
         let host = host_port(response.url());
-        let mut skip = match (download.written, response.status()) {
+        let from = download.offset + download.written;
+        let mut skip = match (from, response.status()) {
+            // The whole blob, whatever was asked: skip what we have or do not want.
             (_, StatusCode::OK) => {
                 download.learn_size(response.content_length(), &host)?;
-                download.written
+                from
             }
             (_, StatusCode::PARTIAL_CONTENT) => {
-                let total = check_content_range(response.headers(), download.written, &host)?;
+                let total = check_content_range(response.headers(), from, &host)?;
                 download.learn_size(total, &host)?;
                 0
             }
@@ -273,21 +374,29 @@ async fn download_from<S: BlobSink>(
                 Err(e) => break Some(e),
             };
             let skipped = skip.min(chunk.len() as u64);
-            let data = chunk.slice(skipped as usize..);
+            let mut data = chunk.slice(skipped as usize..);
             skip -= skipped;
             if data.is_empty() {
                 continue;
             }
-            let received = download.written + data.len() as u64;
             if let Some(expected) = download.size
-                && received > expected
+                && download.written + data.len() as u64 > expected
             {
-                let error = Error::SizeMismatch {
-                    digest: download.digest.to_owned(),
-                    expected,
-                    actual: received,
-                };
-                return Err(download.restart(error).await);
+                if download.ranged() {
+                    // A source that sends past the range: the rest is not wanted.
+                    data.truncate((expected - download.written) as usize);
+                } else {
+                    let error = Error::SizeMismatch {
+                        digest: download.digest.to_owned(),
+                        expected,
+                        actual: download.written + data.len() as u64,
+                    };
+                    return Err(download.restart(error).await);
+                }
+            }
+            let received = download.written + data.len() as u64;
+            if let Some(verifier) = &mut download.verifier {
+                verifier.update(&data).await?;
             }
             download.written = received;
             download.sink.write(data).await?;
@@ -296,6 +405,9 @@ async fn download_from<S: BlobSink>(
                 done: received,
                 size: download.size.unwrap_or_default(),
             });
+            if download.ranged() && download.size == Some(received) {
+                break None;
+            }
         };
         let complete = match download.size {
             Some(size) => download.written == size,
@@ -339,15 +451,49 @@ async fn download_from<S: BlobSink>(
         });
         tokio::time::sleep(retry.backoff(resumes - 1)).await;
     }
-    let actual = download.sink.digest().await?;
-    if actual != download.digest {
-        let error = Error::DigestMismatch {
-            expected: download.digest.to_owned(),
-            actual,
-        };
+    if let Some(verifier) = &mut download.verifier
+        && let Err(error) = verifier.check().await
+    {
         return Err(download.restart(error).await);
     }
     Ok(())
+}
+
+/// A small blob held in memory, refused past `limit` bytes.
+pub(crate) struct BytesSink {
+    bytes: bytes::BytesMut,
+    limit: usize,
+}
+
+impl BytesSink {
+    pub(crate) fn new(limit: usize) -> Self {
+        BytesSink {
+            bytes: bytes::BytesMut::new(),
+            limit,
+        }
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.bytes.freeze()
+    }
+}
+
+impl BlobSink for BytesSink {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if self.bytes.len() + chunk.len() > self.limit {
+            return Err(Error::from(std::io::Error::other(format!(
+                "blob larger than the {} byte limit",
+                self.limit
+            ))));
+        }
+        self.bytes.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn restart(&mut self) -> std::result::Result<(), RestartRefused> {
+        self.bytes.clear();
+        Ok(())
+    }
 }
 
 fn blob_request(
