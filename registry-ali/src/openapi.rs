@@ -1,10 +1,15 @@
 //! One signed call to an Alibaba Cloud OpenAPI (ACS3-HMAC-SHA256, empty body), with the
-//! API's error answers mapped to the core's error kinds.
+//! API's error answers mapped to the core's error kinds. Nothing is retried here: the
+//! kinds (throttling, 5xx, broken connections) are retried by the client's one retry
+//! policy, which asks for the credentials again, signed afresh (a signature's nonce is
+//! single-use).
 
 use std::time::{Duration, SystemTime};
 
+use registry_client::driver::cloud_api;
 use registry_client::{Error, Result};
 use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 use url::Url;
 
@@ -54,6 +59,7 @@ impl Client {
         let query = signature::canonical_query(params);
         url.set_query(Some(&query).filter(|q| !q.is_empty()).map(String::as_str));
         let host = host_port(&url);
+        let unanswered = |e: reqwest::Error| Error::provider(ID, cloud_api::network_error(e, &host));
         let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let body_hash = signature::sha256_hex(b"");
@@ -81,9 +87,10 @@ impl Client {
             .header("authorization", &authorization)
             .send()
             .await
-            .map_err(|e| Error::provider(ID, e))?;
+            .map_err(unanswered)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Error::provider(ID, e))?;
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(unanswered)?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
         // Enterprise Edition APIs may report a failure in a 200 answer, with `IsSuccess: false`.
         if (200..300).contains(&status) && answer.is_object() && answer["IsSuccess"] != false {
@@ -91,7 +98,7 @@ impl Client {
         }
         let signature = authorization.rsplit('=').next().unwrap_or_default();
         let secrets = [&key.secret, key.token.as_deref().unwrap_or_default(), signature];
-        Err(api_error(status, &answer, &host, &secrets))
+        Err(api_error(status, &headers, &answer, &host, &secrets))
     }
 }
 
@@ -104,7 +111,7 @@ pub(crate) fn host_port(url: &Url) -> String {
 
 /// The core's error for an error answer (RPC `Code`/`Message`/`RequestId`, or ROA's
 /// lowercase keys), tagged with the provider id, with any secret cut out.
-fn api_error(status: u16, answer: &Value, host: &str, secrets: &[&str]) -> Error {
+fn api_error(status: u16, headers: &HeaderMap, answer: &Value, host: &str, secrets: &[&str]) -> Error {
     let text = |a: &str, b: &str| {
         answer[a]
             .as_str()
@@ -126,20 +133,25 @@ fn api_error(status: u16, answer: &Value, host: &str, secrets: &[&str]) -> Error
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
         message = message.replace(secret, "<redacted>");
     }
-    let host = host.to_owned();
-    let kind = match code.as_str() {
-        c if c.starts_with("Throttling") || status == 429 => Error::RateLimited {
-            host,
-            retry_after: None,
-            limit: None,
-        },
-        c if AUTH_CODES.iter().any(|p| c.starts_with(p)) || status == 401 => {
-            Error::Unauthorized { host, message }
+    // The API's codes say more than its statuses (throttling comes as a 400).
+    let status = match code.as_str() {
+        c if c.starts_with("Throttling") => 429,
+        c if AUTH_CODES.iter().any(|p| c.starts_with(p)) => 401,
+        c if c.starts_with("Forbidden") || c == "NoPermission" => 403,
+        _ => status,
+    };
+    let kind = match status {
+        // An Enterprise Edition refusal inside a 200 (`IsSuccess: false`): the API's own answer.
+        200..=299 => return Error::provider(ID, format!("{host}: {message}")),
+        401 | 403 | 429 => cloud_api::status_error(host, status, headers, "", &message),
+        _ => {
+            let code = if code.is_empty() { "UNKNOWN" } else { code.as_str() };
+            let detail = message
+                .strip_prefix(code)
+                .unwrap_or(&message)
+                .trim_start_matches([':', ' ']);
+            cloud_api::status_error(host, status, headers, code, detail)
         }
-        c if c.starts_with("Forbidden") || c == "NoPermission" || status == 403 => {
-            Error::Denied { host, message }
-        }
-        _ => return Error::provider(ID, format!("{host}: {message}")),
     };
     Error::provider(ID, kind)
 }
@@ -153,29 +165,54 @@ mod tests {
     fn error_answers_map_to_core_kinds() {
         let roa =
             json!({"code": "Forbidden.RAM", "message": "no cr:GetAuthorizationToken", "requestId": "R1"});
-        let err = api_error(403, &roa, "cr.cn-hangzhou.aliyuncs.com", &[]);
+        let err = api_error(403, &HeaderMap::new(), &roa, "cr.cn-hangzhou.aliyuncs.com", &[]);
         assert_eq!(err.provider_id(), Some("ali"));
         assert_eq!(
             err.underlying().to_string(),
             "access denied at cr.cn-hangzhou.aliyuncs.com: Forbidden.RAM: no cr:GetAuthorizationToken \
              (HTTP 403, RequestId R1)"
         );
-        let err = api_error(429, &Value::Null, "h", &[]);
+        let err = api_error(429, &HeaderMap::new(), &Value::Null, "h", &[]);
         assert!(
             matches!(err.underlying(), Error::RateLimited { host, .. } if host == "h") && err.is_retryable(),
             "{err:?}"
         );
         let rpc = json!({"Code": "InvalidAccessKeyId.Inactive", "Message": "key sk-0123 is off", "RequestId": "R2"});
-        let err = api_error(403, &rpc, "h", &["sk-0123"]);
+        let err = api_error(403, &HeaderMap::new(), &rpc, "h", &["sk-0123"]);
         assert_eq!(
             err.underlying().to_string(),
             "unauthorized at h: InvalidAccessKeyId.Inactive: key <redacted> is off (HTTP 403, RequestId R2)"
         );
-        let err = api_error(500, &json!({"Code": "InternalError"}), "h", &[]);
-        let Error::Provider { provider, source } = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(provider, "ali");
-        assert_eq!(source.to_string(), "h: InternalError (HTTP 500)");
+        // A server error is retried by the client's retry policy, like a registry's.
+        let err = api_error(
+            500,
+            &HeaderMap::new(),
+            &json!({"Code": "InternalError"}),
+            "h",
+            &[],
+        );
+        assert_eq!(err.provider_id(), Some("ali"));
+        assert!(err.is_retryable(), "{err:?}");
+        assert_eq!(
+            err.underlying().to_string(),
+            "h answered 500: InternalError (HTTP 500)"
+        );
+        // Throttling comes as a 400 with its code; its Retry-After counts.
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        let err = api_error(400, &headers, &json!({"Code": "Throttling.User"}), "h", &[]);
+        assert!(
+            matches!(err.underlying(), Error::RateLimited { retry_after: Some(wait), .. } if wait.as_secs() == 3),
+            "{err:?}"
+        );
+        // Any other client error is the API's answer, not retried.
+        let err = api_error(
+            400,
+            &HeaderMap::new(),
+            &json!({"Code": "InvalidParameter"}),
+            "h",
+            &[],
+        );
+        assert!(!err.is_retryable(), "{err:?}");
     }
 }

@@ -255,6 +255,53 @@ async fn client_retries_throttled_api_calls() {
     assert_eq!(account.answered("GetAuthorizationToken", "2018-12-01"), 1);
 }
 
+/// A server error from the API is retried by the client's retry policy too (it was final
+/// while the provider mapped it to a plain provider error), then the pull goes on.
+#[tokio::test]
+async fn client_retries_api_server_errors() {
+    let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
+    let account = fake().account("unavailable");
+    account.fail_next(503, "ServiceUnavailable", 2);
+    let client = account
+        .builder()
+        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .endpoint(registry.url())
+        .retry(
+            RetryConfig::default()
+                .with_initial_backoff(Duration::from_millis(10))
+                .with_max_backoff(Duration::from_millis(50)),
+        )
+        .build()
+        .expect("client");
+    let fixture = &registry.fixtures().single_oci;
+    let manifest = client
+        .get_manifest(&fixture.reference(HOST).parse().expect("reference"))
+        .await
+        .expect("manifest after retries");
+    assert_eq!(manifest.descriptor.digest, fixture.digest);
+    assert_eq!(account.errors(), vec!["ServiceUnavailable", "ServiceUnavailable"]);
+    assert_eq!(account.answered("GetAuthorizationToken", "2018-12-01"), 1);
+
+    // Without retries the error says what the API answered, and is retryable.
+    account.fail_next(503, "ServiceUnavailable", 1);
+    let once = account
+        .builder()
+        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .endpoint(registry.url())
+        .retry(RetryConfig::disabled())
+        .build()
+        .expect("client");
+    let err = once
+        .get_manifest(&fixture.reference(HOST).parse().expect("reference"))
+        .await
+        .expect_err("503");
+    assert!(err.is_retryable() && err.provider_id() == Some("ali"), "{err:?}");
+    assert!(
+        matches!(err.underlying(), Error::Registry { status: 503, .. }),
+        "{err:?}"
+    );
+}
+
 /// STS keys send `x-acs-security-token`; nothing secret reaches a log line (TRACE, every
 /// crate) or the client's `Debug`.
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 pub mod abstract_registry;
 pub mod auth;
+pub mod cloud_api;
 pub mod oci;
 pub(crate) mod protocol;
 pub mod registration;

@@ -110,7 +110,7 @@ pub(super) async fn read_limited(mut response: Response, limit: usize, host: &st
 }
 
 /// A reqwest error as ours, without its URL (a presigned URL is a secret).
-pub(super) fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
+pub(crate) fn map_reqwest_error(error: reqwest::Error, host: &str) -> Error {
     let host = host.to_owned();
     if error.is_timeout() {
         Error::Timeout { host }

@@ -23,7 +23,8 @@ use crate::driver::abstract_registry::AbstractRegistry;
 use crate::error::{Error, RateLimit, RegistryError, Resource, Result};
 use auth::{Auth, Authenticator};
 use circuit::CircuitBreakers;
-use http::{HttpClients, is_certificate_error, map_reqwest_error, read_limited};
+pub(crate) use http::map_reqwest_error;
+use http::{HttpClients, is_certificate_error, read_limited};
 use retry::{Failure, RetryConfig, is_retryable_status, parse_retry_after};
 
 const MAX_REDIRECTS: usize = 10;
@@ -323,7 +324,7 @@ impl Transport {
     }
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())

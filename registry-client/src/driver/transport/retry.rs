@@ -117,7 +117,8 @@ impl Failure {
 /// retried when they are transient; an open circuit fails at once.
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        let wait = match &error {
+        // Seen through a provider's tag: its API's `Retry-After` counts too.
+        let wait = match error.underlying() {
             Error::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         };
