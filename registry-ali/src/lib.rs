@@ -87,7 +87,6 @@ impl AcrHost {
 /// Alibaba Cloud Container Registry, Personal and Enterprise Editions: temporary
 /// registry passwords from the `cr` OpenAPI (`GetAuthorizationToken`), cached per host.
 pub struct AliRegistry {
-    credentials: Option<Credentials>,
     /// `(access_key_id, access_key_secret, security_token)` from the builder options.
     options_key: (Option<String>, Option<String>, Option<String>),
     instance_id: Option<String>,
@@ -100,7 +99,6 @@ impl AliRegistry {
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
         let option = |name| config.option(name).filter(|v| !v.is_empty()).map(str::to_owned);
         Ok(Arc::new(AliRegistry {
-            credentials: config.credentials.clone(),
             options_key: (
                 option(ACCESS_KEY_ID_OPTION),
                 option(ACCESS_KEY_SECRET_OPTION),
@@ -228,7 +226,6 @@ impl fmt::Debug for AliRegistry {
     // By hand: the AccessKey secret and STS token stay out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AliRegistry")
-            .field("credentials", &self.credentials)
             .field("access_key_id", &self.options_key.0)
             .field("instance_id", &self.instance_id)
             .field("cr_endpoint", &self.cr_endpoint)
@@ -243,9 +240,6 @@ impl AbstractRegistry for AliRegistry {
     }
 
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
-        if let Some(credentials) = &self.credentials {
-            return Ok(Some(credentials.clone()));
-        }
         let host = AcrHost::parse(request.host).ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "ali: {:?} is not an Alibaba ACR registry host",

@@ -104,10 +104,9 @@ pub fn registry_host(account: &str, region: &str) -> String {
     format!("{account}.dkr.ecr.{region}.amazonaws.com{suffix}")
 }
 
-/// Explicit registry credentials, else an ECR token from `GetAuthorizationToken`
+/// An ECR token from `GetAuthorizationToken`
 /// (cached per region and account, refreshed at half its lifetime).
 pub struct AwsRegistry {
-    credentials: Option<Credentials>,
     region: Option<String>,
     endpoint_url: Option<String>,
     profile: Option<String>,
@@ -119,7 +118,6 @@ pub struct AwsRegistry {
 impl fmt::Debug for AwsRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsRegistry")
-            .field("credentials", &self.credentials)
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
             .field("profile", &self.profile)
@@ -150,7 +148,6 @@ impl AwsRegistry {
             }
         };
         Ok(Arc::new(AwsRegistry {
-            credentials: config.credentials.clone(),
             region: config.region.clone(),
             endpoint_url: config.option(ENDPOINT_URL_OPTION).map(str::to_owned),
             profile: config.option(PROFILE_OPTION).map(str::to_owned),
@@ -271,9 +268,6 @@ impl AbstractRegistry for AwsRegistry {
     }
 
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
-        if let Some(credentials) = &self.credentials {
-            return Ok(Some(credentials.clone()));
-        }
         // The host's region, else the builder's, else the chain's.
         let (public, region, registry) = match EcrHost::parse(request.host) {
             Some(EcrHost::Public) => (true, PUBLIC_REGION.to_owned(), "public".to_owned()),

@@ -39,7 +39,10 @@ async fn moto_token_is_basic_aws_with_the_accounts_password() {
     ] {
         config.options.insert(name.into(), value.into());
     }
-    let provider = (registry_client::driver::provider("aws").unwrap().factory)(&config).unwrap();
+    let provider = registry_client::driver::provider("aws")
+        .unwrap()
+        .build(&config)
+        .unwrap();
     let challenge = &Challenge::parse_all("Basic realm=\"ecr\"")[0];
     let request = AuthRequest {
         host: REGISTRY,

@@ -105,8 +105,10 @@ fn provider_chosen_from_the_reference_alone() {
     assert_eq!(client.provider_id(), "aws");
     let host = reference.registry();
     assert_eq!(EcrHost::parse(host).unwrap().region(), "eu-west-1");
-    let provider =
-        (registry_client::driver::provider(ID).unwrap().factory)(&ProviderConfig::default()).unwrap();
+    let provider = registry_client::driver::provider(ID)
+        .unwrap()
+        .build(&ProviderConfig::default())
+        .unwrap();
     assert_eq!(
         provider.endpoint(host).unwrap().as_str(),
         "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/"

@@ -65,7 +65,10 @@ async fn token_fetch_logs_no_secret_at_trace() {
     ] {
         config.options.insert(name.into(), value.into());
     }
-    let provider = (registry_client::driver::provider("aws").unwrap().factory)(&config).unwrap();
+    let provider = registry_client::driver::provider("aws")
+        .unwrap()
+        .build(&config)
+        .unwrap();
     let challenge = &Challenge::parse_all("Basic realm=\"ecr\"")[0];
     let request = AuthRequest {
         host: "123456789012.dkr.ecr.us-east-1.amazonaws.com",

@@ -50,12 +50,11 @@ pub fn is_gcp_host(host: &str) -> bool {
 
 /// Presents a Google OAuth2 access token as `oauth2accesstoken` / token.
 ///
-/// Explicit credentials from the builder win. Otherwise the token comes from the file named by
-/// [`CREDENTIALS_FILE_OPTION`], else from Application Default Credentials. The Google
+/// The token comes from the file named by [`CREDENTIALS_FILE_OPTION`], else from Application
+/// Default Credentials (explicit credentials given to the builder are answered by the core). The Google
 /// credentials are built on first use (no I/O in the factory) and cache the access token,
 /// refreshing it before it expires.
 pub struct GcpRegistry {
-    credentials: Option<Credentials>,
     credentials_file: Option<PathBuf>,
     /// google-cloud-auth refreshes on a task of the runtime it was built in, so it is built
     /// again when used from another runtime (whose predecessor may be gone).
@@ -66,7 +65,6 @@ impl fmt::Debug for GcpRegistry {
     // Hand-written: nothing from the Google credentials is shown, only where they come from.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GcpRegistry")
-            .field("credentials", &self.credentials)
             .field("credentials_file", &self.credentials_file)
             .finish_non_exhaustive()
     }
@@ -76,7 +74,6 @@ impl GcpRegistry {
     // Called with a default config just to ask `serves`: no I/O, no failure.
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
         Ok(Arc::new(GcpRegistry {
-            credentials: config.credentials.clone(),
             credentials_file: config.option(CREDENTIALS_FILE_OPTION).map(PathBuf::from),
             google: tokio::sync::Mutex::new(None),
         }))
@@ -135,9 +132,6 @@ impl AbstractRegistry for GcpRegistry {
     }
 
     async fn credentials(&self, _request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
-        if let Some(credentials) = &self.credentials {
-            return Ok(Some(credentials.clone()));
-        }
         let google = self.google_credentials().await?;
         match google.access_token().await {
             Ok(token) => Ok(Some(Credentials::basic(USERNAME, token.token))),

@@ -121,7 +121,7 @@ async fn check(metadata: Arc<Metadata>) {
 
     // The provider itself, with a default config (as `builder_for` builds it).
     let record = registry_client::driver::provider("gcp").expect("registered");
-    let gcp = (record.factory)(&ProviderConfig::default()).expect("factory");
+    let gcp = record.build(&ProviderConfig::default()).expect("factory");
     let challenge = Challenge {
         scheme: AuthScheme::Basic,
         params: vec![("realm".into(), "gcr".into())],
@@ -144,7 +144,7 @@ async fn check(metadata: Arc<Metadata>) {
 
     // No default service account: a provider error naming the failure, no token in it.
     metadata.fail.store(true, Ordering::SeqCst);
-    let gcp = (record.factory)(&ProviderConfig::default()).expect("factory");
+    let gcp = record.build(&ProviderConfig::default()).expect("factory");
     let err = gcp.credentials(&request).await.expect_err("no token");
     assert!(
         matches!(&err, Error::Provider { provider, .. } if provider == "gcp"),

@@ -497,7 +497,7 @@ pub fn provider(options: &[(&str, String)], credentials: Option<Credentials>) ->
     }
     config.credentials = credentials;
     let record = registry_client::driver::provider("ali").expect("ali is registered");
-    (record.factory)(&config).expect("factory")
+    record.build(&config).expect("factory")
 }
 
 /// Asks `provider` for credentials for `host`, as the transport does after a Bearer challenge.

@@ -124,7 +124,7 @@ async fn credentials(host: &str, region: Option<String>) -> registry_client::Res
     let record = driver::provider(id)?;
     let mut config = ProviderConfig::default();
     config.region = region;
-    let provider = (record.factory)(&config)?;
+    let provider = record.build(&config)?;
     let challenge = Challenge::parse_all(&format!("Basic realm=\"https://{host}/v2/\""))
         .into_iter()
         .next()

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use url::Url;
@@ -45,12 +46,48 @@ pub fn https_endpoint(host: &str) -> Result<Url> {
         .map_err(|e| Error::InvalidConfig(format!("registry {host:?} is not a valid host: {e}")))
 }
 
+/// A provider whose client was given explicit credentials: the core answers
+/// with them, and the provider's own sources are never asked (no API call, no
+/// file read). Everything else is the provider's.
+pub(crate) struct WithCredentials {
+    pub(crate) credentials: Credentials,
+    pub(crate) provider: Arc<dyn AbstractRegistry>,
+}
+
+#[async_trait]
+impl AbstractRegistry for WithCredentials {
+    fn id(&self) -> &'static str {
+        self.provider.id()
+    }
+
+    fn endpoint(&self, host: &str) -> Result<Url> {
+        self.provider.endpoint(host)
+    }
+
+    async fn credentials(&self, _: &AuthRequest<'_>) -> Result<Option<Credentials>> {
+        Ok(Some(self.credentials.clone()))
+    }
+}
+
+/// The provider as it shows itself, and the credentials as they show themselves
+/// (never their secret).
+impl fmt::Debug for WithCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithCredentials")
+            .field("credentials", &self.credentials)
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
 /// Settings a provider is built from; filled by the client builder.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ProviderConfig {
     pub region: Option<String>,
-    /// Explicit credentials, taking precedence over the provider's own sources.
+    /// Explicit credentials, taking precedence over the provider's own sources: the
+    /// core answers with them ([`ProviderRecord::build`](crate::driver::ProviderRecord::build)),
+    /// so a provider never sees them.
     pub credentials: Option<Credentials>,
     /// Provider-specific settings (e.g. an instance id), by name.
     pub options: BTreeMap<String, String>,

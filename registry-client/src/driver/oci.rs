@@ -30,14 +30,14 @@ crate::provider! {
     factory: OciRegistry::factory,
 }
 
-/// Explicit credentials, else the user's docker `config.json` (with its
-/// credential helpers), else anonymous.
+/// The user's docker `config.json` (with its credential helpers), else
+/// anonymous (explicit credentials given to the builder are answered by the
+/// core, and `config.json` is then not read at all).
 ///
 /// Options: [`DOCKER_CONFIG_OPTION`] (which `config.json`) and
 /// [`CREDENTIAL_HELPER_DIR_OPTION`] (where its helpers are).
 #[derive(Debug)]
 pub struct OciRegistry {
-    credentials: Option<Credentials>,
     docker_config: DockerConfig,
     /// Helper answers per host: a helper is a process, not to be run per request.
     found: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
@@ -61,7 +61,6 @@ impl OciRegistry {
             None => docker_config,
         };
         Ok(Arc::new(OciRegistry {
-            credentials: config.credentials.clone(),
             docker_config,
             found: tokio::sync::Mutex::new(HashMap::new()),
         }))
@@ -83,9 +82,6 @@ impl AbstractRegistry for OciRegistry {
     }
 
     async fn credentials(&self, request: &AuthRequest<'_>) -> Result<Option<Credentials>> {
-        if let Some(c) = &self.credentials {
-            return Ok(Some(c.clone()));
-        }
         let mut found = self.found.lock().await;
         if let Some(c) = found.get(request.host) {
             return Ok(c.clone());

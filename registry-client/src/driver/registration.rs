@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::abstract_registry::{AbstractRegistry, ProviderConfig};
+use super::abstract_registry::{AbstractRegistry, ProviderConfig, WithCredentials};
 use crate::error::{Error, Result};
 
 /// Builds a provider from its configuration.
@@ -37,6 +37,20 @@ impl ProviderRecord {
             HostMatch::Any => false,
             HostMatch::Only(serves) => serves(host),
         }
+    }
+
+    /// Builds the provider for `config`. Explicit credentials in `config` are
+    /// answered by the core, before the provider is asked: a provider handles
+    /// only its own sources of credentials.
+    pub fn build(&self, config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
+        let provider = (self.factory)(config)?;
+        Ok(match &config.credentials {
+            Some(credentials) => Arc::new(WithCredentials {
+                credentials: credentials.clone(),
+                provider,
+            }),
+            None => provider,
+        })
     }
 }
 

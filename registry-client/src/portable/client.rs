@@ -549,7 +549,7 @@ impl RepositoryClientBuilder {
             ProviderChoice::Host(host) => driver::provider_for_host(host)?.to_owned(),
         };
         let record = driver::provider(&id)?;
-        let provider = (record.factory)(&self.provider_config)?;
+        let provider = record.build(&self.provider_config)?;
         let platform = match &self.platform {
             Some(p) => p.parse()?,
             None => Platform::host(),

@@ -196,7 +196,7 @@ pub fn provider(options: &[(&str, &str)], credentials: Option<Credentials>) -> A
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let record = registry_client::driver::provider("gcp").expect("gcp is registered");
-    (record.factory)(&config).expect("factory")
+    record.build(&config).expect("factory")
 }
 
 /// What the transport would ask for a pull from `host`.

@@ -179,7 +179,7 @@ fn mirror_source(
             .entry(name.clone())
             .or_insert_with(|| value.clone());
     }
-    let provider = (driver::provider(&id)?.factory)(&provider_config)?;
+    let provider = driver::provider(&id)?.build(&provider_config)?;
     let transport = Transport::new(config, provider)?;
     let location = Location::parse(mirror, &transport)?;
     Ok(MirrorSource {
