@@ -5,6 +5,7 @@
 pub(crate) mod atomic;
 pub(crate) mod docker_archive;
 pub mod layer_cache;
+pub(crate) mod local_image;
 pub(crate) mod oci_layout;
 pub mod rootfs;
 pub(crate) mod tar_reader;

@@ -1,5 +1,5 @@
-//! An OCI image layout (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`)
-//! written transactionally.
+//! Writing an OCI image layout (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`),
+//! transactionally.
 //!
 //! A new layout is built under a temporary directory beside its destination
 //! and renamed into place on [`OciLayoutWriter::commit`]; dropped without a
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
-use super::atomic::{AtomicDir, AtomicFile};
 use crate::error::{Error, Result};
+use crate::formats::atomic::{AtomicDir, AtomicFile};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";

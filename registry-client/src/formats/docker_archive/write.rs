@@ -1,4 +1,4 @@
-//! A `docker load`-able tar (the "docker-archive" format that `docker save`
+//! Writing a `docker load`-able tar (the "docker-archive" format that `docker save`
 //! writes and `docker load`, `podman load` and `skopeo` read).
 //!
 //! Every size is known from the descriptors before the first byte is
@@ -35,8 +35,8 @@ use std::os::unix::fs::FileExt;
 
 use serde::Serialize;
 
-use super::{BlobInfo, Compression};
 use crate::error::{Error, Result};
+use crate::formats::{BlobInfo, Compression};
 use crate::model::reference::ImageReference;
 
 const BLOCK: u64 = 512;
