@@ -4,7 +4,7 @@
 
 use conformance::harness::fixtures::{OCI_INDEX, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ const NOTE: &str = "application/vnd.example.note.v1+txt";
 
 fn client() -> RepositoryClient {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
         .build()
         .expect("client")

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use conformance::harness::{AuthMode, ImageFixture, run_tool};
 use conformance::suite::{SuiteEnv, Target, tree_from_dir, tree_from_tar};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 use serde_json::Value;
 
 fn builder(_: &Target) -> RepositoryClientBuilder {
-    RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+    RepositoryClient::builder("oci").option(OciOption::DockerConfig, "/nonexistent/config.json")
 }
 
 fn hex(digest: &str) -> &str {

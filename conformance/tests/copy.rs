@@ -8,7 +8,7 @@ use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequ
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, noise, run_tool};
 use registry_client::BlobPush;
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
 use registry_client::push::{CopyOptions, CopyResult, LocalImage};
@@ -20,7 +20,7 @@ use url::Url;
 
 fn client(credentials: Option<(String, String)>) -> RepositoryClient {
     let mut builder = RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64");
     if let Some((user, password)) = credentials {
         builder = builder.credentials(Credentials::basic(user, password));

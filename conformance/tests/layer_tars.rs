@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, run_tool};
 use conformance::suite::{Tree, tree_from_dir, tree_from_tar};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::model::digest::sha256;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
@@ -24,7 +24,7 @@ fn utf8(path: &Path) -> &str {
 
 fn client() -> RepositoryClient {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .build()
         .expect("client")
 }

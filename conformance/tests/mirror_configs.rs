@@ -8,7 +8,7 @@ use std::process::Command;
 
 use conformance::harness::fault_proxy::{FaultProxy, RecordedRequest};
 use conformance::harness::{AuthMode, Containerd, ImageFixture, TestRegistry};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient, RepositoryClientBuilder};
 use url::Url;
@@ -108,7 +108,7 @@ impl Sources {
 
 fn client() -> RepositoryClientBuilder {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, free_port};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::{PullOptions, PullResult};
 use registry_client::push::CopyOptions;
 use registry_client::{
@@ -29,7 +29,7 @@ use url::Url;
 /// A client that reads no docker config, with `sources` and a record of its events.
 fn client(sources: RegistrySources, events: &Events) -> RepositoryClientBuilder {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
         .sources(sources)
         .progress(events.progress())
@@ -724,7 +724,7 @@ async fn a_mirror_with_a_path_serves_the_image_under_it_with_its_own_token() {
     let image = &hub.fixtures().single_oci;
     // The mirror keeps the image under `hub/`.
     let admin = RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
         .credentials({
             let (user, password) = hub.admin_credentials().expect("token mode");

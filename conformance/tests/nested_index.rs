@@ -3,14 +3,14 @@
 
 use conformance::harness::fixtures::OCI_INDEX;
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use serde_json::{Value, json};
 
 fn client(platform: &str) -> RepositoryClient {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform(platform)
         .build()
         .expect("client")

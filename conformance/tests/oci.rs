@@ -2,12 +2,13 @@
 
 use conformance::harness::AuthMode;
 use conformance::suite::Target;
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::{Credentials, RepositoryClient, RepositoryClientBuilder};
 
 fn builder(target: &Target) -> RepositoryClientBuilder {
     // Never the developer's own docker config: the tests must be hermetic.
-    let builder = RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json");
+    let builder =
+        RepositoryClient::builder("oci").option(OciOption::DockerConfig, "/nonexistent/config.json");
     match (&target.credentials, target.auth_mode) {
         (Some((user, password)), AuthMode::Basic | AuthMode::Token) => {
             builder.credentials(Credentials::basic(user.clone(), password.clone()))

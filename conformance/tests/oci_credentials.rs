@@ -2,8 +2,8 @@
 //! `identitytoken`, `credHelpers`, `credsStore`) against a real registry, and the token
 //! server's OAuth2 endpoint those flows rely on.
 //!
-//! Hermetic: every client reads a config written to a temp dir ([`DOCKER_CONFIG_OPTION`]) and
-//! looks helpers up in a temp dir ([`CREDENTIAL_HELPER_DIR_OPTION`]), never `~/.docker` or `PATH`.
+//! Hermetic: every client reads a config written to a temp dir ([`OciOption::DockerConfig`]) and
+//! looks helpers up in a temp dir ([`OciOption::CredentialHelperDir`]), never `~/.docker` or `PATH`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use base64::Engine as _;
 use conformance::harness::fault_proxy::{FaultProxy, RecordedRequest};
 use conformance::harness::token_server::SERVICE;
 use conformance::harness::{ADMIN, AuthMode, TestRegistry, TokenRequest, USER};
-use registry_client::driver::oci::{CREDENTIAL_HELPER_DIR_OPTION, DOCKER_CONFIG_OPTION};
+use registry_client::driver::oci::OciOption;
 use registry_client::{Error, ImageReference, RepositoryClient, RetryConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -109,8 +109,8 @@ printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\n' "$url"
 
     fn builder(&self) -> registry_client::RepositoryClientBuilder {
         RepositoryClient::builder("oci")
-            .option(DOCKER_CONFIG_OPTION, self.config_path().to_str().unwrap())
-            .option(CREDENTIAL_HELPER_DIR_OPTION, self.bin().to_str().unwrap())
+            .option(OciOption::DockerConfig, self.config_path().to_str().unwrap())
+            .option(OciOption::CredentialHelperDir, self.bin().to_str().unwrap())
             .retry(
                 RetryConfig::default()
                     .with_initial_backoff(Duration::from_millis(10))
@@ -505,11 +505,14 @@ async fn empty_credential_helper_dir_is_rejected() {
     let docker = DockerDir::new();
     let err = docker
         .builder()
-        .option(CREDENTIAL_HELPER_DIR_OPTION, "")
+        .option(OciOption::CredentialHelperDir, "")
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
-    assert!(err.to_string().contains(CREDENTIAL_HELPER_DIR_OPTION), "{err}");
+    assert!(
+        err.to_string().contains(OciOption::CredentialHelperDir.name()),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

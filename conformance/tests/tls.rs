@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conformance::harness::{AuthMode, TestRegistry};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::{
     CircuitBreakerConfig, Credentials, Error, ImageReference, RepositoryClient, RepositoryClientBuilder,
     RetryConfig,
@@ -23,7 +23,7 @@ const MAX_RETRIES: u32 = 2;
 /// A hermetic `oci` client builder with fast retries.
 fn builder() -> RepositoryClientBuilder {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .retry(
             RetryConfig::default()
                 .with_max_retries(MAX_RETRIES)

@@ -15,15 +15,22 @@ use reqwest::Method;
 use url::Url;
 
 pub const ID: &str = "ali";
-/// Builder option: the Enterprise Edition instance id (`cri-…`). Without it, the id is
-/// looked up (`ListInstance`) by the instance name in the host.
-pub const INSTANCE_ID_OPTION: &str = "instance_id";
-/// Builder options: an AccessKey pair (and an STS token), instead of the environment.
-pub const ACCESS_KEY_ID_OPTION: &str = "access_key_id";
-pub const ACCESS_KEY_SECRET_OPTION: &str = "access_key_secret";
-pub const SECURITY_TOKEN_OPTION: &str = "security_token";
-/// Builder option: base URL of the `cr` OpenAPI instead of `https://cr.<region>.aliyuncs.com/`.
-pub const CR_ENDPOINT_OPTION: &str = "cr_endpoint";
+registry_client::provider_options! {
+    /// The provider's options: `builder.option(AliOption::InstanceId, "cri-…")`, or by name.
+    pub enum AliOption {
+        /// The Enterprise Edition instance id (`cri-…`). Without it, the id is looked up
+        /// (`ListInstance`) by the instance name in the host.
+        InstanceId = "instance_id",
+        /// An AccessKey id, instead of the environment's.
+        AccessKeyId = "access_key_id",
+        /// The AccessKey secret that goes with [`AliOption::AccessKeyId`].
+        AccessKeySecret = "access_key_secret",
+        /// An STS security token, for a temporary AccessKey.
+        SecurityToken = "security_token",
+        /// Base URL of the `cr` OpenAPI instead of `https://cr.<region>.aliyuncs.com/`.
+        CrEndpoint = "cr_endpoint",
+    }
+}
 pub const ACCESS_KEY_ID_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ACCESS_KEY_SECRET_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 pub const SECURITY_TOKEN_ENV: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
@@ -100,12 +107,12 @@ impl AliRegistry {
         let option = |name| config.option(name).filter(|v| !v.is_empty()).map(str::to_owned);
         Ok(Arc::new(AliRegistry {
             options_key: (
-                option(ACCESS_KEY_ID_OPTION),
-                option(ACCESS_KEY_SECRET_OPTION),
-                option(SECURITY_TOKEN_OPTION),
+                option(AliOption::AccessKeyId),
+                option(AliOption::AccessKeySecret),
+                option(AliOption::SecurityToken),
             ),
-            instance_id: option(INSTANCE_ID_OPTION),
-            cr_endpoint: option(CR_ENDPOINT_OPTION),
+            instance_id: option(AliOption::InstanceId),
+            cr_endpoint: option(AliOption::CrEndpoint),
             cache: ExpiringCredentials::new(RefreshPolicy::Before(REFRESH_BEFORE)),
             api: openapi::Client::default(),
         }))
@@ -127,7 +134,9 @@ impl AliRegistry {
             _ => Err(Error::InvalidConfig(format!(
                 "ali: no Alibaba Cloud AccessKey to get credentials for {host}: set {ACCESS_KEY_ID_ENV} and \
                  {ACCESS_KEY_SECRET_ENV} (and {SECURITY_TOKEN_ENV} for STS), or the builder options \
-                 {ACCESS_KEY_ID_OPTION:?} and {ACCESS_KEY_SECRET_OPTION:?}, or give registry credentials"
+                 {:?} and {:?}, or give registry credentials",
+                AliOption::AccessKeyId.name(),
+                AliOption::AccessKeySecret.name()
             ))),
         }
     }
@@ -216,7 +225,8 @@ impl AliRegistry {
             ID,
             format!(
                 "no ACR Enterprise Edition instance named {name:?} in this account and region; \
-                 set the builder option {INSTANCE_ID_OPTION:?}"
+                 set the builder option {:?}",
+                AliOption::InstanceId.name()
             ),
         ))
     }
@@ -262,5 +272,6 @@ registry_client::provider! {
     id: ID,
     hosts: HOSTS,
     matches: HostMatch::Only(|host| AcrHost::parse(host).is_some()),
+    options: AliOption::NAMES,
     factory: AliRegistry::factory,
 }

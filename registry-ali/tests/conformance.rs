@@ -13,7 +13,7 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
     common::fake()
         .account("conformance")
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(target.endpoint.as_str())
 }
 
@@ -28,7 +28,7 @@ fn counted_builder(target: &Target) -> RepositoryClientBuilder {
     common::fake()
         .account("conformance-counted")
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(target.endpoint.as_str())
 }
 

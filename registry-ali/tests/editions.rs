@@ -139,7 +139,7 @@ async fn unknown_instance_name_is_a_clear_error() {
 
     // A wrong explicit id: the API's own answer (IsSuccess false), tagged "ali".
     let mut options = account.options();
-    options.push((registry_ali::INSTANCE_ID_OPTION, "cri-doesnotexist".into()));
+    options.push((registry_ali::AliOption::InstanceId, "cri-doesnotexist".into()));
     let err = ask(
         &provider(&options, None),
         "acme-registry.cn-hangzhou.cr.aliyuncs.com",
@@ -167,7 +167,7 @@ async fn one_api_call_while_the_password_is_valid() {
     let account = fake().account("cache");
     let client = account
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(registry.url())
         .no_cache()
         .build()
@@ -208,7 +208,7 @@ async fn refreshed_when_expire_time_approaches() {
     let account = fake().account("refresh");
     account.set_lifetime(registry_ali::REFRESH_BEFORE + Duration::from_secs(2));
     let mut options = account.options();
-    options.push((registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID.into()));
+    options.push((registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID.into()));
     let ali = provider(&options, None);
     let host = "mcreg-registry.cn-hangzhou.cr.aliyuncs.com";
     let count = || account.answered("GetAuthorizationToken", "2018-12-01");
@@ -240,7 +240,7 @@ async fn refreshed_when_expire_time_approaches() {
     let short = fake().account("short-lived");
     short.set_lifetime(Duration::from_secs(60));
     let mut options = short.options();
-    options.push((registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID.into()));
+    options.push((registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID.into()));
     let ali = provider(&options, None);
     for _ in 0..3 {
         let c = ask(&ali, host).await.expect("credentials").expect("some");

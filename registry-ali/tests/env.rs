@@ -5,8 +5,7 @@ mod common;
 
 use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, ask, fake, provider};
 use registry_ali::{
-    ACCESS_KEY_ID_ENV, ACCESS_KEY_SECRET_ENV, CR_ENDPOINT_ENV, CR_ENDPOINT_OPTION, INSTANCE_ID_OPTION,
-    SECURITY_TOKEN_ENV,
+    ACCESS_KEY_ID_ENV, ACCESS_KEY_SECRET_ENV, AliOption, CR_ENDPOINT_ENV, SECURITY_TOKEN_ENV,
 };
 use registry_client::Error;
 
@@ -32,7 +31,7 @@ async fn access_key_and_endpoint_from_the_environment() {
     ] {
         set(name, None);
     }
-    let instance = [(INSTANCE_ID_OPTION, MCREG_INSTANCE_ID.to_owned())];
+    let instance = [(AliOption::InstanceId, MCREG_INSTANCE_ID.to_owned())];
 
     // No key anywhere: asked for credentials, a configuration error naming the sources.
     let ali = provider(&instance, None);
@@ -88,8 +87,8 @@ async fn access_key_and_endpoint_from_the_environment() {
         "{err}"
     );
     let with_option = [
-        (INSTANCE_ID_OPTION, MCREG_INSTANCE_ID.to_owned()),
-        (CR_ENDPOINT_OPTION, fake().url()),
+        (AliOption::InstanceId, MCREG_INSTANCE_ID.to_owned()),
+        (AliOption::CrEndpoint, fake().url()),
     ];
     ask(&provider(&with_option, None), HOST)
         .await

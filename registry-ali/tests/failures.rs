@@ -4,6 +4,7 @@
 
 mod common;
 
+use registry_ali::AliOption;
 use std::error::Error as _;
 use std::time::Duration;
 
@@ -26,13 +27,13 @@ fn shown(err: &Error) -> String {
     text
 }
 
-fn enterprise_options(account: &Account) -> Vec<(&'static str, String)> {
+fn enterprise_options(account: &Account) -> Vec<(AliOption, String)> {
     let mut options = account.options();
-    options.push((registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID.into()));
+    options.push((registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID.into()));
     options
 }
 
-fn with(options: &[(&'static str, String)], name: &'static str, value: &str) -> Vec<(&'static str, String)> {
+fn with(options: &[(AliOption, String)], name: AliOption, value: &str) -> Vec<(AliOption, String)> {
     let mut options: Vec<_> = options.iter().filter(|(n, _)| *n != name).cloned().collect();
     options.push((name, value.to_owned()));
     options
@@ -108,7 +109,7 @@ async fn signature_and_key_errors_are_unauthorized() {
     let wrong_secret = "wrong-Secret-never-shown";
     let err = ask(
         &provider(
-            &with(&options, registry_ali::ACCESS_KEY_SECRET_OPTION, wrong_secret),
+            &with(&options, registry_ali::AliOption::AccessKeySecret, wrong_secret),
             None,
         ),
         HOST,
@@ -129,7 +130,7 @@ async fn signature_and_key_errors_are_unauthorized() {
 
     let err = ask(
         &provider(
-            &with(&options, registry_ali::ACCESS_KEY_ID_OPTION, "LTAI5tnobody"),
+            &with(&options, registry_ali::AliOption::AccessKeyId, "LTAI5tnobody"),
             None,
         ),
         HOST,
@@ -166,7 +167,7 @@ async fn signature_and_key_errors_are_unauthorized() {
         &provider(
             &with(
                 &enterprise_options(&sts),
-                registry_ali::SECURITY_TOKEN_OPTION,
+                registry_ali::AliOption::SecurityToken,
                 wrong_token,
             ),
             None,
@@ -236,7 +237,7 @@ async fn client_retries_throttled_api_calls() {
     account.fail_next(400, "Throttling", 2);
     let client = account
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(registry.url())
         .retry(
             RetryConfig::default()
@@ -264,7 +265,7 @@ async fn client_retries_api_server_errors() {
     account.fail_next(503, "ServiceUnavailable", 2);
     let client = account
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(registry.url())
         .retry(
             RetryConfig::default()
@@ -286,7 +287,7 @@ async fn client_retries_api_server_errors() {
     account.fail_next(503, "ServiceUnavailable", 1);
     let once = account
         .builder()
-        .option(registry_ali::INSTANCE_ID_OPTION, MCREG_INSTANCE_ID)
+        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(registry.url())
         .retry(RetryConfig::disabled())
         .build()

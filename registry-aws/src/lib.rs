@@ -22,16 +22,21 @@ pub const ID: &str = "aws";
 pub const PUBLIC_HOST: &str = "public.ecr.aws";
 /// The region of the `ecr-public` API, whatever region is configured.
 pub const PUBLIC_REGION: &str = "us-east-1";
-/// Option: the ECR (and ECR Public) API endpoint, e.g. a local emulator.
-pub const ENDPOINT_URL_OPTION: &str = "aws_endpoint_url";
-/// Option: an access key id, used (with the secret key) instead of the credential chain.
-pub const ACCESS_KEY_ID_OPTION: &str = "aws_access_key_id";
-/// Option: the secret access key that goes with [`ACCESS_KEY_ID_OPTION`].
-pub const SECRET_ACCESS_KEY_OPTION: &str = "aws_secret_access_key";
-/// Option: a session token for temporary access keys.
-pub const SESSION_TOKEN_OPTION: &str = "aws_session_token";
-/// Option: the profile of `~/.aws/config` to use instead of `AWS_PROFILE`.
-pub const PROFILE_OPTION: &str = "aws_profile";
+registry_client::provider_options! {
+    /// The provider's options: `builder.option(AwsOption::Profile, "ci")`, or by name.
+    pub enum AwsOption {
+        /// The ECR (and ECR Public) API endpoint, e.g. a local emulator.
+        EndpointUrl = "aws_endpoint_url",
+        /// An access key id, used (with the secret key) instead of the credential chain.
+        AccessKeyId = "aws_access_key_id",
+        /// The secret access key that goes with [`AwsOption::AccessKeyId`].
+        SecretAccessKey = "aws_secret_access_key",
+        /// A session token for temporary access keys.
+        SessionToken = "aws_session_token",
+        /// The profile of `~/.aws/config` to use instead of `AWS_PROFILE`.
+        Profile = "aws_profile",
+    }
+}
 
 const HOSTS: &[&str] = &[
     "<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]",
@@ -130,27 +135,29 @@ impl AwsRegistry {
     // No I/O here: the chain is read on the first token fetch.
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
         let keys = match (
-            config.option(ACCESS_KEY_ID_OPTION),
-            config.option(SECRET_ACCESS_KEY_OPTION),
+            config.option(AwsOption::AccessKeyId),
+            config.option(AwsOption::SecretAccessKey),
         ) {
             (Some(id), Some(secret)) => Some(aws_credential_types::Credentials::new(
                 id,
                 secret,
-                config.option(SESSION_TOKEN_OPTION).map(str::to_owned),
+                config.option(AwsOption::SessionToken).map(str::to_owned),
                 None,
                 "mcreg-options",
             )),
             (None, None) => None,
             _ => {
                 return Err(Error::InvalidConfig(format!(
-                    "options {ACCESS_KEY_ID_OPTION:?} and {SECRET_ACCESS_KEY_OPTION:?} go together"
+                    "options {:?} and {:?} go together",
+                    AwsOption::AccessKeyId.name(),
+                    AwsOption::SecretAccessKey.name()
                 )));
             }
         };
         Ok(Arc::new(AwsRegistry {
             region: config.region.clone(),
-            endpoint_url: config.option(ENDPOINT_URL_OPTION).map(str::to_owned),
-            profile: config.option(PROFILE_OPTION).map(str::to_owned),
+            endpoint_url: config.option(AwsOption::EndpointUrl).map(str::to_owned),
+            profile: config.option(AwsOption::Profile).map(str::to_owned),
             keys,
             sdk: tokio::sync::OnceCell::new(),
             tokens: ExpiringCredentials::new(RefreshPolicy::AtPercentOfLifetime(50)),
@@ -337,5 +344,6 @@ registry_client::provider! {
     id: ID,
     hosts: HOSTS,
     matches: HostMatch::Only(|host| EcrHost::parse(host).is_some()),
+    options: AwsOption::NAMES,
     factory: AwsRegistry::factory,
 }

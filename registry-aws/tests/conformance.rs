@@ -11,7 +11,7 @@
 
 use conformance::harness::moto_url;
 use conformance::suite::Target;
-use registry_aws::{ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION};
+use registry_aws::AwsOption;
 use registry_client::{AuthRequest, Challenge, ProviderConfig, RepositoryClient, RepositoryClientBuilder};
 
 /// The password in moto's token for its default account 123456789012.
@@ -23,9 +23,9 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
     RepositoryClient::builder("aws")
         .endpoint(target.endpoint.as_str())
         .region("us-east-1")
-        .option(ENDPOINT_URL_OPTION, moto_url())
-        .option(ACCESS_KEY_ID_OPTION, "AKIDMCREGMOTO")
-        .option(SECRET_ACCESS_KEY_OPTION, "mcreg-moto-secret")
+        .option(AwsOption::EndpointUrl, moto_url())
+        .option(AwsOption::AccessKeyId, "AKIDMCREGMOTO")
+        .option(AwsOption::SecretAccessKey, "mcreg-moto-secret")
 }
 
 #[tokio::test]
@@ -33,9 +33,9 @@ async fn moto_token_is_basic_aws_with_the_accounts_password() {
     let mut config = ProviderConfig::default();
     config.region = Some("us-east-1".into());
     for (name, value) in [
-        (ENDPOINT_URL_OPTION, moto_url()),
-        (ACCESS_KEY_ID_OPTION, "AKIDMCREGMOTO"),
-        (SECRET_ACCESS_KEY_OPTION, "mcreg-moto-secret"),
+        (AwsOption::EndpointUrl, moto_url()),
+        (AwsOption::AccessKeyId, "AKIDMCREGMOTO"),
+        (AwsOption::SecretAccessKey, "mcreg-moto-secret"),
     ] {
         config.options.insert(name.into(), value.into());
     }

@@ -164,9 +164,9 @@ fn registration_and_host_helpers() {
             "AWS",
             "registry-Password-hidden",
         ))
-        .option(registry_aws::ACCESS_KEY_ID_OPTION, "AKIDSHOWN")
-        .option(registry_aws::SECRET_ACCESS_KEY_OPTION, "secret-Key-hidden")
-        .option(registry_aws::SESSION_TOKEN_OPTION, "session-Token-hidden")
+        .option(registry_aws::AwsOption::AccessKeyId, "AKIDSHOWN")
+        .option(registry_aws::AwsOption::SecretAccessKey, "secret-Key-hidden")
+        .option(registry_aws::AwsOption::SessionToken, "session-Token-hidden")
         .build()
         .unwrap();
     let shown = format!("{client:?}");

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{ACCESS_KEY_ID, Answer, FakeEcr, SECRET_KEY, SESSION_TOKEN};
-use registry_aws::{
-    ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION, SESSION_TOKEN_OPTION,
-};
+use registry_aws::AwsOption;
 use registry_client::{AuthRequest, Challenge, ProviderConfig};
 
 const PASSWORD: &str = "logged-Token-Password";
@@ -58,10 +56,10 @@ async fn token_fetch_logs_no_secret_at_trace() {
     let mut config = ProviderConfig::default();
     config.region = Some("us-east-1".into());
     for (name, value) in [
-        (ENDPOINT_URL_OPTION, fake.url()),
-        (ACCESS_KEY_ID_OPTION, ACCESS_KEY_ID),
-        (SECRET_ACCESS_KEY_OPTION, SECRET_KEY),
-        (SESSION_TOKEN_OPTION, SESSION_TOKEN),
+        (AwsOption::EndpointUrl, fake.url()),
+        (AwsOption::AccessKeyId, ACCESS_KEY_ID),
+        (AwsOption::SecretAccessKey, SECRET_KEY),
+        (AwsOption::SessionToken, SESSION_TOKEN),
     ] {
         config.options.insert(name.into(), value.into());
     }

@@ -11,9 +11,7 @@ use common::{
     ACCESS_KEY_ID, Answer, Call, ECR_PUBLIC_TARGET, ECR_TARGET, FakeEcr, SECRET_KEY, SESSION_TOKEN,
 };
 use conformance::harness::{AuthMode, TestRegistry};
-use registry_aws::{
-    ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION, SESSION_TOKEN_OPTION,
-};
+use registry_aws::AwsOption;
 use registry_client::{
     Credentials, Error, ImageReference, RepositoryClient, RepositoryClientBuilder, RetryConfig,
 };
@@ -37,10 +35,10 @@ fn reference(registry: &TestRegistry, host: &str) -> ImageReference {
 fn builder(reference: &ImageReference, registry: &TestRegistry, fake: &FakeEcr) -> RepositoryClientBuilder {
     RepositoryClient::builder_for(reference)
         .endpoint(registry.url())
-        .option(ENDPOINT_URL_OPTION, fake.url())
-        .option(ACCESS_KEY_ID_OPTION, ACCESS_KEY_ID)
-        .option(SECRET_ACCESS_KEY_OPTION, SECRET_KEY)
-        .option(SESSION_TOKEN_OPTION, SESSION_TOKEN)
+        .option(AwsOption::EndpointUrl, fake.url())
+        .option(AwsOption::AccessKeyId, ACCESS_KEY_ID)
+        .option(AwsOption::SecretAccessKey, SECRET_KEY)
+        .option(AwsOption::SessionToken, SESSION_TOKEN)
         .no_cache()
         .retry(RetryConfig::disabled())
 }
@@ -166,10 +164,10 @@ async fn other_hosts_use_the_builders_region() {
     let reference = reference(&registry, &registry.host());
     let client = RepositoryClient::builder("aws")
         .region("ap-south-1")
-        .option(ENDPOINT_URL_OPTION, fake.url())
-        .option(ACCESS_KEY_ID_OPTION, ACCESS_KEY_ID)
-        .option(SECRET_ACCESS_KEY_OPTION, SECRET_KEY)
-        .option(SESSION_TOKEN_OPTION, SESSION_TOKEN)
+        .option(AwsOption::EndpointUrl, fake.url())
+        .option(AwsOption::AccessKeyId, ACCESS_KEY_ID)
+        .option(AwsOption::SecretAccessKey, SECRET_KEY)
+        .option(AwsOption::SessionToken, SESSION_TOKEN)
         .build()
         .unwrap();
     client.head_manifest(&reference).await.unwrap();
@@ -219,7 +217,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
 
     // Keys the API does not know.
     let client = builder(&reference, &registry, &fake)
-        .option(ACCESS_KEY_ID_OPTION, "AKIDUNKNOWN")
+        .option(AwsOption::AccessKeyId, "AKIDUNKNOWN")
         .build()
         .unwrap();
     let err = client.head_manifest(&reference).await.unwrap_err();
@@ -295,7 +293,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let client = builder(&reference, &registry, &fake)
-        .option(ENDPOINT_URL_OPTION, dead)
+        .option(AwsOption::EndpointUrl, dead)
         .build()
         .unwrap();
     let err = client.head_manifest(&reference).await.unwrap_err();
@@ -316,7 +314,7 @@ async fn api_errors_map_to_error_kinds_without_secrets() {
 #[test]
 fn half_given_keys_are_a_configuration_error() {
     let err = RepositoryClient::builder("aws")
-        .option(ACCESS_KEY_ID_OPTION, ACCESS_KEY_ID)
+        .option(AwsOption::AccessKeyId, ACCESS_KEY_ID)
         .build()
         .unwrap_err();
     assert_eq!(

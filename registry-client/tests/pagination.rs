@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::{Error, ImageReference, RepositoryClient, RepositoryClientBuilder};
 use serde_json::json;
 
@@ -84,7 +84,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 fn builder() -> RepositoryClientBuilder {
-    RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+    RepositoryClient::builder("oci").option(OciOption::DockerConfig, "/nonexistent/config.json")
 }
 
 fn names(prefix: &str, count: usize) -> Vec<String> {

@@ -12,10 +12,15 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 
 /// The provider id.
 pub const ID: &str = "gcp";
-/// Builder option naming a Google credentials JSON file (`authorized_user`, `service_account`,
-/// `impersonated_service_account` or `external_account`) to use instead of Application Default
-/// Credentials.
-pub const CREDENTIALS_FILE_OPTION: &str = "credentials_file";
+registry_client::provider_options! {
+    /// The provider's options: `builder.option(GcpOption::CredentialsFile, path)`, or by name.
+    pub enum GcpOption {
+        /// A Google credentials JSON file (`authorized_user`, `service_account`,
+        /// `impersonated_service_account` or `external_account`) to use instead of
+        /// Application Default Credentials.
+        CredentialsFile = "credentials_file",
+    }
+}
 /// The OAuth2 scope asked for.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// The user name an access token is presented with.
@@ -50,7 +55,7 @@ pub fn is_gcp_host(host: &str) -> bool {
 
 /// Presents a Google OAuth2 access token as `oauth2accesstoken` / token.
 ///
-/// The token comes from the file named by [`CREDENTIALS_FILE_OPTION`], else from Application
+/// The token comes from the file named by [`GcpOption::CredentialsFile`], else from Application
 /// Default Credentials (explicit credentials given to the builder are answered by the core). The Google
 /// credentials are built on first use (no I/O in the factory) and cache the access token,
 /// refreshing it before it expires.
@@ -74,7 +79,7 @@ impl GcpRegistry {
     // Called with a default config just to ask `serves`: no I/O, no failure.
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
         Ok(Arc::new(GcpRegistry {
-            credentials_file: config.option(CREDENTIALS_FILE_OPTION).map(PathBuf::from),
+            credentials_file: config.option(GcpOption::CredentialsFile).map(PathBuf::from),
             google: tokio::sync::Mutex::new(None),
         }))
     }
@@ -148,5 +153,6 @@ registry_client::provider! {
     id: ID,
     hosts: HOSTS,
     matches: HostMatch::Only(is_gcp_host),
+    options: GcpOption::NAMES,
     factory: GcpRegistry::factory,
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use common::{FakeOAuth, Tokens};
 use conformance::suite::Target;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
-use registry_gcp::{CREDENTIALS_FILE_OPTION, USERNAME};
+use registry_gcp::{GcpOption, USERNAME};
 
 const ISSUED_TOKEN: &str = "ya29.conformance-Access-token";
 
@@ -32,7 +32,7 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
     );
     RepositoryClient::builder("gcp")
         .endpoint(target.endpoint.as_str())
-        .option(CREDENTIALS_FILE_OPTION, credentials_file())
+        .option(GcpOption::CredentialsFile, credentials_file())
 }
 
 conformance::conformance_tests!(

@@ -10,12 +10,12 @@ use common::{
 };
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::{Credentials, Error, ImageReference, RepositoryClient};
-use registry_gcp::{CREDENTIALS_FILE_OPTION, ID, SCOPE, USERNAME, is_gcp_host};
+use registry_gcp::{GcpOption, ID, SCOPE, USERNAME, is_gcp_host};
 
 const HOST: &str = "europe-west1-docker.pkg.dev";
 
-fn file_option(path: &std::path::Path) -> [(&'static str, String); 1] {
-    [(CREDENTIALS_FILE_OPTION, path.display().to_string())]
+fn file_option(path: &std::path::Path) -> [(GcpOption, String); 1] {
+    [(GcpOption::CredentialsFile, path.display().to_string())]
 }
 
 /// The provider reading `path`, built by its factory as the client builder does.
@@ -184,7 +184,7 @@ async fn registry_tokens_cached_by_the_core() {
     let client = RepositoryClient::builder("gcp")
         .endpoint(registry.url())
         .option(
-            CREDENTIALS_FILE_OPTION,
+            GcpOption::CredentialsFile,
             fake.credentials_file().display().to_string(),
         )
         .no_cache()
@@ -233,7 +233,7 @@ async fn wrong_client_secret_is_a_provider_error_without_secrets() {
     let client = RepositoryClient::builder("gcp")
         .endpoint(registry.url())
         .option(
-            CREDENTIALS_FILE_OPTION,
+            GcpOption::CredentialsFile,
             fake.credentials_file_with_secret(WRONG_SECRET)
                 .display()
                 .to_string(),
@@ -325,7 +325,7 @@ async fn explicit_credentials_are_used_as_is() {
     // The credentials file does not exist: it must not even be looked at.
     let explicit = Credentials::basic("someone", "explicit-Password");
     let gcp = provider(
-        &[(CREDENTIALS_FILE_OPTION, "/nonexistent/adc.json")],
+        &[(GcpOption::CredentialsFile, "/nonexistent/adc.json")],
         Some(explicit),
     );
     let got = ask(&*gcp, "gcr.io")

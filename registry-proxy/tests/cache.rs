@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{RunningProxy, Tmpfs, config, header, metric, metrics, recorded, wait_for_hit, walk};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use reqwest::StatusCode;
@@ -25,7 +25,7 @@ use reqwest::StatusCode;
 /// An SDK client that talks to the cache as its registry.
 fn client() -> RepositoryClient {
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
         .build()
         .expect("client")

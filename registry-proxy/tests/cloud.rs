@@ -27,7 +27,7 @@ mod fake_google;
 use common::{RunningProxy, config_with_routes, fetched_blobs, recorded};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{AuthMode, ImageFixture, TestRegistry, moto_url};
-use registry_aws::{ACCESS_KEY_ID_OPTION, ENDPOINT_URL_OPTION, SECRET_ACCESS_KEY_OPTION};
+use registry_aws::AwsOption;
 use registry_proxy::RouteConfig;
 
 /// The password in moto's token for its default account 123456789012.
@@ -49,9 +49,9 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     // The registry is on loopback; the ECR API is moto.
     route.endpoint = Some(registry.url());
     for (name, value) in [
-        (ENDPOINT_URL_OPTION, moto_url()),
-        (ACCESS_KEY_ID_OPTION, "AKIDMCREGMOTO"),
-        (SECRET_ACCESS_KEY_OPTION, "mcreg-moto-secret"),
+        (AwsOption::EndpointUrl, moto_url()),
+        (AwsOption::AccessKeyId, "AKIDMCREGMOTO"),
+        (AwsOption::SecretAccessKey, "mcreg-moto-secret"),
     ] {
         route.options.insert(name.into(), value.into());
     }
@@ -66,7 +66,7 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
 #[tokio::test]
 async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_its_oauth_token() {
     use fake_google::{CLIENT_ID, FakeOAuth, Tokens};
-    use registry_gcp::{CREDENTIALS_FILE_OPTION, SCOPE, USERNAME};
+    use registry_gcp::{GcpOption, SCOPE, USERNAME};
     const ACCESS_TOKEN: &str = "ya29.proxy-Access-token";
 
     let oauth = FakeOAuth::start(Tokens::Fixed(ACCESS_TOKEN), 3600);
@@ -75,7 +75,7 @@ async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_i
     let upstream = recorded(&registry.url()).await;
     let mut route = cloud_route(ARTIFACT_REGISTRY, "gcp", &upstream);
     route.options.insert(
-        CREDENTIALS_FILE_OPTION.into(),
+        GcpOption::CredentialsFile.into(),
         oauth.credentials_file().display().to_string(),
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -109,9 +109,10 @@ async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api
     for (name, value) in account.options() {
         route.options.insert(name.into(), value);
     }
-    route
-        .options
-        .insert(registry_ali::INSTANCE_ID_OPTION.into(), MCREG_INSTANCE_ID.into());
+    route.options.insert(
+        registry_ali::AliOption::InstanceId.into(),
+        MCREG_INSTANCE_ID.into(),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = RunningProxy::start(&config_with_routes(dir.path(), vec![route]));
 

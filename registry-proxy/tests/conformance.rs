@@ -8,11 +8,11 @@ mod common;
 use common::{RunningProxy, config};
 use conformance::harness::AuthMode;
 use conformance::suite::{SuiteEnv, Target};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 
 fn builder(_: &Target) -> RepositoryClientBuilder {
-    RepositoryClient::builder("oci").option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+    RepositoryClient::builder("oci").option(OciOption::DockerConfig, "/nonexistent/config.json")
 }
 
 /// A registry behind the suite's fault proxy, a cache in front of that, and

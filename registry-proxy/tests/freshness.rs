@@ -17,7 +17,7 @@ use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, R
 use conformance::harness::{
     AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest,
 };
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::{CircuitBreakerConfig, RetryConfig};
 use registry_proxy::{Config, Proxy, UpstreamConfig};
 use reqwest::{Method, StatusCode};
@@ -29,7 +29,7 @@ const MIB: usize = 1024 * 1024;
 fn start(config: &Config, read_timeout: Option<Duration>) -> RunningProxy {
     let proxy = Proxy::new(config, |builder| {
         let builder = builder
-            .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+            .option(OciOption::DockerConfig, "/nonexistent/config.json")
             .retry(
                 RetryConfig::default()
                     .with_max_retries(2)
@@ -244,7 +244,7 @@ impl Pulled {
         config.routes[0].upstream_timeout = UPSTREAM_TIMEOUT;
         let proxy = Proxy::new(&config, |builder| {
             builder
-                .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+                .option(OciOption::DockerConfig, "/nonexistent/config.json")
                 .circuit_breaker(CircuitBreakerConfig::new(3, Duration::from_secs(60)))
         })
         .expect("build the proxy");

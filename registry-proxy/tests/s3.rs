@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{RunningProxy, config, pull_through};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_proxy::{Config, Proxy, S3Config};
 use url::Url;
 
@@ -166,7 +166,7 @@ fn replica_process() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let proxy = Proxy::new(&config, |builder| {
-            builder.option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+            builder.option(OciOption::DockerConfig, "/nonexistent/config.json")
         })
         .expect("build the proxy");
         let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{RunningProxy, config};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, write_tls_files};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,7 +41,7 @@ async fn https_with_http2() {
     let reference: ImageReference = image.reference(&proxy.host()).parse().expect("reference");
     let out = tempfile::tempdir().expect("tempdir");
     let result = RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .endpoint(&https)
         .insecure_registry(proxy.host())
         .build()

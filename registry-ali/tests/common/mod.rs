@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+use registry_ali::AliOption;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -104,14 +105,14 @@ impl Account {
     }
 
     /// Builder options that point the provider at the fake with this AccessKey.
-    pub fn options(&self) -> Vec<(&'static str, String)> {
+    pub fn options(&self) -> Vec<(AliOption, String)> {
         let mut options = vec![
-            (registry_ali::CR_ENDPOINT_OPTION, fake().url()),
-            (registry_ali::ACCESS_KEY_ID_OPTION, self.id.clone()),
-            (registry_ali::ACCESS_KEY_SECRET_OPTION, self.secret.clone()),
+            (AliOption::CrEndpoint, fake().url()),
+            (AliOption::AccessKeyId, self.id.clone()),
+            (AliOption::AccessKeySecret, self.secret.clone()),
         ];
         if let Some(token) = &self.security_token {
-            options.push((registry_ali::SECURITY_TOKEN_OPTION, token.clone()));
+            options.push((AliOption::SecurityToken, token.clone()));
         }
         options
     }
@@ -489,11 +490,14 @@ fn answer(
 }
 
 /// Builds the `ali` provider directly, with these options (and optional registry credentials).
-pub fn provider(options: &[(&str, String)], credentials: Option<Credentials>) -> Arc<dyn AbstractRegistry> {
+pub fn provider(
+    options: &[(AliOption, String)],
+    credentials: Option<Credentials>,
+) -> Arc<dyn AbstractRegistry> {
     registry_ali::register().expect("register ali");
     let mut config = ProviderConfig::default();
     for (name, value) in options {
-        config.options.insert((*name).to_owned(), value.clone());
+        config.options.insert(name.name().to_owned(), value.clone());
     }
     config.credentials = credentials;
     let record = registry_client::driver::provider("ali").expect("ali is registered");

@@ -105,8 +105,9 @@ impl fmt::Debug for ProviderConfig {
 }
 
 impl ProviderConfig {
-    pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.get(name).map(String::as_str)
+    /// The value of option `key` (a provider's option enum, or its name).
+    pub fn option(&self, key: impl AsRef<str>) -> Option<&str> {
+        self.options.get(key.as_ref()).map(String::as_str)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cloud_api;
 pub mod oci;
 pub(crate) mod protocol;
+pub(crate) mod provider_options;
 pub mod registration;
 pub mod sources;
 pub(crate) mod transport;

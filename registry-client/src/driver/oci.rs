@@ -16,17 +16,23 @@ use crate::model::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 /// The generic provider's id.
 pub const ID: &str = "oci";
 
-/// Builder option naming a docker `config.json` to read instead of the user's.
-pub const DOCKER_CONFIG_OPTION: &str = "docker_config";
-
-/// Builder option naming a directory to look up `docker-credential-*` helpers
-/// (for `credsStore` and `credHelpers`) in, instead of on `PATH`.
-pub const CREDENTIAL_HELPER_DIR_OPTION: &str = "credential_helper_dir";
+crate::provider_options! {
+    /// The generic provider's options: `builder.option(OciOption::DockerConfig, path)`, or
+    /// by name.
+    pub enum OciOption {
+        /// A docker `config.json` to read instead of the user's.
+        DockerConfig = "docker_config",
+        /// A directory to look up `docker-credential-*` helpers (for `credsStore` and
+        /// `credHelpers`) in, instead of on `PATH`.
+        CredentialHelperDir = "credential_helper_dir",
+    }
+}
 
 crate::provider! {
     id: ID,
     hosts: &["* (any OCI registry: docker.io, ghcr.io, quay.io, self-hosted)"],
     matches: HostMatch::Any,
+    options: OciOption::NAMES,
     factory: OciRegistry::factory,
 }
 
@@ -34,8 +40,8 @@ crate::provider! {
 /// anonymous (explicit credentials given to the builder are answered by the
 /// core, and `config.json` is then not read at all).
 ///
-/// Options: [`DOCKER_CONFIG_OPTION`] (which `config.json`) and
-/// [`CREDENTIAL_HELPER_DIR_OPTION`] (where its helpers are).
+/// Options: [`OciOption::DockerConfig`] (which `config.json`) and
+/// [`OciOption::CredentialHelperDir`] (where its helpers are).
 #[derive(Debug)]
 pub struct OciRegistry {
     docker_config: DockerConfig,
@@ -45,16 +51,17 @@ pub struct OciRegistry {
 
 impl OciRegistry {
     fn factory(config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
-        let docker_config = match (&config.credentials, config.option(DOCKER_CONFIG_OPTION)) {
+        let docker_config = match (&config.credentials, config.option(OciOption::DockerConfig)) {
             (Some(_), _) => DockerConfig::default(),
             (None, Some(path)) => DockerConfig::from_path(Path::new(path))?,
             (None, None) => DockerConfig::load()?,
         };
-        let docker_config = match config.option(CREDENTIAL_HELPER_DIR_OPTION) {
+        let docker_config = match config.option(OciOption::CredentialHelperDir) {
             // An empty dir would make the helper's path bare, and so looked up on PATH.
             Some("") => {
                 return Err(Error::InvalidConfig(format!(
-                    "option {CREDENTIAL_HELPER_DIR_OPTION:?} is empty"
+                    "option {:?} is empty",
+                    OciOption::CredentialHelperDir.name()
                 )));
             }
             Some(dir) => docker_config.with_helper_search_path(dir),

@@ -27,6 +27,9 @@ pub struct ProviderRecord {
     pub hosts: &'static [&'static str],
     /// Which hosts the provider is chosen for; asked without building the provider.
     pub matches: HostMatch,
+    /// The names of the provider's options (its [`provider_options!`](crate::provider_options)
+    /// enum's `NAMES`).
+    pub options: &'static [&'static str],
     pub factory: ProviderFactory,
 }
 
@@ -42,7 +45,9 @@ impl ProviderRecord {
     /// Builds the provider for `config`. Explicit credentials in `config` are
     /// answered by the core, before the provider is asked: a provider handles
     /// only its own sources of credentials.
+    /// An option no registered provider declares is refused.
     pub fn build(&self, config: &ProviderConfig) -> Result<Arc<dyn AbstractRegistry>> {
+        check_options(config)?;
         let provider = (self.factory)(config)?;
         Ok(match &config.credentials {
             Some(credentials) => Arc::new(WithCredentials {
@@ -62,21 +67,35 @@ impl ProviderRecord {
 ///     id: ID,
 ///     hosts: &["*.example-registry.com"],
 ///     matches: HostMatch::Only(|host| host.ends_with(".example-registry.com")),
+///     options: ExampleOption::NAMES,
 ///     factory: ExampleRegistry::factory,
 /// }
 /// ```
 #[macro_export]
 macro_rules! provider {
-    (id: $id:expr, hosts: $hosts:expr, matches: $matches:expr, factory: $factory:expr $(,)?) => {
+    (
+        id: $id:expr,
+        hosts: $hosts:expr,
+        matches: $matches:expr,
+        options: $options:expr,
+        factory: $factory:expr $(,)?
+    ) => {
         static PROVIDER_RECORD: $crate::driver::ProviderRecord = $crate::driver::ProviderRecord {
             id: $id,
             hosts: $hosts,
             matches: $matches,
+            options: $options,
             factory: $factory,
         };
 
         $crate::inventory::submit! {
-            $crate::driver::ProviderRecord { id: $id, hosts: $hosts, matches: $matches, factory: $factory }
+            $crate::driver::ProviderRecord {
+                id: $id,
+                hosts: $hosts,
+                matches: $matches,
+                options: $options,
+                factory: $factory,
+            }
         }
 
         /// Registers the provider, for builds where `inventory` does not collect it.
@@ -127,6 +146,27 @@ pub fn providers() -> Result<Vec<&'static ProviderRecord>> {
     Ok(all)
 }
 
+/// Refuses an option that no registered provider declares (a typo would
+/// otherwise be ignored). Options of any provider are accepted, not only the
+/// client's own: a client's options also reach its mirrors' providers.
+fn check_options(config: &ProviderConfig) -> Result<()> {
+    if config.options.is_empty() {
+        return Ok(());
+    }
+    let providers = providers()?;
+    let known = |name: &str| providers.iter().any(|r| r.options.contains(&name));
+    match config.options.keys().find(|name| !known(name)) {
+        None => Ok(()),
+        Some(name) => {
+            let mut all: Vec<&str> = providers.iter().flat_map(|r| r.options.iter().copied()).collect();
+            all.sort_unstable();
+            Err(Error::InvalidConfig(format!(
+                "unknown provider option {name:?}; the registered providers' options are {all:?}"
+            )))
+        }
+    }
+}
+
 /// The provider registered under `id`.
 pub fn provider(id: &str) -> Result<&'static ProviderRecord> {
     let all = providers()?;
@@ -170,6 +210,7 @@ mod tests {
         id: "oci",
         hosts: &[],
         matches: HostMatch::Any,
+        options: &[],
         factory: other_factory,
     };
 

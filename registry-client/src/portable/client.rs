@@ -374,9 +374,12 @@ impl RepositoryClientBuilder {
         self
     }
 
-    /// A provider-specific setting (see each provider's docs).
-    pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.provider_config.options.insert(name.into(), value.into());
+    /// A provider-specific setting: a provider's option enum (e.g. `registry_aws::AwsOption::Profile`)
+    /// or its name. A name no registered provider declares fails [`build`](Self::build).
+    pub fn option(mut self, key: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.provider_config
+            .options
+            .insert(key.as_ref().to_owned(), value.into());
         self
     }
 
@@ -631,6 +634,36 @@ mod tests {
             .endpoint("http://127.0.0.1:5000")
             .build()
             .unwrap();
+    }
+
+    #[test]
+    fn options_are_typed_keys_or_their_names_and_a_typo_is_refused() {
+        use crate::driver::oci::OciOption;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        std::fs::write(&config, "{}").unwrap();
+        RepositoryClient::builder("oci")
+            .option(OciOption::DockerConfig, config.display().to_string())
+            .build()
+            .unwrap();
+        RepositoryClient::builder("oci")
+            .option("docker_config", config.display().to_string())
+            .build()
+            .unwrap();
+        let err = RepositoryClient::builder("oci")
+            .option("docker_confg", "x")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("\"docker_confg\"") && m.contains("docker_config")),
+            "{err}"
+        );
+        assert_eq!(
+            "credential_helper_dir".parse::<OciOption>().unwrap(),
+            OciOption::CredentialHelperDir
+        );
+        let err = "docker_confg".parse::<OciOption>().unwrap_err();
+        assert!(err.to_string().contains("docker_config"), "{err}");
     }
 
     #[test]

@@ -188,7 +188,10 @@ async fn token(State(state): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
 }
 
 /// The registered `gcp` provider, from its factory, as the client builder makes it.
-pub fn provider(options: &[(&str, &str)], credentials: Option<Credentials>) -> Arc<dyn AbstractRegistry> {
+pub fn provider(
+    options: &[(registry_gcp::GcpOption, &str)],
+    credentials: Option<Credentials>,
+) -> Arc<dyn AbstractRegistry> {
     let mut config = ProviderConfig::default();
     config.credentials = credentials;
     config.options = options

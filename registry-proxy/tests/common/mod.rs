@@ -12,7 +12,7 @@ use std::time::Duration;
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::fixtures::{OCI_CONFIG, OCI_MANIFEST};
 use conformance::harness::{Pusher, noise};
-use registry_client::driver::oci::DOCKER_CONFIG_OPTION;
+use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
 use registry_client::{ImageReference, RepositoryClient, RetryConfig};
 use registry_proxy::{Config, Proxy, RouteConfig};
@@ -67,7 +67,7 @@ impl RunningProxy {
         let proxy = Proxy::new(config, |builder| {
             // Hermetic: never the developer's docker config. Fast retries.
             builder
-                .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+                .option(OciOption::DockerConfig, "/nonexistent/config.json")
                 .retry(
                     RetryConfig::default()
                         .with_initial_backoff(Duration::from_millis(10))
@@ -212,7 +212,7 @@ pub async fn pull_through(proxy: &RunningProxy, image: &str) -> String {
     let reference: ImageReference = format!("{}/{image}", proxy.host()).parse().expect("reference");
     let dir = tempfile::tempdir().expect("tempdir");
     RepositoryClient::builder("oci")
-        .option(DOCKER_CONFIG_OPTION, "/nonexistent/config.json")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .platform("linux/amd64")
         .build()
         .expect("client")

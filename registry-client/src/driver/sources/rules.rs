@@ -148,8 +148,8 @@ impl Mirror {
     }
 
     /// A provider-specific setting for the mirror's provider.
-    pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config.options.insert(name.into(), value.into());
+    pub fn option(mut self, key: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.config.options.insert(key.as_ref().to_owned(), value.into());
         self
     }
 
