@@ -1,10 +1,11 @@
 //! Pulling images: resolve the manifest for a platform, download the layers
 //! in parallel (verified, resumable, optionally cached), write an output.
 
+mod layers;
+mod options;
 mod sink;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -21,137 +22,14 @@ use crate::formats::layer_cache::LayerCache;
 use crate::formats::oci_layout::OciLayoutWriter;
 use crate::formats::{BlobInfo, Compression, rootfs};
 use crate::model::events::{Progress, ProgressEvent};
-use crate::model::manifest::{ImageConfig, Manifest, ManifestKind};
+use crate::model::manifest::{Manifest, ManifestKind};
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
 use crate::portable::push::{ImageSource, Origin, PlannedBlob, PlannedManifest, PushPlan};
-use sink::{Durability, blocking, download_blob, join_error};
-
-/// Layers downloaded at once by default.
-pub const DEFAULT_CONCURRENCY: usize = 8;
-
-/// How to write a pull: parallelism, progress, an OCI layout entry's name. (The layer
-/// cache is the client's: [`RepositoryClientBuilder::layer_cache`](crate::RepositoryClientBuilder::layer_cache).)
-#[derive(Debug, Clone)]
-pub struct PullOptions {
-    concurrency: usize,
-    progress: Option<Progress>,
-    ref_name: Option<String>,
-}
-
-impl Default for PullOptions {
-    fn default() -> Self {
-        PullOptions {
-            concurrency: DEFAULT_CONCURRENCY,
-            progress: None,
-            ref_name: None,
-        }
-    }
-}
-
-impl PullOptions {
-    /// Layers downloaded at once (default 8, at least 1).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
-        self
-    }
-
-    pub fn progress(mut self, progress: Progress) -> Self {
-        self.progress = Some(progress);
-        self
-    }
-
-    /// The `org.opencontainers.image.ref.name` of an OCI layout entry (default: the tag).
-    pub fn ref_name(mut self, name: impl Into<String>) -> Self {
-        self.ref_name = Some(name.into());
-        self
-    }
-}
-
-/// What was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputFormat {
-    DockerArchive,
-    OciLayout,
-    Rootfs,
-}
-
-/// One layer of a pull.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PulledLayer {
-    pub digest: String,
-    pub size: u64,
-    pub media_type: String,
-    /// Taken from the layer cache (or already in the output) instead of downloaded.
-    pub from_cache: bool,
-    /// The mirror or registry it was downloaded from (`None` when from the cache).
-    pub source: Option<String>,
-}
-
-/// The outcome of a pull.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct PullResult {
-    /// The digest the reference resolved to (an index's digest when all platforms were pulled).
-    pub digest: String,
-    /// The mirror or registry that served the manifest.
-    pub source: String,
-    pub media_type: String,
-    pub tag: Option<String>,
-    /// The platform pulled; `None` for a whole index or a manifest without platform.
-    pub platform: Option<Platform>,
-    /// Size of all layers and configs.
-    pub total_bytes: u64,
-    /// Layer bytes fetched from the registry by the write; layers from the
-    /// cache or already in the layout are not counted, nor are manifests and
-    /// configs (fetched when the image was resolved).
-    pub downloaded_bytes: u64,
-    pub layers: Vec<PulledLayer>,
-    pub format: OutputFormat,
-    /// Where the output was written (`None` for a stream).
-    pub path: Option<PathBuf>,
-}
-
-/// One platform's image: its manifest and config.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct PlatformImage {
-    pub manifest: Manifest,
-    pub config: ImageConfig,
-    pub platform: Option<Platform>,
-}
-
-impl PlatformImage {
-    /// The layers as the writers see them.
-    fn layers(&self) -> Vec<BlobInfo> {
-        let ManifestKind::Image(image) = &self.manifest.kind else {
-            return Vec::new();
-        };
-        image
-            .layers()
-            .iter()
-            .map(|d| BlobInfo {
-                digest: d.digest().to_string(),
-                size: d.size(),
-                media_type: d.media_type().to_string(),
-            })
-            .collect()
-    }
-
-    fn config_info(&self) -> BlobInfo {
-        let media_type = match &self.manifest.kind {
-            ManifestKind::Image(image) => image.config().media_type().to_string(),
-            ManifestKind::Index(_) => String::new(),
-        };
-        BlobInfo {
-            digest: self.config.digest.clone(),
-            size: self.config.bytes.len() as u64,
-            media_type,
-        }
-    }
-}
+pub use layers::PlatformImage;
+use layers::{artifact_blobs, distinct, in_order, is_image_config, largest_first, lists_blob, pulled_layer};
+pub use options::{DEFAULT_CONCURRENCY, OutputFormat, PullOptions, PullResult, PulledLayer};
+use sink::{Durability, blocking, copy_into, download_blob, join_error, open_at};
 
 /// A resolved image, ready to be written: manifests and configs are
 /// fetched, layers are not (they are streamed when an output is written).
@@ -807,96 +685,10 @@ impl ImageSource for Image {
     }
 }
 
-fn lists_blob(manifest: &Manifest, digest: &str) -> bool {
-    let ManifestKind::Image(image) = &manifest.kind else {
-        return false;
-    };
-    std::iter::once(image.config())
-        .chain(image.layers())
-        .any(|d| d.digest().as_ref() == digest)
-}
-
 /// How a layer reached an OCI layout's staging.
 enum Fetched {
     /// Downloaded into the layout's own blob file, from a source.
     Direct(crate::formats::oci_layout::BlobWriter, String),
     /// In the layer cache (downloaded from a source, or already there).
     Cached(PathBuf, Option<String>),
-}
-
-/// A layer as pulled: downloaded from `source`, or (`None`) from the cache.
-fn pulled_layer(layer: &BlobInfo, source: Option<String>) -> PulledLayer {
-    PulledLayer {
-        digest: layer.digest.clone(),
-        size: layer.size,
-        media_type: layer.media_type.clone(),
-        from_cache: source.is_none(),
-        source,
-    }
-}
-
-/// Whether a manifest's config is an image config (OCI or Docker), rather
-/// than an artifact's (for example the OCI empty config `{}`).
-fn is_image_config(config: &Descriptor) -> bool {
-    matches!(
-        config.media_type().to_string().as_str(),
-        "application/vnd.oci.image.config.v1+json" | "application/vnd.docker.container.image.v1+json"
-    )
-}
-
-/// The blobs without repeats (a layer shared by several platforms is fetched once).
-fn distinct(blobs: impl IntoIterator<Item = BlobInfo>) -> Vec<BlobInfo> {
-    let mut unique: Vec<BlobInfo> = Vec::new();
-    for blob in blobs {
-        if !unique.iter().any(|u| u.digest == blob.digest) {
-            unique.push(blob);
-        }
-    }
-    unique
-}
-
-/// An artifact manifest's config and layers, as blobs to fetch.
-fn artifact_blobs(manifest: &Manifest) -> Vec<BlobInfo> {
-    let ManifestKind::Image(image) = &manifest.kind else {
-        return Vec::new();
-    };
-    std::iter::once(image.config())
-        .chain(image.layers())
-        .map(|d| BlobInfo {
-            digest: d.digest().to_string(),
-            size: d.size(),
-            media_type: d.media_type().to_string(),
-        })
-        .collect()
-}
-
-/// Downloads ordered biggest first, so that the longest one does not start
-/// last and hold up the whole pull.
-fn largest_first<T>(items: impl IntoIterator<Item = T>, size: impl Fn(&T) -> u64) -> Vec<T> {
-    let mut items: Vec<T> = items.into_iter().collect();
-    items.sort_by_key(|item| std::cmp::Reverse(size(item)));
-    items
-}
-
-/// The pulled layers in manifest order (downloads finish in any order).
-fn in_order(layers: &[BlobInfo], pulled: Vec<PulledLayer>) -> Vec<PulledLayer> {
-    layers
-        .iter()
-        .filter_map(|l| pulled.iter().find(|p| p.digest == l.digest).cloned())
-        .collect()
-}
-
-/// The archive file opened on its own (own file offset), positioned at `offset`.
-fn open_at(path: &Path, offset: u64) -> Result<std::fs::File> {
-    let mut file = std::fs::File::options().write(true).open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    Ok(file)
-}
-
-/// Copies a cached blob into the archive at `offset` (the kernel copies: copy_file_range).
-fn copy_into(cached: &Path, archive: &Path, offset: u64) -> Result<()> {
-    let mut from = std::fs::File::open(cached)?;
-    let mut to = open_at(archive, offset)?;
-    std::io::copy(&mut from, &mut to)?;
-    Ok(())
 }

@@ -9,7 +9,8 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -241,6 +242,21 @@ pub(crate) async fn download_blob(
     let fetched = download(route, order, &blob.digest, &options, &mut sink).await?;
     sink.finish().await?;
     Ok(fetched.source)
+}
+
+/// The archive file opened on its own (own file offset), positioned at `offset`.
+pub(crate) fn open_at(path: &Path, offset: u64) -> Result<std::fs::File> {
+    let mut file = std::fs::File::options().write(true).open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
+}
+
+/// Copies a cached blob into the archive at `offset` (the kernel copies: copy_file_range).
+pub(crate) fn copy_into(cached: &Path, archive: &Path, offset: u64) -> Result<()> {
+    let mut from = std::fs::File::open(cached)?;
+    let mut to = open_at(archive, offset)?;
+    std::io::copy(&mut from, &mut to)?;
+    Ok(())
 }
 
 #[cfg(test)]
