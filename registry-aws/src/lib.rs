@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -10,11 +9,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 use registry_client::driver::auth::{Expiring, ExpiringCredentials, RefreshPolicy};
+use registry_client::driver::cloud_api::without_trace;
 use registry_client::{AbstractRegistry, AuthRequest, Credentials, Error, HostMatch, ProviderConfig, Result};
-use tracing::instrument::WithSubscriber as _;
-use tracing::span::{Attributes, Id, Record};
-use tracing::subscriber::Interest;
-use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 
 /// The provider id: `RepositoryClient::builder("aws")`.
 pub const ID: &str = "aws";
@@ -290,53 +286,9 @@ impl AbstractRegistry for AwsRegistry {
             }
         };
         let key = format!("{region}/{registry}");
-        let fetch = || quiet(self.fetch(request.host, public, region));
+        // At TRACE the AWS SDK logs whole responses, ECR tokens and STS session keys included.
+        let fetch = || without_trace(self.fetch(request.host, public, region));
         self.tokens.get(&key, fetch).await.map(Some)
-    }
-}
-
-/// Runs `future` with the AWS SDK's TRACE events dropped: at TRACE it logs whole
-/// responses, ECR tokens and STS session keys included. The rest goes to the
-/// current subscriber.
-async fn quiet<F: Future>(future: F) -> F::Output {
-    let outer = tracing::dispatcher::get_default(Dispatch::clone);
-    future.with_subscriber(NoTrace(outer)).await
-}
-
-struct NoTrace(Dispatch);
-
-impl Subscriber for NoTrace {
-    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
-        Interest::sometimes() // decided by `enabled`, per dispatcher
-    }
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        *metadata.level() != Level::TRACE && self.0.enabled(metadata)
-    }
-    fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() != Level::TRACE {
-            self.0.event(event);
-        }
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        self.0.new_span(span)
-    }
-    fn record(&self, span: &Id, values: &Record<'_>) {
-        self.0.record(span, values);
-    }
-    fn record_follows_from(&self, span: &Id, follows: &Id) {
-        self.0.record_follows_from(span, follows);
-    }
-    fn enter(&self, span: &Id) {
-        self.0.enter(span);
-    }
-    fn exit(&self, span: &Id) {
-        self.0.exit(span);
-    }
-    fn clone_span(&self, id: &Id) -> Id {
-        self.0.clone_span(id)
-    }
-    fn try_close(&self, id: Id) -> bool {
-        self.0.try_close(id)
     }
 }
 

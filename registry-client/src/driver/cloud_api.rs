@@ -1,10 +1,17 @@
-//! What a provider's own cloud API (a token or authorization-token service)
-//! answered, as the core's errors. A provider does not retry its calls: it
-//! returns these, and the client's one retry policy (429 and 5xx with
-//! `Retry-After`, timeouts, broken connections) retries the request that
-//! needed the credentials, exchange included, as for any registry answer.
+//! A provider's calls to its own cloud API (a token or authorization-token
+//! service): their answers as the core's errors, and their SDK's TRACE logs
+//! kept out. A provider does not retry its calls: it returns these errors,
+//! and the client's one retry policy (429 and 5xx with `Retry-After`,
+//! timeouts, broken connections) retries the request that needed the
+//! credentials, exchange included, as for any registry answer.
+
+use std::future::Future;
 
 use http::HeaderMap;
+use tracing::instrument::WithSubscriber as _;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 
 use crate::driver::transport::{map_reqwest_error, retry_after};
 use crate::error::{Error, RateLimit, RegistryError};
@@ -54,6 +61,52 @@ pub fn status_error(host: &str, status: u16, headers: &HeaderMap, code: &str, me
 /// [`Error::Connection`], both retried; the URL is left out (it may be signed).
 pub fn network_error(error: reqwest::Error, host: &str) -> Error {
     map_reqwest_error(error, host)
+}
+
+/// Runs `future` (a cloud SDK's call) with its TRACE events dropped: some SDKs
+/// log whole responses at TRACE, tokens and session keys included (the AWS SDK
+/// does). Everything else goes to the current subscriber.
+pub async fn without_trace<F: Future>(future: F) -> F::Output {
+    let outer = tracing::dispatcher::get_default(Dispatch::clone);
+    future.with_subscriber(NoTrace(outer)).await
+}
+
+/// A subscriber that passes everything but TRACE events on.
+struct NoTrace(Dispatch);
+
+impl Subscriber for NoTrace {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes() // decided by `enabled`, per dispatcher
+    }
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() != Level::TRACE && self.0.enabled(metadata)
+    }
+    fn event(&self, event: &Event<'_>) {
+        if *event.metadata().level() != Level::TRACE {
+            self.0.event(event);
+        }
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        self.0.new_span(span)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        self.0.record(span, values);
+    }
+    fn record_follows_from(&self, span: &Id, follows: &Id) {
+        self.0.record_follows_from(span, follows);
+    }
+    fn enter(&self, span: &Id) {
+        self.0.enter(span);
+    }
+    fn exit(&self, span: &Id) {
+        self.0.exit(span);
+    }
+    fn clone_span(&self, id: &Id) -> Id {
+        self.0.clone_span(id)
+    }
+    fn try_close(&self, id: Id) -> bool {
+        self.0.try_close(id)
+    }
 }
 
 #[cfg(test)]
