@@ -4,7 +4,6 @@
 
 mod common;
 
-use registry_ali::AliOption;
 use std::error::Error as _;
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ use common::{
     Account, MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, acs_date, ask, fake, provider, random_hex, raw_call,
 };
 use conformance::harness::{AuthMode, TestRegistry};
-use registry_client::{Error, RetryConfig};
+use registry_ali::AliOption;
+use registry_client::{Error, RepositoryClient, RetryConfig};
 
 const HOST: &str = "mcreg-registry.cn-hangzhou.cr.aliyuncs.com";
 
@@ -229,70 +229,53 @@ async fn permission_and_throttling_errors() {
     assert_eq!(account.answered("GetAuthorizationToken", "2018-12-01"), 1);
 }
 
-/// The client retries a throttled API call like any rate-limited request, then pulls.
-#[tokio::test]
-async fn client_retries_throttled_api_calls() {
-    let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
-    let account = fake().account("throttled");
-    account.fail_next(400, "Throttling", 2);
-    let client = account
+/// A client of `registry` with the fake's `account`, retrying quickly as `retry` says.
+fn client(account: &Account, registry: &TestRegistry, retry: RetryConfig) -> RepositoryClient {
+    account
         .builder()
-        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
+        .option(AliOption::InstanceId, MCREG_INSTANCE_ID)
         .endpoint(registry.url())
-        .retry(
-            RetryConfig::default()
-                .with_initial_backoff(Duration::from_millis(10))
-                .with_max_backoff(Duration::from_millis(50)),
-        )
+        .retry(retry)
         .build()
-        .expect("client");
+        .expect("client")
+}
+
+/// The API fails twice with `status` and `code`; the client's retry policy gets the
+/// manifest anyway, asking the API three times and the registry's token once.
+async fn pull_through_two_api_failures(status: u16, code: &str) -> (TestRegistry, std::sync::Arc<Account>) {
+    let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
+    let account = fake().account(code);
+    account.fail_next(status, code, 2);
+    let quick = RetryConfig::default()
+        .with_initial_backoff(Duration::from_millis(10))
+        .with_max_backoff(Duration::from_millis(50));
     let fixture = &registry.fixtures().single_oci;
-    let manifest = client
+    let manifest = client(&account, &registry, quick)
         .get_manifest(&fixture.reference(HOST).parse().expect("reference"))
         .await
         .expect("manifest after retries");
     assert_eq!(manifest.descriptor.digest, fixture.digest);
-    assert_eq!(account.errors(), vec!["Throttling", "Throttling"]);
+    assert_eq!(account.errors(), vec![code, code]);
     assert_eq!(account.answered("GetAuthorizationToken", "2018-12-01"), 1);
+    (registry, account)
+}
+
+/// The client retries a throttled API call like any rate-limited request, then pulls.
+#[tokio::test]
+async fn client_retries_throttled_api_calls() {
+    pull_through_two_api_failures(400, "Throttling").await;
 }
 
 /// A server error from the API is retried by the client's retry policy too (it was final
 /// while the provider mapped it to a plain provider error), then the pull goes on.
 #[tokio::test]
 async fn client_retries_api_server_errors() {
-    let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
-    let account = fake().account("unavailable");
-    account.fail_next(503, "ServiceUnavailable", 2);
-    let client = account
-        .builder()
-        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
-        .endpoint(registry.url())
-        .retry(
-            RetryConfig::default()
-                .with_initial_backoff(Duration::from_millis(10))
-                .with_max_backoff(Duration::from_millis(50)),
-        )
-        .build()
-        .expect("client");
+    let (registry, account) = pull_through_two_api_failures(503, "ServiceUnavailable").await;
     let fixture = &registry.fixtures().single_oci;
-    let manifest = client
-        .get_manifest(&fixture.reference(HOST).parse().expect("reference"))
-        .await
-        .expect("manifest after retries");
-    assert_eq!(manifest.descriptor.digest, fixture.digest);
-    assert_eq!(account.errors(), vec!["ServiceUnavailable", "ServiceUnavailable"]);
-    assert_eq!(account.answered("GetAuthorizationToken", "2018-12-01"), 1);
 
     // Without retries the error says what the API answered, and is retryable.
     account.fail_next(503, "ServiceUnavailable", 1);
-    let once = account
-        .builder()
-        .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
-        .endpoint(registry.url())
-        .retry(RetryConfig::disabled())
-        .build()
-        .expect("client");
-    let err = once
+    let err = client(&account, &registry, RetryConfig::disabled())
         .get_manifest(&fixture.reference(HOST).parse().expect("reference"))
         .await
         .expect_err("503");
