@@ -137,7 +137,7 @@ fn init_tracing(quiet: bool, verbose: u8, server: bool) {
     }
     if rust_log.trim().is_empty() && verbose == 0 && !quiet {
         // A breaker opening inside one command is told by the command's own error.
-        directives.push("registry_client::driver::transport::circuit=error".to_owned());
+        directives.push(format!("{}=error", registry_client::CIRCUIT_BREAKER_LOG_TARGET));
     }
     let mut filter = EnvFilter::builder().parse_lossy(&rust_log);
     for directive in directives {

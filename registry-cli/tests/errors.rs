@@ -152,6 +152,18 @@ fn unreachable_host_is_5() {
     assert_error(&run, 5, "error: connection to 127.0.0.1:1 failed: ");
     let run = sandbox.mcreg(&["tags", "127.0.0.1:1/single/oci", "--json"]);
     assert_error(&run, 5, "error: connection to 127.0.0.1:1 failed");
+    // The error above is all a command says; the circuit breaker's warning (which the
+    // retries open) is filtered by its log target, and shown when RUST_LOG asks.
+    assert!(!run.stderr.contains("circuit breaker"), "{}", run.stderr);
+    let run = Sandbox::new()
+        .env("RUST_LOG", "warn")
+        .mcreg(&["digest", "127.0.0.1:1/single/oci:v1"]);
+    assert!(
+        run.stderr
+            .contains("circuit breaker opened after repeated failures"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ pub use driver::protocol::blobs::{
 };
 pub use driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use driver::sources::{Mirror, RegistrySources, Serves};
-pub use driver::transport::circuit::CircuitBreakerConfig;
+pub use driver::transport::circuit::{CIRCUIT_BREAKER_LOG_TARGET, CircuitBreakerConfig};
 pub use driver::transport::retry::RetryConfig;
 pub use driver::{
     AbstractRegistry, AuthRequest, HostMatch, ProviderConfig, ProviderRecord, register_provider,

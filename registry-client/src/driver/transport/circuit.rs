@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
+/// The `tracing` target of the breaker's "opened" warning, so that a program can
+/// filter it (a command whose own error tells the story) without naming this module.
+pub const CIRCUIT_BREAKER_LOG_TARGET: &str = "registry_client::circuit_breaker";
+
 /// When to stop calling a failing host.
 ///
 /// Failures are connection errors, timeouts and 5xx answers; any other answer
@@ -119,7 +123,11 @@ impl CircuitBreakers {
         };
         *state = match *state {
             State::Closed { failures } if failures + 1 >= self.config.failure_threshold => {
-                tracing::warn!(host, "circuit breaker opened after repeated failures");
+                tracing::warn!(
+                    target: CIRCUIT_BREAKER_LOG_TARGET,
+                    host,
+                    "circuit breaker opened after repeated failures"
+                );
                 open
             }
             State::Closed { failures } => State::Closed {

@@ -470,12 +470,15 @@ impl Image {
             if let Some(v) = &p.variant {
                 platform = platform.variant(v.clone());
             }
+            // What the registry's index or config said, not the caller's configuration.
             let platform = platform
                 .build()
-                .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+                .map_err(|e| Error::invalid_response(self.reference.registry(), e.to_string()))?;
             builder = builder.platform(platform);
         }
-        builder.build().map_err(|e| Error::InvalidConfig(e.to_string()))
+        builder
+            .build()
+            .map_err(|e| Error::invalid_response(self.reference.registry(), e.to_string()))
     }
 
     /// Writes the flattened root filesystem as a tar file at `path`.
