@@ -304,7 +304,8 @@ pub(crate) async fn get_small_blob(
             format!("blob {digest} of {size} bytes is over the {limit} byte limit"),
         ));
     }
-    let mut sink = BytesSink::new(limit);
+    // The download refuses a source that sends more than `size` (checked against the limit above).
+    let mut sink = BytesSink::with_capacity(size as usize);
     let options = GetBlobOptions::default().size(size);
     download(route, order, digest, &options, &mut sink).await?;
     let bytes = sink.into_bytes();

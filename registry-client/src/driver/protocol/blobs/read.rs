@@ -459,17 +459,16 @@ async fn download_from<S: BlobSink>(
     Ok(())
 }
 
-/// A small blob held in memory, refused past `limit` bytes.
+/// A small blob held in memory. Its size is bounded by the read's
+/// [`GetBlobOptions::size`], which the download enforces.
 pub(crate) struct BytesSink {
     bytes: bytes::BytesMut,
-    limit: usize,
 }
 
 impl BytesSink {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn with_capacity(size: usize) -> Self {
         BytesSink {
-            bytes: bytes::BytesMut::new(),
-            limit,
+            bytes: bytes::BytesMut::with_capacity(size),
         }
     }
 
@@ -480,12 +479,6 @@ impl BytesSink {
 
 impl BlobSink for BytesSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if self.bytes.len() + chunk.len() > self.limit {
-            return Err(Error::from(std::io::Error::other(format!(
-                "blob larger than the {} byte limit",
-                self.limit
-            ))));
-        }
         self.bytes.extend_from_slice(&chunk);
         Ok(())
     }
