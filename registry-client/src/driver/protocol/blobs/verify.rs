@@ -10,6 +10,9 @@ use crate::model::digest::Hasher;
 
 /// Bytes gathered before they are hashed on the blocking pool.
 const BATCH_BYTES: usize = 512 * 1024;
+/// A last batch this small is hashed in place: a trip to the blocking pool
+/// costs more than hashing it (a config, the tail of a layer).
+const INLINE_BYTES: usize = 64 * 1024;
 
 /// The running hash of a blob's bytes, in order.
 pub(crate) struct Verifier {
@@ -56,8 +59,17 @@ impl Verifier {
     /// Whether the bytes so far hash to the digest asked for; the verifier
     /// can still be [`reset`](Self::reset) afterwards.
     pub(crate) async fn check(&mut self) -> Result<()> {
-        self.hash_batch().await?;
-        let hasher = self.wait().await?;
+        let hasher = if self.batch_bytes <= INLINE_BYTES {
+            let mut hasher = self.wait().await?;
+            for chunk in self.batch.drain(..) {
+                hasher.update(&chunk);
+            }
+            self.batch_bytes = 0;
+            hasher
+        } else {
+            self.hash_batch().await?;
+            self.wait().await?
+        };
         let actual = hasher.clone().finish();
         self.idle = Some(hasher);
         if actual == self.expected {
