@@ -5,7 +5,7 @@ use futures::StreamExt;
 use registry_client::{BlobSink, Error, ErrorKind, GetBlobOptions, RepositoryClient, RestartRefused};
 
 use super::env::SuiteEnv;
-use crate::harness::fault_proxy::{Fault, Matcher};
+use crate::harness::fault_proxy::{Fault, FaultKind, Matcher};
 
 /// Every item of a blob stream: its bytes, and the error that ended it, if any.
 async fn drain(mut stream: registry_client::BlobStream) -> (Vec<u8>, Option<Error>) {
@@ -46,6 +46,22 @@ pub async fn blob_stream_and_range(client: &RepositoryClient, env: &SuiteEnv) {
     let (bytes, error) = drain(stream).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(bytes, &layer.data[range.start as usize..range.end as usize]);
+
+    // A source that ignores `Range` and sends the whole blob: the bytes before and
+    // after the range are dropped, and the range arrives all the same.
+    client.ping(&env.target.registry_name).await.expect("ping");
+    env.proxy
+        .inject_when(Matcher::blob_gets(), Fault::IgnoreRange { times: 1 });
+    let options = GetBlobOptions::default().size(size).range(range.clone());
+    let stream = client
+        .get_blob(&reference, &layer.digest, options)
+        .await
+        .expect("ranged stream, range ignored");
+    let (bytes, error) = drain(stream).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(bytes, &layer.data[range.start as usize..range.end as usize]);
+    assert_eq!(env.proxy.fired(FaultKind::IgnoreRange), 1);
+    env.proxy.clear();
 
     let past_the_end = GetBlobOptions::default().size(size).range(1..size + 1);
     let err = client
