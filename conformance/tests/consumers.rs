@@ -7,7 +7,9 @@ use conformance::harness::{AuthMode, ImageFixture, run_tool};
 use conformance::suite::{SuiteEnv, Target, tree_from_dir, tree_from_tar};
 use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
-use registry_client::{RepositoryClient, RepositoryClientBuilder};
+use registry_client::push::{CopyOptions, LocalImage};
+use registry_client::write::{Destination, Written, copy_image};
+use registry_client::{ErrorKind, RepositoryClient, RepositoryClientBuilder};
 use serde_json::Value;
 
 fn builder(_: &Target) -> RepositoryClientBuilder {
@@ -192,5 +194,61 @@ async fn umoci_unpack_matches_our_rootfs() {
         let ours = tree_from_tar(&std::fs::read(&rootfs).expect("rootfs"));
         assert!(!ours.is_empty());
         assert_eq!(ours, theirs, "{}", fixture.repository);
+
+        // The same root filesystem from the layout on disk, no registry involved.
+        let local = LocalImage::open_oci_layout(&layout, Some("v1")).expect("open the layout");
+        let from_disk = dir.path().join(format!("rootfs-local-{name}.tar"));
+        let written = copy_image(&local, &Destination::rootfs(&from_disk), &CopyOptions::default())
+            .await
+            .expect("rootfs from disk");
+        assert!(matches!(written, Written::File(r) if r.digest == fixture.digest));
+        let from_disk = tree_from_tar(&std::fs::read(&from_disk).expect("rootfs"));
+        assert_eq!(from_disk, theirs, "{} from disk", fixture.repository);
     }
+}
+
+#[tokio::test]
+async fn a_damaged_layout_blob_stops_a_copy_and_leaves_no_output() {
+    let env = SuiteEnv::start(AuthMode::None, None, builder).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = &env.fixtures().single_oci;
+    let layout = dir.path().join("layout");
+    let image = env.client().pull(&env.image(fixture)).await.expect("resolve");
+    image
+        .write_oci_layout(&layout, &PullOptions::default())
+        .await
+        .expect("layout");
+    // One layer's bytes change, its size does not (the reader checks sizes only).
+    let layer = image.images()[0].manifest.bytes.clone();
+    let layer: Value = serde_json::from_slice(&layer).expect("manifest");
+    let digest = layer["layers"][0]["digest"].as_str().expect("a layer").to_owned();
+    let path = layout.join("blobs/sha256").join(hex(&digest));
+    let mut bytes = std::fs::read(&path).expect("layer");
+    bytes[0] ^= 0xff;
+    std::fs::remove_file(&path).expect("unlink the layer");
+    std::fs::write(&path, &bytes).expect("damage the layer");
+
+    let local = LocalImage::open_oci_layout(&layout, Some("v1")).expect("open the layout");
+    let archive = dir.path().join("image.tar");
+    let options = CopyOptions::default();
+    let to = Destination::docker_archive(&archive);
+    let error = copy_image(&local, &to, &options)
+        .await
+        .expect_err("a damaged layer");
+    assert_eq!(error.kind(), ErrorKind::DigestMismatch, "{error}");
+    assert!(error.to_string().contains(hex(&digest)), "{error}");
+    assert!(!archive.exists(), "a half-written archive was left");
+    let other = dir.path().join("other");
+    let to = Destination::oci_layout(&other, None);
+    assert_eq!(
+        copy_image(&local, &to, &options)
+            .await
+            .expect_err("a damaged layer")
+            .kind(),
+        ErrorKind::DigestMismatch
+    );
+    assert!(
+        !other.join("index.json").exists(),
+        "a layout naming a damaged image was left"
+    );
 }

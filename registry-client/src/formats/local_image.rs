@@ -17,6 +17,8 @@ pub(crate) const MAX_DEPTH: usize = 4;
 /// it (children before their index) and every blob, once.
 #[derive(Debug)]
 pub(crate) struct ImageOnDisk {
+    /// What the file calls it: a layout entry's ref name, an archive's first `RepoTags`.
+    pub name: Option<String>,
     pub top: StoredManifest,
     pub below: Vec<StoredManifest>,
     pub blobs: Vec<StoredBlob>,

@@ -28,8 +28,9 @@ use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, RawManif
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
+use crate::portable::image::ImageSource;
 use crate::portable::pull::{self, Image};
-use crate::portable::push::{self, CopyOptions, CopyResult, ImageSource};
+use crate::portable::write::{self, CopyOptions, CopyResult, Destination};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +138,13 @@ impl RepositoryClient {
         destination: &ImageReference,
         options: &CopyOptions,
     ) -> Result<CopyResult> {
-        push::push(image.push_plan(), &self.registry, destination, options).await
+        write::push(image, &self.registry, destination, options).await
+    }
+
+    /// `reference` in this client's registry, as a destination of
+    /// [`copy_image`](crate::write::copy_image).
+    pub fn destination(&self, reference: &ImageReference) -> Destination {
+        Destination::registry(&self.registry, reference)
     }
 }
 

@@ -1,7 +1,11 @@
-//! The portable layer: what users call. [`RepositoryClient`](client::RepositoryClient)
-//! and its builder, resolving and writing images ([`pull`]), and pushing them
-//! ([`push`]).
+//! The portable layer: what users call. Images to copy ([`image`]: an
+//! [`ImageSource`](image::ImageSource) from a registry or from disk), one
+//! routine writing any of them anywhere ([`write`]), and on top
+//! [`RepositoryClient`](client::RepositoryClient) with its builder, and the
+//! pull and push entry points ([`pull`], [`push`]).
 
 pub(crate) mod client;
+pub mod image;
 pub mod pull;
 pub mod push;
+pub mod write;

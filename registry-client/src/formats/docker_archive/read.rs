@@ -137,6 +137,7 @@ pub(crate) fn read_docker_archive(path: &Path, tag: Option<&str>) -> Result<Imag
     });
     let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON"));
     Ok(ImageOnDisk {
+        name: tags(image).into_iter().next(),
         top: StoredManifest {
             digest: sha256(&bytes),
             media_type: DOCKER_MANIFEST.to_owned(),

@@ -53,6 +53,7 @@ pub(crate) fn read_oci_layout(dir: &Path, tag: Option<&str>) -> Result<ImageOnDi
     let top = walk.manifest(chosen, 0)?;
     walk.below.retain(|m| m.digest != top.digest);
     Ok(ImageOnDisk {
+        name: name(chosen),
         top,
         below: walk.below,
         blobs: walk.blobs,

@@ -24,11 +24,32 @@ const STREAM_CHUNKS: usize = 16;
 /// error ends the stream; dropping it stops the download.
 pub struct BlobStream {
     size: Option<u64>,
-    chunks: mpsc::Receiver<Result<Bytes>>,
-    task: JoinHandle<()>,
+    chunks: Chunks,
+}
+
+enum Chunks {
+    /// From a download running in its own task (stopped when the stream is dropped).
+    Download {
+        chunks: mpsc::Receiver<Result<Bytes>>,
+        task: JoinHandle<()>,
+    },
+    /// From anything else: a file, memory.
+    Other(Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>),
 }
 
 impl BlobStream {
+    /// A blob's bytes from any stream of them, `size` bytes in all when known (an
+    /// [`ImageSource`](crate::image::ImageSource) of your own returns one).
+    pub fn from_stream(
+        size: Option<u64>,
+        chunks: impl Stream<Item = Result<Bytes>> + Send + 'static,
+    ) -> BlobStream {
+        BlobStream {
+            size,
+            chunks: Chunks::Other(Box::pin(chunks)),
+        }
+    }
+
     /// How many bytes the stream brings, when known (the descriptor's size,
     /// the source's `Content-Length`, or the range's length).
     pub fn size(&self) -> Option<u64> {
@@ -40,13 +61,18 @@ impl Stream for BlobStream {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.chunks.poll_recv(cx)
+        match &mut self.chunks {
+            Chunks::Download { chunks, .. } => chunks.poll_recv(cx),
+            Chunks::Other(chunks) => chunks.as_mut().poll_next(cx),
+        }
     }
 }
 
 impl Drop for BlobStream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Chunks::Download { task, .. } = &self.chunks {
+            task.abort();
+        }
     }
 }
 
@@ -74,7 +100,10 @@ pub(crate) async fn get_blob(
         sink.finish(fetched).await;
     });
     match first.await {
-        Ok(Ok(size)) => Ok(BlobStream { size, chunks, task }),
+        Ok(Ok(size)) => Ok(BlobStream {
+            size,
+            chunks: Chunks::Download { chunks, task },
+        }),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(Error::from(std::io::Error::other(
             "the blob's download task ended",

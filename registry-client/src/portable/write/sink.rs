@@ -15,11 +15,8 @@ use std::path::Path;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::driver::protocol::blobs::{BlobSink, GetBlobOptions, RestartRefused, download};
-use crate::driver::sources::Route;
+use crate::driver::protocol::blobs::{BlobSink, RestartRefused};
 use crate::error::{Error, Result};
-use crate::formats::BlobInfo;
-use crate::model::events::Progress;
 
 /// Bytes gathered before they are handed to the blocking pool. Two batches
 /// per download can be alive at once (one filling, one being written).
@@ -220,28 +217,6 @@ impl BlobSink for FileSink {
     async fn restart(&mut self) -> std::result::Result<(), RestartRefused> {
         Ok(FileSink::restart(self).await?)
     }
-}
-
-/// Downloads a layer of a pull into `file` (from its current position),
-/// as durable as `durability` says. On any error `file` holds a partial
-/// blob that the caller must discard. Returns the source that completed it.
-pub(crate) async fn download_blob(
-    route: &Route,
-    order: &[usize],
-    blob: &BlobInfo,
-    file: std::fs::File,
-    durability: Durability,
-    progress: Option<&Progress>,
-) -> Result<String> {
-    let mut sink = FileSink::new(file, durability)?;
-    let options = GetBlobOptions {
-        size: Some(blob.size),
-        range: None,
-        progress: progress.cloned(),
-    };
-    let fetched = download(route, order, &blob.digest, &options, &mut sink).await?;
-    sink.finish().await?;
-    Ok(fetched.source)
 }
 
 /// The archive file opened on its own (own file offset), positioned at `offset`.
