@@ -259,13 +259,69 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     );
     assert!(inspected.contains("\"Architecture\": \"amd64\""), "{inspected}");
 
-    // Both sides on disk is not a copy this command makes.
+    // Disk to disk: a layout's whole index into another layout, byte for byte.
+    let copied = common::path_str(&sandbox.path("copied"));
+    sandbox
+        .mcreg(&[
+            "copy",
+            &format!("oci:{layout}:multi"),
+            &format!("oci:{copied}:again"),
+        ])
+        .ok();
+    let raw = run_tool("skopeo", &["inspect", "--raw", &format!("oci:{copied}:again")]);
+    assert_eq!(sha256(raw.as_bytes()), multi.digest);
+    // The archive into a layout, and that layout into a new archive, which podman
+    // loads as the same image.
+    let from_archive = common::path_str(&sandbox.path("from-archive"));
+    let said = sandbox
+        .mcreg(&[
+            "copy",
+            &format!("docker-archive:{archive}"),
+            &format!("oci:{from_archive}:amd64"),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let archived = said["digest"].as_str().expect("a digest").to_owned();
+    let round_trip = common::path_str(&sandbox.path("round-trip.tar"));
+    sandbox
+        .mcreg(&[
+            "copy",
+            &format!("oci:{from_archive}:amd64"),
+            &format!("docker-archive:{round_trip}"),
+        ])
+        .ok();
+    let before = run_tool("skopeo", &["inspect", &format!("docker-archive:{archive}")]);
+    let after = run_tool("skopeo", &["inspect", &format!("docker-archive:{round_trip}")]);
+    let layers =
+        |inspected: &str| serde_json::from_str::<serde_json::Value>(inspected).unwrap()["Layers"].clone();
+    assert_eq!(layers(&before), layers(&after), "{before}\n{after}");
+    assert!(after.contains("\"Architecture\": \"amd64\""), "{after}");
+    assert!(archived.starts_with("sha256:"), "{archived}");
+    // podman loads both archives as one image (its ID is the config's digest).
+    let storage = tempfile::tempdir().expect("podman's storage");
+    let loaded = |dir: &str, archive: &str| {
+        podman(&sandbox, storage.path(), dir, &["load", "--quiet", "-i", archive]);
+        podman(
+            &sandbox,
+            storage.path(),
+            dir,
+            &["images", "--quiet", "--no-trunc"],
+        )
+    };
+    let (original, copied) = (loaded("a", &archive), loaded("b", &round_trip));
+    assert!(original.trim().starts_with("sha256:"), "{original}");
+    assert_eq!(original, copied);
+
+    // A whole index does not fit an archive: a clear error, and no file.
+    let refused = common::path_str(&sandbox.path("refused.tar"));
     let run = sandbox
         .mcreg(&[
             "copy",
             &format!("oci:{layout}:multi"),
-            &format!("docker-archive:{archive}"),
+            &format!("docker-archive:{refused}"),
         ])
-        .expect_code(2);
-    assert!(run.stderr.contains("registry"), "{}", run.stderr);
+        .expect_code(1);
+    assert!(run.stderr.contains("one platform"), "{}", run.stderr);
+    assert!(!std::path::Path::new(&refused).exists());
 }

@@ -3,8 +3,9 @@
 use registry_client::BlobPush;
 use std::path::PathBuf;
 
-use registry_client::pull::{Image, PullOptions, PullResult};
-use registry_client::push::{CopyOptions, CopyResult, LocalImage};
+use registry_client::pull::{DEFAULT_CONCURRENCY, Image, PullResult};
+use registry_client::push::{CopyOptions, CopyResult, ImageSource, LocalImage};
+use registry_client::write::{Destination, Written, copy_image};
 use registry_client::{Credentials, ImageReference, RepositoryClient};
 use serde::Serialize;
 
@@ -67,7 +68,7 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
     if let Some(jobs) = args.jobs {
         options = options.concurrency(jobs.into());
     }
-    let copied = copy(context, args, &options, &reporter, platform).await;
+    let copied = copy(context, args, &options, platform).await;
     // The bars go before the summary (or the error) is printed.
     reporter.finish();
     match copied? {
@@ -85,60 +86,57 @@ pub async fn run(context: &Context, args: &CopyArgs) -> Result<(), Failure> {
 enum Copied {
     /// Into a registry: from one, or from disk (a push).
     ToRegistry { source: String, result: CopyResult },
-    /// To disk: a pull.
-    ToDisk {
-        source: ImageReference,
-        result: PullResult,
-    },
+    /// To disk: from a registry (a pull), or from another file.
+    ToDisk { source: String, result: PullResult },
 }
 
 async fn copy(
     context: &Context,
     args: &CopyArgs,
     options: &CopyOptions,
-    reporter: &Reporter,
     platform: Option<&str>,
 ) -> Result<Copied, Failure> {
     // Checked before anything is asked of a registry.
     let source_credentials = credentials("--src-creds", args.src_creds.as_deref())?;
     let destination_credentials = credentials("--dest-creds", args.dest_creds.as_deref())?;
-    match (
+    let (source, destination) = (
         Location::parse(&args.source)?,
         Location::parse(&args.destination)?,
-    ) {
-        (Location::Registry(source), Location::Registry(destination)) => {
-            let image = resolve(context, args.all, &source, platform, source_credentials).await?;
-            let client = destination_client(context, &destination, destination_credentials)?;
-            let result = client.push(&image, &destination, options).await?;
-            Ok(Copied::ToRegistry {
-                source: source.to_string(),
-                result,
-            })
-        }
-        (Location::Registry(source), local) => {
-            if args.dry_run {
-                return Err(Failure::Usage(
-                    "copy: --dry-run is for a registry destination".into(),
-                ));
-            }
-            let image = resolve(context, args.all, &source, platform, source_credentials).await?;
-            let result = copy_to_disk(args, &image, local, reporter).await?;
-            Ok(Copied::ToDisk { source, result })
-        }
-        (local, Location::Registry(destination)) => {
-            // From disk: a push.
-            let image = local.open()?;
-            let client = destination_client(context, &destination, destination_credentials)?;
-            let result = client.push(&image, &destination, options).await?;
-            Ok(Copied::ToRegistry {
-                source: args.source.clone(),
-                result,
-            })
-        }
-        _ => Err(Failure::Usage(
-            "copy: one side must be a registry (cp copies files)".into(),
-        )),
+    );
+    if args.dry_run && !matches!(destination, Location::Registry(_)) {
+        return Err(Failure::Usage(
+            "copy: --dry-run is for a registry destination".into(),
+        ));
     }
+    let image: Box<dyn ImageSource> = match &source {
+        Location::Registry(reference) => {
+            Box::new(resolve(context, args.all, reference, platform, source_credentials).await?)
+        }
+        local => Box::new(local.open()?),
+    };
+    let to = match &destination {
+        Location::Registry(reference) => {
+            destination_client(context, reference, destination_credentials)?.destination(reference)
+        }
+        Location::Layout { path, name } => Destination::oci_layout(path, name.as_deref()),
+        Location::Archive { path, .. } => Destination::docker_archive(path),
+    };
+    // Files take as many blobs at once as a pull does, registries fewer.
+    let options = match (&destination, args.jobs) {
+        (Location::Layout { .. } | Location::Archive { .. }, None) => {
+            options.clone().concurrency(DEFAULT_CONCURRENCY)
+        }
+        _ => options.clone(),
+    };
+    let source = match source {
+        Location::Registry(reference) => reference.to_string(),
+        _ => args.source.clone(),
+    };
+    Ok(match copy_image(image.as_ref(), &to, &options).await? {
+        Written::Registry(result) => Copied::ToRegistry { source, result },
+        Written::File(result) => Copied::ToDisk { source, result },
+        other => return Err(Failure::Usage(format!("copy: unexpected outcome {other:?}"))),
+    })
 }
 
 /// The source image: one platform, or with `all` the whole index.
@@ -179,36 +177,10 @@ fn destination_client(
     )
 }
 
-/// To disk: a pull into an OCI layout or a docker archive.
-async fn copy_to_disk(
-    args: &CopyArgs,
-    image: &Image,
-    destination: Location,
-    reporter: &Reporter,
-) -> Result<PullResult, Failure> {
-    let mut options = PullOptions::default();
-    if let Some(progress) = reporter.progress() {
-        options = options.progress(progress);
-    }
-    if let Some(jobs) = args.jobs {
-        options = options.concurrency(jobs.into());
-    }
-    Ok(match &destination {
-        Location::Layout { path, name } => {
-            if let Some(name) = name {
-                options = options.ref_name(name.as_str());
-            }
-            image.write_oci_layout(path, &options).await?
-        }
-        Location::Archive { path, .. } => image.write_docker_archive(path, &options).await?,
-        Location::Registry(_) => unreachable!("a registry destination is a copy, not a pull"),
-    })
-}
-
 /// `--json` of a copy to disk.
-fn result_summary(source: &ImageReference, result: &PullResult) -> serde_json::Value {
+fn result_summary(source: &str, result: &PullResult) -> serde_json::Value {
     serde_json::json!({
-        "source": source.to_string(),
+        "source": source,
         "digest": result.digest,
         "path": result.path.as_ref().map(|p| p.display().to_string()),
     })
