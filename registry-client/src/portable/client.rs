@@ -712,4 +712,24 @@ mod tests {
         fn check<T: Send + Sync + Clone + 'static>() {}
         check::<RepositoryClient>();
     }
+
+    /// A pull, a push and a copy can be `tokio::spawn`ed: their futures are `Send`
+    /// (this does not compile otherwise).
+    #[allow(dead_code)]
+    fn image_operations_can_be_spawned(client: RepositoryClient, reference: ImageReference) {
+        use crate::portable::image::LocalImage;
+        use crate::portable::write::{Destination, PullOptions, copy_image};
+        tokio::spawn(async move {
+            let image = client.pull(&reference).await?;
+            let options = PullOptions::default();
+            image.write_docker_archive("a.tar".as_ref(), &options).await?;
+            image.write_oci_layout("layout".as_ref(), &options).await?;
+            image.write_rootfs("rootfs.tar".as_ref(), &options).await?;
+            client.push(&image, &reference, &CopyOptions::default()).await?;
+            let local = LocalImage::open_oci_layout("layout".as_ref(), None)?;
+            let to = Destination::docker_archive("b.tar");
+            copy_image(&local, &to, &CopyOptions::default()).await?;
+            Ok::<_, Error>(())
+        });
+    }
 }

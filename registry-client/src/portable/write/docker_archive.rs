@@ -35,8 +35,11 @@ pub(crate) async fn docker_archive(
     let temp = atomic.temp_path();
     let layers = &layers;
     let fetch = &Fetch::new(source, layers, options).await?;
-    let pulled = stream::iter(largest_first(layout.layer_slots(), |slot| slot.size))
-        .map(|slot| async move {
+    // A loop, not a closure over `&LayerSlot`: such a closure would keep the
+    // future from being `Send` (rustc cannot prove it for every lifetime).
+    let mut jobs = Vec::new();
+    for slot in largest_first(layout.layer_slots(), |slot| slot.size) {
+        jobs.push(async move {
             let blob = layers
                 .iter()
                 .find(|l| l.digest == slot.digest)
@@ -54,7 +57,9 @@ pub(crate) async fn docker_archive(
                 ),
             };
             Ok::<_, Error>(pulled_layer(blob, source))
-        })
+        });
+    }
+    let pulled = stream::iter(jobs)
         .buffer_unordered(options.concurrency)
         .try_collect::<Vec<_>>()
         .await?;

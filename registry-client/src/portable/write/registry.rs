@@ -130,14 +130,15 @@ pub(crate) async fn push(
             && reference.repository() != destination.repository();
         same_registry.then(|| reference.repository())
     });
-    let mut copied = stream::iter(
-        planned
-            .iter()
-            .map(|blob| copy_blob(source, to, destination, blob, mount_from, options)),
-    )
-    .buffer_unordered(options.concurrency)
-    .try_collect::<Vec<CopiedBlob>>()
-    .await?;
+    // A loop, not a closure over `&PlannedBlob`, so that the future stays `Send`.
+    let mut jobs = Vec::new();
+    for blob in &planned {
+        jobs.push(copy_blob(source, to, destination, blob, mount_from, options));
+    }
+    let mut copied = stream::iter(jobs)
+        .buffer_unordered(options.concurrency)
+        .try_collect::<Vec<CopiedBlob>>()
+        .await?;
 
     let mut put = Vec::new();
     if !options.dry_run {

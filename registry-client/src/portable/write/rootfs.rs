@@ -47,20 +47,22 @@ pub(crate) async fn rootfs_to<W: std::io::Write + Send + 'static>(
     // to files first: the source's own, or a scratch directory.
     let scratch = tempfile::tempdir()?;
     let fetch = &Fetch::new(source, &layers, options).await?;
-    let fetched = stream::iter(&layers)
-        .map(|layer| {
-            let scratch = scratch.path();
-            async move {
-                if let Some((path, source)) = fetch.file(layer).await? {
-                    return Ok::<_, Error>((layer, path, source));
-                }
-                let path = scratch.join(layer.digest.replace(':', "-"));
-                let source = fetch
-                    .fetch_into(layer, std::fs::File::create(&path)?, Durability::Buffered)
-                    .await?;
-                Ok((layer, path, Some(source)))
+    // A loop, not a closure over `&BlobInfo`, so that the future stays `Send`.
+    let mut jobs = Vec::new();
+    for layer in &layers {
+        let scratch = scratch.path();
+        jobs.push(async move {
+            if let Some((path, source)) = fetch.file(layer).await? {
+                return Ok::<_, Error>((layer, path, source));
             }
-        })
+            let path = scratch.join(layer.digest.replace(':', "-"));
+            let source = fetch
+                .fetch_into(layer, std::fs::File::create(&path)?, Durability::Buffered)
+                .await?;
+            Ok((layer, path, Some(source)))
+        });
+    }
+    let fetched = stream::iter(jobs)
         .buffered(options.concurrency)
         .try_collect::<Vec<_>>()
         .await?;
