@@ -108,7 +108,7 @@ pub struct Cache {
     fills: Arc<Fills>,
     usage: Arc<Usage>,
     health: Arc<StorageHealth>,
-    manifests: SingleFlight<String, Shared<(StoredManifest, String)>>,
+    manifests: SingleFlight<String, Shared<(StoredManifest, Option<String>)>>,
     tags: SingleFlight<String, Shared<ManifestDescriptor>>,
     /// Stale answers and bad manifests, warned about now and then.
     stale_warnings: Occasional,
@@ -222,7 +222,7 @@ impl Cache {
             return Ok(ManifestAnswer::upstream_head(descriptor));
         }
         let (manifest, source) = self.fetch_manifest(route, reference).await?;
-        Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
+        Ok(fetched(manifest, source))
     }
 
     async fn stored_manifest(&self, route: &Route, digest: &str) -> Option<StoredManifest> {
@@ -261,7 +261,7 @@ impl Cache {
             }
             let by_digest = reference.with_digest(&record.digest).map_err(upstream)?;
             let (manifest, source) = self.fetch_manifest(route, &by_digest).await?;
-            return Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)));
+            return Ok(fetched(manifest, source));
         }
         let key = format!("{} {repository}:{tag}", route.name);
         let checked = self
@@ -333,16 +333,17 @@ impl Cache {
         }
         let by_digest = reference.with_digest(&descriptor.digest).map_err(upstream)?;
         let (manifest, source) = self.fetch_manifest(route, &by_digest).await?;
-        Ok(ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)))
+        Ok(fetched(manifest, source))
     }
 
     /// Fetches a manifest by digest (once, however many ask) and stores it
-    /// (when it can: it is answered either way).
+    /// (when it can: it is answered either way). Returns the upstream that
+    /// served it; `None` when a fetch that ended a moment ago had stored it.
     async fn fetch_manifest(
         &self,
         route: &Route,
         reference: &ImageReference,
-    ) -> Shared<(StoredManifest, String)> {
+    ) -> Shared<(StoredManifest, Option<String>)> {
         // Per repository: a request for the same digest under another
         // repository must not be answered before its upstream confirms it.
         let key = format!(
@@ -353,6 +354,13 @@ impl Cache {
         );
         self.manifests
             .run(key, || async {
+                // A fetch of the same manifest may have ended between the
+                // caller's look in storage and now: it stored and linked the
+                // manifest before it left the flight, so look again first
+                // (else, on a busy machine, a second upstream GET).
+                if let Some(stored) = self.stored_linked_manifest(route, reference).await {
+                    return Ok((stored, None));
+                }
                 let fetched = route
                     .upstream()
                     .await?
@@ -384,9 +392,31 @@ impl Cache {
                         )
                         .await,
                 );
-                Ok((manifest, fetched.descriptor.source.unwrap_or_default()))
+                Ok((manifest, Some(fetched.descriptor.source.unwrap_or_default())))
             })
             .await
+    }
+
+    /// The manifest `reference` names by digest, when it is linked to its
+    /// repository and stored (the link first: it is the cheaper look, and a
+    /// fetch writes it last).
+    async fn stored_linked_manifest(
+        &self,
+        route: &Route,
+        reference: &ImageReference,
+    ) -> Option<StoredManifest> {
+        let digest = reference.digest()?;
+        let linked = self.read(
+            "read a link",
+            self.storage
+                .linked(&route.name, reference.repository(), Kind::Manifest, digest)
+                .await
+                .map(Some),
+        );
+        if !linked.unwrap_or(false) {
+            return None;
+        }
+        self.stored_manifest(route, digest).await
     }
 
     /// An upstream that sends a manifest other than the one asked for is
@@ -683,4 +713,13 @@ fn upstream(error: registry_client::Error) -> Arc<Error> {
 
 fn is_not_found(error: &Error) -> bool {
     matches!(error, Error::Upstream(e) if e.is_not_found())
+}
+
+/// The answer of a manifest fetched by digest: a miss, unless a fetch that had
+/// just ended had stored it.
+fn fetched(manifest: StoredManifest, source: Option<String>) -> ManifestAnswer {
+    match source {
+        Some(source) => ManifestAnswer::stored(manifest, CacheResult::Miss, Some(source)),
+        None => ManifestAnswer::stored(manifest, CacheResult::Hit, None),
+    }
 }

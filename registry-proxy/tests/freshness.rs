@@ -10,7 +10,17 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
 
 use common::{RunningProxy, config, config_with_routes, header, pull_through, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
@@ -19,6 +29,7 @@ use conformance::harness::{
 };
 use registry_client::driver::oci::OciOption;
 use registry_client::{CircuitBreakerConfig, RetryConfig};
+use registry_proxy::storage::Storage;
 use registry_proxy::{Config, Proxy, UpstreamConfig};
 use reqwest::{Method, StatusCode};
 
@@ -643,4 +654,136 @@ async fn a_route_whose_first_upstream_is_down_pulls_from_the_next() {
         assert_eq!(gets.len(), 1, "{digest}: {gets:?}");
         assert_eq!(gets[0].status, Some(200));
     }
+}
+
+/// The store under the cache, with one read made late: the second read of a
+/// manifest (one client's look in storage after the shared tag check; the
+/// other client's fetch reads the link, not the manifest) waits until the
+/// fetch has linked the manifest (and a moment more, for that fetch to end),
+/// then answers "not found", as a read issued before the write does on a
+/// busy machine.
+#[derive(Debug)]
+struct LateSecondRead {
+    inner: Arc<dyn ObjectStore>,
+    manifest_reads: AtomicUsize,
+    linked: AtomicBool,
+    link_written: tokio::sync::Notify,
+}
+
+impl std::fmt::Display for LateSecondRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LateSecondRead({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LateSecondRead {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let put = self.inner.put_opts(location, payload, opts).await;
+        if location.as_ref().contains("/_links/manifests/") {
+            self.linked.store(true, Ordering::SeqCst);
+            self.link_written.notify_waiters();
+        }
+        put
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &StorePath, options: GetOptions) -> object_store::Result<GetResult> {
+        let key = location.as_ref();
+        let manifest = key.contains("/manifests/") && !key.contains("/_links/");
+        if manifest && self.manifest_reads.fetch_add(1, Ordering::SeqCst) == 1 {
+            let written = self.link_written.notified();
+            if !self.linked.load(Ordering::SeqCst) {
+                // Bounded, so that an order this test did not foresee fails
+                // its assertion instead of hanging.
+                let _ = tokio::time::timeout(Duration::from_secs(5), written).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Err(object_store::Error::NotFound {
+                path: key.to_owned(),
+                source: "read before the manifest was written".into(),
+            });
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn delete(&self, location: &StorePath) -> object_store::Result<()> {
+        self.inner.delete(location).await
+    }
+
+    fn list(&self, prefix: Option<&StorePath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy(&self, from: &StorePath, to: &StorePath) -> object_store::Result<()> {
+        self.inner.copy(from, to).await
+    }
+
+    async fn copy_if_not_exists(&self, from: &StorePath, to: &StorePath) -> object_store::Result<()> {
+        self.inner.copy_if_not_exists(from, to).await
+    }
+}
+
+/// Two clients wait on one tag check; the first fetches the manifest while the
+/// second's look in storage comes back empty only after that fetch ended. The
+/// second must not fetch the manifest again: the fetch looks in storage once
+/// more before it asks the upstream.
+#[tokio::test]
+async fn a_storage_read_that_missed_a_fetch_just_ended_does_not_fetch_the_manifest_again() {
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let upstream = recorded(&registry.url()).await;
+    upstream.inject_when(
+        Matcher::manifests().method(Method::HEAD),
+        Fault::Delay {
+            duration: Duration::from_millis(300),
+            times: usize::MAX,
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("store")).expect("store dir");
+    let store = LateSecondRead {
+        inner: Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("store")).expect("store")),
+        manifest_reads: AtomicUsize::new(0),
+        linked: AtomicBool::new(false),
+        link_written: tokio::sync::Notify::new(),
+    };
+    let storage = Storage::new(Arc::new(store), dir.path().join("spool")).expect("storage");
+    let config = config(dir.path(), &[upstream.host()]);
+    let proxy = Proxy::with_storage(&config, storage, |builder| {
+        builder.option(OciOption::DockerConfig, "/nonexistent/config.json")
+    })
+    .expect("build the proxy");
+    let proxy = RunningProxy::serve(proxy);
+    let image = &registry.fixtures().single_oci;
+    let manifest = format!("{}/v2/single/oci/manifests/v1", proxy.url());
+    let clients = (0..2).map(|_| async {
+        let response = http().get(&manifest).send().await.expect("GET");
+        (response.status(), response.bytes().await.expect("body"))
+    });
+    for (status, body) in futures::future::join_all(clients).await {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, image.manifest);
+    }
+    let gets: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_manifest() && r.method == Method::GET)
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
 }
