@@ -1,7 +1,9 @@
-//! The generic `oci` provider runs the whole conformance suite in every auth mode.
+//! The generic `oci` provider against Distribution runs the whole conformance suite in
+//! every auth mode: it can do everything the suite asks.
 
 use conformance::harness::AuthMode;
-use conformance::suite::Target;
+use conformance::suite::Capability::*;
+use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
 use registry_client::driver::oci::OciOption;
 use registry_client::{Credentials, RepositoryClient, RepositoryClientBuilder};
 
@@ -17,4 +19,21 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
     }
 }
 
-conformance::conformance_tests!(registry = None, builder = builder);
+const OCI: Endpoint = Endpoint {
+    name: "oci (Distribution)",
+    capabilities: &[
+        Pull,
+        Push,
+        Mount,
+        ChunkedUpload,
+        Catalog,
+        TagPagination,
+        Transparent,
+    ],
+};
+
+fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {
+    Box::pin(SuiteEnv::start(mode, None, builder))
+}
+
+conformance::conformance_tests!(endpoint = OCI, start = start, modes = [None, Basic, Token]);

@@ -6,7 +6,9 @@
 mod common;
 
 use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
-use conformance::suite::Target;
+use conformance::harness::AuthMode;
+use conformance::suite::Capability::*;
+use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
 use registry_client::RepositoryClientBuilder;
 
 fn builder(target: &Target) -> RepositoryClientBuilder {
@@ -17,12 +19,29 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
         .endpoint(target.endpoint.as_str())
 }
 
-conformance::conformance_tests!(
-    registry = Some("mcreg-registry.cn-hangzhou.cr.aliyuncs.com"),
-    builder = builder,
-    mode = Token,
-    user = Some((TEMP_USER, TEMP_TOKEN))
-);
+const ENDPOINT: Endpoint = Endpoint {
+    name: "ali (fake cr API, Distribution)",
+    capabilities: &[
+        Pull,
+        Push,
+        Mount,
+        ChunkedUpload,
+        Catalog,
+        TagPagination,
+        Transparent,
+    ],
+};
+
+fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {
+    Box::pin(SuiteEnv::start_as(
+        mode,
+        Some("mcreg-registry.cn-hangzhou.cr.aliyuncs.com"),
+        builder,
+        Some((TEMP_USER, TEMP_TOKEN)),
+    ))
+}
+
+conformance::conformance_tests!(endpoint = ENDPOINT, start = start, modes = [Token]);
 
 fn counted_builder(target: &Target) -> RepositoryClientBuilder {
     common::fake()
@@ -35,8 +54,6 @@ fn counted_builder(target: &Target) -> RepositoryClientBuilder {
 /// The suite above is not vacuous: its credentials come from the fake, once per client.
 #[tokio::test]
 async fn suite_credentials_come_from_the_fake_api() {
-    use conformance::harness::AuthMode;
-    use conformance::suite::SuiteEnv;
     let env = SuiteEnv::start_as(
         AuthMode::Token,
         Some("mcreg-registry.cn-hangzhou.cr.aliyuncs.com"),

@@ -9,8 +9,10 @@
 //! every token arrives expired, is used once and never cached: every request
 //! that needs credentials asks moto.
 
+use conformance::harness::AuthMode;
 use conformance::harness::moto_url;
-use conformance::suite::Target;
+use conformance::suite::Capability::*;
+use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
 use registry_aws::AwsOption;
 use registry_client::{AuthRequest, Challenge, ProviderConfig, RepositoryClient, RepositoryClientBuilder};
 
@@ -56,9 +58,26 @@ async fn moto_token_is_basic_aws_with_the_accounts_password() {
     }
 }
 
-conformance::conformance_tests!(
-    registry = Some(REGISTRY),
-    builder = builder,
-    mode = Basic,
-    user = Some(("AWS", MOTO_PASSWORD))
-);
+const ENDPOINT: Endpoint = Endpoint {
+    name: "aws (moto ECR auth, Distribution)",
+    capabilities: &[
+        Pull,
+        Push,
+        Mount,
+        ChunkedUpload,
+        Catalog,
+        TagPagination,
+        Transparent,
+    ],
+};
+
+fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {
+    Box::pin(SuiteEnv::start_as(
+        mode,
+        Some(REGISTRY),
+        builder,
+        Some(("AWS", MOTO_PASSWORD)),
+    ))
+}
+
+conformance::conformance_tests!(endpoint = ENDPOINT, start = start, modes = [Basic]);

@@ -7,7 +7,9 @@ mod common;
 use std::sync::OnceLock;
 
 use common::{FakeOAuth, Tokens};
-use conformance::suite::Target;
+use conformance::harness::AuthMode;
+use conformance::suite::Capability::*;
+use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 use registry_gcp::{GcpOption, USERNAME};
 
@@ -35,9 +37,26 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
         .option(GcpOption::CredentialsFile, credentials_file())
 }
 
-conformance::conformance_tests!(
-    registry = Some("us-docker.pkg.dev"),
-    builder = builder,
-    mode = Token,
-    user = Some(("oauth2accesstoken", ISSUED_TOKEN))
-);
+const ENDPOINT: Endpoint = Endpoint {
+    name: "gcp (fake Google OAuth2, Distribution)",
+    capabilities: &[
+        Pull,
+        Push,
+        Mount,
+        ChunkedUpload,
+        Catalog,
+        TagPagination,
+        Transparent,
+    ],
+};
+
+fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {
+    Box::pin(SuiteEnv::start_as(
+        mode,
+        Some("us-docker.pkg.dev"),
+        builder,
+        Some(("oauth2accesstoken", ISSUED_TOKEN)),
+    ))
+}
+
+conformance::conformance_tests!(endpoint = ENDPOINT, start = start, modes = [Token]);

@@ -30,6 +30,8 @@ pub struct SuiteEnv {
     pub proxy: FaultProxy,
     pub target: Target,
     make: MakeBuilder,
+    /// What must live as long as the environment (a cache in front of it, its directory).
+    kept: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl SuiteEnv {
@@ -67,6 +69,7 @@ impl SuiteEnv {
             proxy,
             target,
             make,
+            kept: Vec::new(),
         }
     }
 
@@ -80,6 +83,12 @@ impl SuiteEnv {
             None => host.to_owned(),
         };
         self.target.endpoint = endpoint;
+        self
+    }
+
+    /// The environment, keeping `guard` alive as long as itself.
+    pub fn keeping(mut self, guard: impl std::any::Any + Send + Sync) -> SuiteEnv {
+        self.kept.push(Box::new(guard));
         self
     }
 
