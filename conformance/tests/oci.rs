@@ -2,8 +2,7 @@
 //! every auth mode: it can do everything the suite asks.
 
 use conformance::harness::AuthMode;
-use conformance::suite::Capability::*;
-use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
+use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_client::driver::oci::OciOption;
 use registry_client::{Credentials, RepositoryClient, RepositoryClientBuilder};
 
@@ -21,15 +20,7 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
 
 const OCI: Endpoint = Endpoint {
     name: "oci (Distribution)",
-    capabilities: &[
-        Pull,
-        Push,
-        Mount,
-        ChunkedUpload,
-        Catalog,
-        TagPagination,
-        Transparent,
-    ],
+    capabilities: DISTRIBUTION,
 };
 
 fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {

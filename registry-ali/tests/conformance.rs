@@ -7,8 +7,7 @@ mod common;
 
 use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
 use conformance::harness::AuthMode;
-use conformance::suite::Capability::*;
-use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
+use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_client::RepositoryClientBuilder;
 
 fn builder(target: &Target) -> RepositoryClientBuilder {
@@ -21,15 +20,7 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
 
 const ENDPOINT: Endpoint = Endpoint {
     name: "ali (fake cr API, Distribution)",
-    capabilities: &[
-        Pull,
-        Push,
-        Mount,
-        ChunkedUpload,
-        Catalog,
-        TagPagination,
-        Transparent,
-    ],
+    capabilities: DISTRIBUTION,
 };
 
 fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {

@@ -11,8 +11,7 @@
 
 use conformance::harness::AuthMode;
 use conformance::harness::moto_url;
-use conformance::suite::Capability::*;
-use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
+use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_aws::AwsOption;
 use registry_client::{AuthRequest, Challenge, ProviderConfig, RepositoryClient, RepositoryClientBuilder};
 
@@ -60,15 +59,7 @@ async fn moto_token_is_basic_aws_with_the_accounts_password() {
 
 const ENDPOINT: Endpoint = Endpoint {
     name: "aws (moto ECR auth, Distribution)",
-    capabilities: &[
-        Pull,
-        Push,
-        Mount,
-        ChunkedUpload,
-        Catalog,
-        TagPagination,
-        Transparent,
-    ],
+    capabilities: DISTRIBUTION,
 };
 
 fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {

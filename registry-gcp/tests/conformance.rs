@@ -8,8 +8,7 @@ use std::sync::OnceLock;
 
 use common::{FakeOAuth, Tokens};
 use conformance::harness::AuthMode;
-use conformance::suite::Capability::*;
-use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};
+use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 use registry_gcp::{GcpOption, USERNAME};
 
@@ -39,15 +38,7 @@ fn builder(target: &Target) -> RepositoryClientBuilder {
 
 const ENDPOINT: Endpoint = Endpoint {
     name: "gcp (fake Google OAuth2, Distribution)",
-    capabilities: &[
-        Pull,
-        Push,
-        Mount,
-        ChunkedUpload,
-        Catalog,
-        TagPagination,
-        Transparent,
-    ],
+    capabilities: DISTRIBUTION,
 };
 
 fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {

@@ -45,6 +45,18 @@ pub enum Capability {
     Tokens,
 }
 
+/// What an endpoint in front of the harness's Distribution registry (behind
+/// the fault proxy) supports, whatever provider's client talks to it.
+pub const DISTRIBUTION: &[Capability] = &[
+    Capability::Pull,
+    Capability::Push,
+    Capability::Mount,
+    Capability::ChunkedUpload,
+    Capability::Catalog,
+    Capability::TagPagination,
+    Capability::Transparent,
+];
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)

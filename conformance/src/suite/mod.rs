@@ -27,7 +27,9 @@ pub use push::*;
 pub use resilience::*;
 pub use trees::*;
 
-pub use capability::{Capability, CaseFn, Endpoint, Outcome, REPORT_VARIABLE, StartEnv, run_case};
+pub use capability::{
+    Capability, CaseFn, DISTRIBUTION, Endpoint, Outcome, REPORT_VARIABLE, StartEnv, run_case,
+};
 pub use env::{SuiteEnv, Target};
 pub use futures::future::{BoxFuture, LocalBoxFuture};
 
