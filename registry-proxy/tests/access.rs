@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{RunningProxy, config};
+use common::{RunningProxy, config, http};
 use conformance::harness::{AuthMode, ImageFixture, TestRegistry, fixtures};
 use registry_client::Credentials;
 use registry_proxy::{AuthConfig, Config};
@@ -77,10 +77,6 @@ impl Guarded {
     fn open_image(&self, image: &ImageFixture) -> String {
         image.reference(&format!("{}/open", self.cache.host()))
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 fn as_alice(request: RequestBuilder) -> RequestBuilder {

@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, Tmpfs, config, header, metric, metrics, recorded, wait_for_hit, walk};
+use common::{RunningProxy, Tmpfs, config, header, http, metric, metrics, recorded, wait_for_hit, walk};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures, noise};
 use registry_client::driver::oci::OciOption;
@@ -52,10 +52,6 @@ fn blob_gets(upstream: &FaultProxy) -> HashMap<String, usize> {
         *counts.entry(digest).or_default() += 1;
     }
     counts
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    RunningProxy, Tmpfs, config, config_with_routes, fetched_blobs, metric, metrics, push_noise_image, route,
-    wait_for_hit, walk,
+    RunningProxy, Tmpfs, config, config_with_routes, fetched_blobs, http, metric, metrics, push_noise_image,
+    route, wait_for_hit, walk,
 };
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::tools::{self, layout_digest};
@@ -103,13 +103,6 @@ impl Cached {
     fn url(&self, rest: &str) -> String {
         format!("{}/v2/{rest}", self.cache.url())
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("HTTP client")
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

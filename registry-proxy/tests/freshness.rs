@@ -22,7 +22,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
-use common::{RunningProxy, config, config_with_routes, header, pull_through, recorded, wait_for_hit};
+use common::{RunningProxy, config, config_with_routes, header, http, pull_through, recorded, wait_for_hit};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{
     AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest,
@@ -63,10 +63,6 @@ fn app(image: &ImageFixture) -> ImageFixture {
     image.repository = "team/app".into();
     image.tag = Some("v1".into());
     image
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
 }
 
 /// The requests the upstream received for `/manifests/<reference>` with `method`.

@@ -161,6 +161,15 @@ impl Drop for RunningProxy {
 
 /// A cache in `dir` with one default route per upstream registry host (the
 /// first is the default route).
+/// A client for the tests' own requests, never sent through a proxy the
+/// environment names (everything here is on loopback).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
 pub fn config(dir: &Path, registries: &[String]) -> Config {
     let mut config =
         Config::for_registries("127.0.0.1:0".parse().unwrap(), dir.to_owned(), registries).expect("config");
