@@ -59,3 +59,14 @@ pub(crate) fn read_small(path: &Path) -> Result<Vec<u8>> {
     }
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
+
+/// `size` bytes of the file at `path` from `offset` (an archive's entry, a
+/// layout's config), read whole: errors name the path.
+pub(crate) fn read_at(path: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buffer = vec![0; size as usize];
+    file.read_exact_at(&mut buffer, offset)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(buffer)
+}

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::formats::local_image::{BlobBytes, ImageOnDisk, MAX_JSON, StoredBlob, StoredManifest};
+use crate::formats::local_image::{BlobBytes, ImageOnDisk, MAX_JSON, StoredBlob, StoredManifest, read_at};
 use crate::formats::tar_reader::TarReader;
 use crate::model::digest::{Hasher, sha256};
 use crate::model::manifest::media_types::DOCKER_MANIFEST;
@@ -168,15 +168,6 @@ fn archive_entries(path: &Path) -> Result<Vec<Entry>> {
         message: format!("not a readable tar: {e}"),
     })?;
     Ok(entries)
-}
-
-fn read_at(path: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buffer = vec![0; size as usize];
-    file.read_exact_at(&mut buffer, offset)
-        .map_err(|e| Error::io(path, e))?;
-    Ok(buffer)
 }
 
 /// The sha256 digest of `size` bytes at `offset`, and whether they are gzip.

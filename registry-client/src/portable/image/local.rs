@@ -15,7 +15,7 @@ use super::source::ImageSource;
 use crate::driver::protocol::blobs::BlobStream;
 use crate::error::{Error, Result};
 use crate::formats::docker_archive::read_docker_archive;
-use crate::formats::local_image::{BlobBytes, ImageOnDisk, MAX_JSON, StoredBlob, StoredManifest};
+use crate::formats::local_image::{BlobBytes, ImageOnDisk, MAX_JSON, StoredBlob, StoredManifest, read_at};
 use crate::formats::oci_layout::read_oci_layout;
 use crate::model::manifest::{ImageConfig, Manifest, ManifestKind};
 use crate::model::platform::Platform;
@@ -189,12 +189,7 @@ fn read_config(bytes: &BlobBytes, size: u64) -> Result<Bytes> {
                     message: format!("a config of {size} bytes, more than a config can be"),
                 });
             }
-            use std::os::unix::fs::FileExt;
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut buffer = vec![0; size as usize];
-            file.read_exact_at(&mut buffer, *offset)
-                .map_err(|e| Error::io(path, e))?;
-            Ok(Bytes::from(buffer))
+            Ok(Bytes::from(read_at(path, *offset, size)?))
         }
     }
 }
