@@ -4,9 +4,9 @@
 //! source is a recording proxy, so the order is what the sources saw.
 
 use std::path::Path;
-use std::process::Command;
 
 use conformance::harness::fault_proxy::{FaultProxy, RecordedRequest};
+use conformance::harness::tools::{self, run};
 use conformance::harness::{AuthMode, Containerd, ImageFixture, TestRegistry};
 use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
@@ -126,25 +126,9 @@ async fn pull_with(client: RepositoryClient, image: &str) -> String {
 }
 
 /// Runs a real tool, failing the test with its output when it fails or is missing.
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?} could not run ({e}): run scripts/install-test-tools.sh"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn podman_pull(config: &Path, image: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
-    run(Command::new("podman")
-        .env("CONTAINERS_REGISTRIES_CONF", config)
-        .args(["--root", &path("root"), "--runroot", &path("run")])
-        .args(["--storage-driver", "vfs", "pull", "--quiet", image]));
+    run(tools::podman(dir.path(), Some(config)).args(["pull", "--quiet", image]));
 }
 
 #[tokio::test]
