@@ -5,13 +5,14 @@
 
 mod common;
 
-use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
+use common::AccountExt as _;
 use conformance::harness::AuthMode;
+use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_client::RepositoryClientBuilder;
 
 fn builder(target: &Target) -> RepositoryClientBuilder {
-    common::fake()
+    fake()
         .account("conformance")
         .builder()
         .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
@@ -35,7 +36,7 @@ fn start(mode: AuthMode) -> BoxFuture<'static, SuiteEnv> {
 conformance::conformance_tests!(endpoint = ENDPOINT, start = start, modes = [Token]);
 
 fn counted_builder(target: &Target) -> RepositoryClientBuilder {
-    common::fake()
+    fake()
         .account("conformance-counted")
         .builder()
         .option(registry_ali::AliOption::InstanceId, MCREG_INSTANCE_ID)
@@ -58,7 +59,7 @@ async fn suite_credentials_come_from_the_fake_api() {
         let config = client.get_config(&env.image(fixture)).await.expect("config");
         assert_eq!(config.digest, fixture.config_digest);
     }
-    let account = common::fake().account("conformance-counted");
+    let account = fake().account("conformance-counted");
     let calls = account.calls();
     assert_eq!(calls.len(), 1, "{calls:#?}");
     assert_eq!(calls[0].action, "GetAuthorizationToken");

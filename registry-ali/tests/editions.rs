@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, ask, fake, provider};
+use common::{AccountExt as _, ask, provider};
+use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::pull::PullOptions;
 use registry_client::{Credentials, Error, ImageReference, RepositoryClient};

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, ask, fake, provider};
+use common::{AccountExt as _, ask, provider};
+use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use registry_ali::{
     ACCESS_KEY_ID_ENV, ACCESS_KEY_SECRET_ENV, AliOption, CR_ENDPOINT_ENV, SECURITY_TOKEN_ENV,
 };

@@ -7,8 +7,9 @@ mod common;
 use std::error::Error as _;
 use std::time::Duration;
 
-use common::{
-    Account, MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, acs_date, ask, fake, provider, random_hex, raw_call,
+use common::{AccountExt as _, ask, provider, raw_call};
+use conformance::harness::cloud::alibaba::{
+    Account, MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, acs_date, api_host, fake, random_hex,
 };
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_ali::AliOption;
@@ -104,7 +105,7 @@ async fn fake_rejects_wrong_secret_stale_date_and_reused_nonce() {
 async fn signature_and_key_errors_are_unauthorized() {
     let account = fake().account("mapped");
     let options = enterprise_options(&account);
-    let expected_host = common::api_host();
+    let expected_host = api_host();
 
     let wrong_secret = "wrong-Secret-never-shown";
     let err = ask(
@@ -196,7 +197,7 @@ async fn permission_and_throttling_errors() {
     let Error::Denied { host, message } = err.underlying() else {
         panic!("{err:?}")
     };
-    assert_eq!(host, &common::api_host());
+    assert_eq!(host, &api_host());
     assert_eq!(err.provider_id(), Some("ali"));
     assert!(
         message.starts_with("Forbidden.RAM: Forbidden.RAM (forced by the test) (HTTP 403, RequestId "),
@@ -219,7 +220,7 @@ async fn permission_and_throttling_errors() {
     assert!(err.is_rate_limited() && err.is_retryable());
     assert_eq!(
         err.underlying().to_string(),
-        format!("rate limited by {}", common::api_host())
+        format!("rate limited by {}", api_host())
     );
 
     // The failures were not cached: the next call is answered.

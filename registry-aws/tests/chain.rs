@@ -2,11 +2,11 @@
 //! region and `AWS_ENDPOINT_URL_ECR`. One test in its own binary, so that
 //! setting the environment races with nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ACCESS_KEY_ID, Answer, Call, ECR_TARGET, FakeEcr, SECRET_KEY, SESSION_TOKEN};
+use conformance::harness::cloud::aws::{
+    ACCESS_KEY_ID, Answer, Call, ECR_TARGET, FakeEcr, SECRET_KEY, SESSION_TOKEN,
+};
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_aws as _; // links the provider
 use registry_client::{ImageReference, RepositoryClient};

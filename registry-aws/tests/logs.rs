@@ -3,14 +3,12 @@
 //! rest. Its own binary with one test: tracing's per-callsite interest cache
 //! is shared by the whole process, so parallel tests could hide a leak.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{ACCESS_KEY_ID, Answer, FakeEcr, SECRET_KEY, SESSION_TOKEN};
+use conformance::harness::cloud::aws::{ACCESS_KEY_ID, Answer, FakeEcr, SECRET_KEY, SESSION_TOKEN};
 use registry_aws::AwsOption;
 use registry_client::{AuthRequest, Challenge, ProviderConfig};
 

@@ -3,11 +3,9 @@
 //! keeping a valid token when a refresh fails, regions, ECR Public, and the
 //! mapping of API errors.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use conformance::harness::cloud::aws::{
     ACCESS_KEY_ID, Answer, Call, ECR_PUBLIC_TARGET, ECR_TARGET, FakeEcr, SECRET_KEY, SESSION_TOKEN,
 };
 use conformance::harness::{AuthMode, TestRegistry};

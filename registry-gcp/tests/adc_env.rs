@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{CLIENT_SECRET, FakeOAuth, Tokens, ask, full_text, provider};
+use common::{ask, full_text, provider};
+use conformance::harness::cloud::google::{CLIENT_SECRET, FakeOAuth, Tokens};
 use registry_client::Error;
 use registry_gcp::SCOPE;
 

@@ -2,12 +2,10 @@
 //! `oauth2accesstoken` and the access token that a fake Google OAuth2 endpoint issued. The
 //! provider gets that token itself: from an `authorized_user` file, through google-cloud-auth.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::{FakeOAuth, Tokens};
 use conformance::harness::AuthMode;
+use conformance::harness::cloud::google::{FakeOAuth, Tokens};
 use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};
 use registry_client::{RepositoryClient, RepositoryClientBuilder};
 use registry_gcp::{GcpOption, USERNAME};

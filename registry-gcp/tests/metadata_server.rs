@@ -4,56 +4,18 @@
 //! Environment variables belong to the whole process, so this binary holds exactly one test,
 //! which sets them before it starts any thread of its own.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use conformance::harness::{AuthMode, BackgroundServer, TestRegistry};
+use conformance::harness::cloud::google::FakeMetadata;
+use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::driver::auth::{AuthScheme, Challenge};
 use registry_client::{AuthRequest, Error, ImageReference, ProviderConfig, RepositoryClient};
 use registry_gcp::{SCOPE, USERNAME};
-use serde_json::json;
 
 const TOKEN: &str = "ya29.metadata-Access-token";
-const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
-
-#[derive(Default)]
-struct Metadata {
-    calls: AtomicUsize,
-    /// Answer 404 instead of a token (no default service account).
-    fail: AtomicBool,
-    /// The `scopes` query parameter of each request.
-    scopes: Mutex<Vec<Option<String>>>,
-}
-
-async fn token(
-    State(state): State<Arc<Metadata>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    state.calls.fetch_add(1, Ordering::SeqCst);
-    let scopes = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "scopes")
-        .map(|(_, v)| v.into_owned());
-    state.scopes.lock().unwrap().push(scopes);
-    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
-        return (StatusCode::FORBIDDEN, "missing Metadata-Flavor: Google").into_response();
-    }
-    if state.fail.load(Ordering::SeqCst) {
-        return (StatusCode::NOT_FOUND, "no default service account").into_response();
-    }
-    axum::Json(json!({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})).into_response()
-}
 
 #[test]
 fn metadata_server_credentials() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let addr = listener.local_addr().expect("addr");
     // A HOME without gcloud's application_default_credentials.json, so ADC falls back to the
     // metadata server, whatever the developer's own machine has.
     let home = tempfile::tempdir().expect("home");
@@ -66,20 +28,16 @@ fn metadata_server_credentials() {
         std::env::remove_var("GOOGLE_APPLICATION_CREDENTIALS");
         std::env::remove_var("GOOGLE_CLOUD_QUOTA_PROJECT");
     }
-    let metadata = Arc::new(Metadata::default());
-    let app = Router::new()
-        .route(TOKEN_PATH, get(token))
-        .with_state(metadata.clone());
-    let _server = BackgroundServer::serve("fake-gce-metadata", listener, app);
+    let metadata = FakeMetadata::serve(listener, TOKEN);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(check(metadata));
+    runtime.block_on(check(&metadata));
 }
 
-async fn check(metadata: Arc<Metadata>) {
+async fn check(metadata: &FakeMetadata) {
     // Pulls through a real registry that accepts only the metadata server's token.
     let registry = TestRegistry::start_as(AuthMode::Token, USERNAME, TOKEN).await;
     let fixtures = registry.fixtures();
@@ -112,12 +70,8 @@ async fn check(metadata: Arc<Metadata>) {
         "{:?}",
         tokens.requests()
     );
-    assert_eq!(
-        metadata.calls.load(Ordering::SeqCst),
-        1,
-        "one metadata request for all pulls"
-    );
-    assert_eq!(*metadata.scopes.lock().unwrap(), vec![Some(SCOPE.to_owned())]);
+    assert_eq!(metadata.calls(), 1, "one metadata request for all pulls");
+    assert_eq!(metadata.scopes(), vec![Some(SCOPE.to_owned())]);
 
     // The provider itself, with a default config (as `builder_for` builds it).
     let record = registry_client::driver::provider("gcp").expect("registered");
@@ -136,14 +90,10 @@ async fn check(metadata: Arc<Metadata>) {
         assert_eq!(credentials.username(), Some(USERNAME));
         assert_eq!(credentials.secret(), TOKEN);
     }
-    assert_eq!(
-        metadata.calls.load(Ordering::SeqCst),
-        2,
-        "one more for the new provider, cached"
-    );
+    assert_eq!(metadata.calls(), 2, "one more for the new provider, cached");
 
     // No default service account: a provider error naming the failure, no token in it.
-    metadata.fail.store(true, Ordering::SeqCst);
+    metadata.set_failing(true);
     let gcp = record.build(&ProviderConfig::default()).expect("factory");
     let err = gcp.credentials(&request).await.expect_err("no token");
     assert!(
@@ -159,5 +109,5 @@ async fn check(metadata: Arc<Metadata>) {
     assert!(text.contains("failed to fetch token"), "{text}");
     assert!(text.contains("404"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
-    assert_eq!(metadata.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(metadata.calls(), 3);
 }

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    CLIENT_ID, CLIENT_SECRET, FakeOAuth, REFRESH_TOKEN, Tokens, WRONG_SECRET, ask, full_text, provider,
+use common::{ask, full_text, provider};
+use conformance::harness::cloud::google::{
+    CLIENT_ID, CLIENT_SECRET, FakeOAuth, REFRESH_TOKEN, Tokens, WRONG_SECRET,
 };
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::{Credentials, Error, ImageReference, RepositoryClient};

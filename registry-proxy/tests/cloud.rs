@@ -12,21 +12,18 @@
 //!   user and password from a fake `cr` API that verifies its ACS3 signature,
 //!   date and nonce, and presents them at the registry's token server.
 //!
-//! The Google and Alibaba fakes are the provider crates' own (their
-//! `tests/common`, included by path: they are test modules, not libraries),
-//! so the cache is tested against exactly what the providers are. Those
-//! routes' upstreams sit behind a recording proxy, so a second pull can be
-//! seen to fetch no blob.
+//! The Google and Alibaba fakes are the harness's
+//! (`conformance::harness::cloud`), the same the provider crates' own tests
+//! run against. Those routes' upstreams sit behind a recording proxy, so a
+//! second pull can be seen to fetch no blob.
 
 mod common;
-#[path = "../../registry-ali/tests/common/mod.rs"]
-mod fake_ali;
-#[path = "../../registry-gcp/tests/common/mod.rs"]
-mod fake_google;
 
 use common::{RunningProxy, config_with_routes, fetched_blobs, recorded};
+use conformance::harness::cloud::{alibaba, google};
 use conformance::harness::fault_proxy::FaultProxy;
 use conformance::harness::{AuthMode, ImageFixture, TestRegistry, moto_url};
+use registry_ali::AliOption;
 use registry_aws::AwsOption;
 use registry_proxy::RouteConfig;
 
@@ -65,7 +62,7 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
 
 #[tokio::test]
 async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_its_oauth_token() {
-    use fake_google::{CLIENT_ID, FakeOAuth, Tokens};
+    use google::{CLIENT_ID, FakeOAuth, Tokens};
     use registry_gcp::{GcpOption, SCOPE, USERNAME};
     const ACCESS_TOKEN: &str = "ya29.proxy-Access-token";
 
@@ -97,22 +94,23 @@ async fn an_artifact_registry_upstream_authenticates_with_the_gcp_provider_and_i
 
 #[tokio::test]
 async fn an_acr_upstream_authenticates_with_the_ali_provider_and_a_signed_cr_api_call() {
-    use fake_ali::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
+    use alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER};
     // An AccessKey of this test's own: the fake's call log is per key.
-    let account = fake_ali::fake().account("proxy-cloud");
+    let account = alibaba::fake().account("proxy-cloud");
     // The token server takes nothing but the temporary user and password
     // the fake hands out.
     let registry = TestRegistry::start_as(AuthMode::Token, TEMP_USER, TEMP_TOKEN).await;
     let upstream = recorded(&registry.url()).await;
     let mut route = cloud_route(ACR, "ali", &upstream);
-    // The AccessKey and the fake's URL, as the provider's own tests pass them.
-    for (name, value) in account.options() {
+    // The fake's URL, the AccessKey, and the Enterprise instance.
+    for (name, value) in [
+        (AliOption::CrEndpoint, alibaba::fake().url()),
+        (AliOption::AccessKeyId, account.id.clone()),
+        (AliOption::AccessKeySecret, account.secret.clone()),
+        (AliOption::InstanceId, MCREG_INSTANCE_ID.to_owned()),
+    ] {
         route.options.insert(name.into(), value);
     }
-    route.options.insert(
-        registry_ali::AliOption::InstanceId.into(),
-        MCREG_INSTANCE_ID.into(),
-    );
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = RunningProxy::start(&config_with_routes(dir.path(), vec![route]));
 

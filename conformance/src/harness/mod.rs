@@ -18,6 +18,7 @@
 //! seeding runs on a thread of its own. A `TestRegistry` can therefore be used from
 //! `#[tokio::test]` (current-thread) while the test also runs blocking tools like skopeo.
 
+pub mod cloud;
 pub mod containerd;
 pub mod fault_proxy;
 pub mod fixtures;

@@ -1,6 +1,13 @@
-//! A fake ECR / ECR Public API on loopback: the AWS JSON 1.1 protocol for
-//! `GetAuthorizationToken`, answering what the test sets and recording each call.
-#![allow(dead_code)] // each test binary uses part of it
+//! A fake Amazon ECR / ECR Public API on loopback, standing in for `api.ecr.<region>.amazonaws.com`
+//! and `api.ecr-public.us-east-1.amazonaws.com`: the AWS JSON 1.1 protocol for
+//! `GetAuthorizationToken` (`X-Amz-Target` of either service), answering what the test sets and
+//! recording each call. It checks that a request is SigV4-signed (`Authorization:
+//! AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request`, `X-Amz-Date`) and
+//! by the one access key it knows, and answers AWS's JSON errors otherwise. It does not
+//! recompute the SigV4 signature: the providers sign with the AWS SDK, not with code of their own.
+//!
+//! It is served on the caller's tokio runtime (unlike the other fakes): start it from the
+//! test's runtime, and it stops with it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
