@@ -1,13 +1,11 @@
 //! docker's credential-helper protocol, byte for byte, as `docker-credential-mcreg` and as
 //! `mcreg credential-helper`, with the cloud providers answering from loopback fakes.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{FakeHttp, MCREG, Run, SECRET_MARK, Sandbox, path_str};
+use crate::common::{FakeHttp, MCREG, Run, SECRET_MARK, Sandbox, path_str};
 
 const NOT_FOUND: &[u8] = b"credentials not found in native keychain\n";
 

@@ -1,8 +1,6 @@
 //! Every command of the built binary against a real registry, in every auth mode.
 
-mod common;
-
-use common::{MODES, Sandbox, path_str};
+use crate::common::{MODES, Sandbox, path_str};
 use conformance::harness::{AuthMode, TestRegistry, run_tool};
 use conformance::suite::tar_entries;
 use serde_json::Value;

@@ -2,13 +2,11 @@
 //! only; a dry run that writes nothing; a second copy that uploads nothing; one registry's
 //! settings refused because they would reach both.
 
-mod common;
-
 use std::path::Path;
 
-use common::{SECRET_MARK, Sandbox};
+use crate::common::{SECRET_MARK, Sandbox, path_str};
 use conformance::harness::fault_proxy::FaultProxy;
-use conformance::harness::{AuthMode, TestRegistry, run_tool};
+use conformance::harness::{AuthMode, TestRegistry, run_tool, tools};
 use registry_client::model::digest::sha256;
 use url::Url;
 
@@ -116,41 +114,27 @@ async fn copy_refuses_settings_that_would_reach_both_registries() {
     assert!(run.stderr.contains("USER:PASSWORD"), "{}", run.stderr);
 }
 
-/// A sandbox whose podman reads an empty `registries.conf`, not the machine's.
-fn podman_sandbox() -> Sandbox {
-    let sandbox = Sandbox::new();
-    let conf = sandbox.path("registries.conf");
-    std::fs::write(&conf, "").expect("registries.conf");
-    // podman reads $DOCKER_CONFIG/config.json when the variable is set.
-    std::fs::write(sandbox.path("docker/config.json"), "{}").expect("config.json");
-    sandbox.env("CONTAINERS_REGISTRIES_CONF", common::path_str(&conf))
-}
-
-/// podman with a storage of its own under `storage/<dir>` (vfs). `storage` is a short
-/// path of its own: podman refuses a runroot longer than 50 characters, and the sandbox
-/// lives deep in the target directory.
-fn podman(sandbox: &Sandbox, storage: &Path, dir: &str, args: &[&str]) -> String {
-    let root = common::path_str(&storage.join(dir).join("root"));
-    let runroot = common::path_str(&storage.join(dir).join("run"));
-    let mut all = vec!["--root", &root, "--runroot", &runroot, "--storage-driver", "vfs"];
-    all.extend(args);
-    sandbox.run_program("podman", &all, None).ok().stdout_text()
+/// podman with a storage of its own under `storage/<dir>` (vfs), an empty `registries.conf`
+/// and auth file. `storage` is a short path of its own: podman refuses a runroot longer than
+/// 50 characters, and the sandbox lives deep in the target directory.
+fn podman(storage: &Path, dir: &str, args: &[&str]) -> String {
+    tools::run(tools::podman(&storage.join(dir), None).args(args))
 }
 
 #[tokio::test]
 async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them() {
     let source = TestRegistry::start(AuthMode::None).await;
     let dest = TestRegistry::start_empty(AuthMode::None).await;
-    let sandbox = podman_sandbox();
+    let sandbox = Sandbox::new();
     let storage = tempfile::tempdir().expect("podman's storage");
-    let podman = |dir: &str, args: &[&str]| podman(&sandbox, storage.path(), dir, args);
+    let podman = |dir: &str, args: &[&str]| podman(storage.path(), dir, args);
     let fixture = &source.fixtures().single_docker;
     let image = fixture.reference(&source.host());
     let image_id = fixture.config_digest.trim_start_matches("sha256:");
 
     // podman save of the image podman pulled.
     podman("saver", &["pull", "--quiet", "--tls-verify=false", &image]);
-    let archive = common::path_str(&sandbox.path("saved.tar"));
+    let archive = path_str(&sandbox.path("saved.tar"));
     podman(
         "saver",
         &["save", "--format", "docker-archive", "-o", &archive, &image],
@@ -163,7 +147,7 @@ async fn push_takes_a_podman_save_archive_and_our_layout_and_podman_pulls_them()
     assert!(said.contains(&from_podman), "{said}");
 
     // Our own OCI layout.
-    let layout = common::path_str(&sandbox.path("layout"));
+    let layout = path_str(&sandbox.path("layout"));
     sandbox
         .mcreg(&["pull", &image, "--format", "oci", "-o", &layout])
         .ok();
@@ -199,8 +183,8 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     let sandbox = Sandbox::new();
     let multi = &source.fixtures().multi_oci;
     let from = format!("{}/{}:v1", source.host(), multi.repository);
-    let layout = common::path_str(&sandbox.path("layout"));
-    let archive = common::path_str(&sandbox.path("image.tar"));
+    let layout = path_str(&sandbox.path("layout"));
+    let archive = path_str(&sandbox.path("image.tar"));
 
     // Registry → disk: the whole index into a layout, one platform into an archive.
     let into_layout = format!("oci:{layout}:multi");
@@ -260,7 +244,7 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     assert!(inspected.contains("\"Architecture\": \"amd64\""), "{inspected}");
 
     // Disk to disk: a layout's whole index into another layout, byte for byte.
-    let copied = common::path_str(&sandbox.path("copied"));
+    let copied = path_str(&sandbox.path("copied"));
     sandbox
         .mcreg(&[
             "copy",
@@ -272,7 +256,7 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     assert_eq!(sha256(raw.as_bytes()), multi.digest);
     // The archive into a layout, and that layout into a new archive, which podman
     // loads as the same image.
-    let from_archive = common::path_str(&sandbox.path("from-archive"));
+    let from_archive = path_str(&sandbox.path("from-archive"));
     let said = sandbox
         .mcreg(&[
             "copy",
@@ -283,7 +267,7 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
         .ok()
         .json();
     let archived = said["digest"].as_str().expect("a digest").to_owned();
-    let round_trip = common::path_str(&sandbox.path("round-trip.tar"));
+    let round_trip = path_str(&sandbox.path("round-trip.tar"));
     sandbox
         .mcreg(&[
             "copy",
@@ -301,20 +285,15 @@ async fn copy_to_and_from_disk_goes_through_layouts_and_archives() {
     // podman loads both archives as one image (its ID is the config's digest).
     let storage = tempfile::tempdir().expect("podman's storage");
     let loaded = |dir: &str, archive: &str| {
-        podman(&sandbox, storage.path(), dir, &["load", "--quiet", "-i", archive]);
-        podman(
-            &sandbox,
-            storage.path(),
-            dir,
-            &["images", "--quiet", "--no-trunc"],
-        )
+        podman(storage.path(), dir, &["load", "--quiet", "-i", archive]);
+        podman(storage.path(), dir, &["images", "--quiet", "--no-trunc"])
     };
     let (original, copied) = (loaded("a", &archive), loaded("b", &round_trip));
     assert!(original.trim().starts_with("sha256:"), "{original}");
     assert_eq!(original, copied);
 
     // A whole index does not fit an archive: a clear error, and no file.
-    let refused = common::path_str(&sandbox.path("refused.tar"));
+    let refused = path_str(&sandbox.path("refused.tar"));
     let run = sandbox
         .mcreg(&[
             "copy",

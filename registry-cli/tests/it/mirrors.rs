@@ -2,9 +2,7 @@
 //! image shows in the summary, the progress lines and `--json`; skipped
 //! sources are reported with their reason; a bad config file names itself.
 
-mod common;
-
-use common::{Sandbox, path_str};
+use crate::common::{Sandbox, path_str};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures, free_port};
 use url::Url;

@@ -5,15 +5,13 @@
 //! the default directory when given none, refuses a bad config file with
 //! the file and key, and stops cleanly on SIGTERM.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{MCREG, Sandbox, path_str};
+use crate::common::{MCREG, Sandbox, path_str};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::tools::{layout_digest, skopeo};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port};

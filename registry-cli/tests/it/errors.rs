@@ -1,8 +1,6 @@
 //! Exit codes and error messages: one sentence and its causes, never a debug dump or a secret.
 
-mod common;
-
-use common::{MODES, Run, SECRET_MARK, Sandbox, path_str};
+use crate::common::{MODES, Run, SECRET_MARK, Sandbox, path_str};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher, is_manifest_path};
 use conformance::harness::{AuthMode, TestRegistry, USER};
 
