@@ -25,6 +25,7 @@ pub mod fixtures;
 pub mod hung;
 pub mod logs;
 pub mod moto;
+pub mod own_process;
 pub mod registry;
 pub mod server;
 pub mod token_server;
@@ -37,6 +38,7 @@ pub use fixtures::{
 };
 pub use hung::HungServer;
 pub use moto::moto_url;
+pub use own_process::alone_in_process;
 pub use registry::{
     AuthMode, CaSignedTlsFiles, TestRegistry, TlsFiles, write_ca_signed_tls_files, write_tls_files,
 };
@@ -135,19 +137,7 @@ pub(crate) fn random_string(len: usize) -> String {
 /// its stdout, panicking with its stderr on failure, or with a pointer to
 /// `scripts/install-test-tools.sh` when it is not installed.
 pub fn run_tool(program: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} could not run ({e}): run scripts/install-test-tools.sh to install it")
-        });
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    tools::run(Command::new(program).args(args))
 }
 
 /// Spawns a server process (a registry, containerd) that dies with the test
