@@ -1,8 +1,10 @@
 //! At TRACE the AWS SDK logs whole responses, ECR tokens included. The
 //! provider drops the SDK's TRACE events during a token fetch and keeps the
-//! rest. Its own binary with one test: tracing's per-callsite interest cache
-//! is shared by the whole process, so parallel tests could hide a leak.
+//! rest. The test runs alone in a process of its own ([`alone_in_process`]):
+//! tracing's per-callsite interest cache is shared by the whole process, so
+//! parallel tests could hide a leak.
 
+use conformance::harness::alone_in_process;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +40,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
 
 #[tokio::test]
 async fn token_fetch_logs_no_secret_at_trace() {
+    if !alone_in_process(module_path!(), "token_fetch_logs_no_secret_at_trace") {
+        return;
+    }
     let fake = FakeEcr::start(Answer::Token {
         password: PASSWORD.to_owned(),
         lifetime: Duration::from_secs(600),

@@ -3,7 +3,6 @@
 //! built directly, a credentials request as the transport makes it, and a request signed by hand
 //! with the provider's own signer.
 
-#![allow(dead_code)] // each test binary uses a part
 
 use std::sync::Arc;
 

@@ -3,9 +3,7 @@
 //! given no registry credentials: the provider gets them from `GetAuthorizationToken`
 //! (Enterprise Edition, signed and verified), for the host written in every reference.
 
-mod common;
-
-use common::AccountExt as _;
+use crate::common::AccountExt as _;
 use conformance::harness::AuthMode;
 use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use conformance::suite::{BoxFuture, DISTRIBUTION, Endpoint, SuiteEnv, Target};

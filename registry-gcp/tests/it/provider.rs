@@ -1,11 +1,9 @@
 //! The provider against a fake Google OAuth2 token endpoint: hosts, token caching and
 //! refresh, registry token caching in the core, failures, and explicit credentials.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ask, full_text, provider};
+use crate::common::{ask, full_text, provider};
 use conformance::harness::cloud::google::{
     CLIENT_ID, CLIENT_SECRET, FakeOAuth, REFRESH_TOKEN, Tokens, WRONG_SECRET,
 };

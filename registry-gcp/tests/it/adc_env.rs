@@ -1,20 +1,22 @@
 //! Application Default Credentials from `GOOGLE_APPLICATION_CREDENTIALS` (no builder option).
 //!
-//! Environment variables belong to the whole process, so this binary holds exactly one test,
-//! which sets them before it starts any thread of its own.
+//! Environment variables belong to the whole process, so the test runs alone in a process of
+//! its own ([`alone_in_process`]) and sets them before it starts any thread of its own.
 
-mod common;
-
-use common::{ask, full_text, provider};
+use conformance::harness::alone_in_process;
+use crate::common::{ask, full_text, provider};
 use conformance::harness::cloud::google::{CLIENT_SECRET, FakeOAuth, Tokens};
 use registry_client::Error;
 use registry_gcp::SCOPE;
 
 #[test]
 fn google_application_credentials() {
+    if !alone_in_process(module_path!(), "google_application_credentials") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("adc.json");
-    // SAFETY: this is the only test in this binary, and nothing else in the process reads or
+    // SAFETY: this test is alone in its process, and nothing else in the process reads or
     // writes the environment concurrently: the test harness's main thread only waits for this
     // test, and the fake's thread and the tokio runtime are started below, after this block.
     unsafe {

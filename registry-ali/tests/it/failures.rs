@@ -2,12 +2,10 @@
 //! the provider maps the API's refusals to the core's error kinds, tagged `ali`, with no
 //! secret in any `Display`, `Debug` or log line.
 
-mod common;
-
 use std::error::Error as _;
 use std::time::Duration;
 
-use common::{AccountExt as _, ask, provider, raw_call};
+use crate::common::{AccountExt as _, ask, provider, raw_call};
 use conformance::harness::cloud::alibaba::{
     Account, MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, acs_date, api_host, fake, random_hex,
 };

@@ -1,9 +1,8 @@
-//! The AccessKey and API endpoint from the environment. One test in its own binary: it
-//! changes process-wide environment variables.
+//! The AccessKey and API endpoint from the environment. The test changes process-wide
+//! environment variables, so it runs alone in a process of its own ([`alone_in_process`]).
 
-mod common;
-
-use common::{AccountExt as _, ask, provider};
+use conformance::harness::alone_in_process;
+use crate::common::{AccountExt as _, ask, provider};
 use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use registry_ali::{
     ACCESS_KEY_ID_ENV, ACCESS_KEY_SECRET_ENV, AliOption, CR_ENDPOINT_ENV, SECURITY_TOKEN_ENV,
@@ -13,7 +12,7 @@ use registry_client::Error;
 const HOST: &str = "mcreg-registry.cn-hangzhou.cr.aliyuncs.com";
 
 fn set(name: &str, value: Option<&str>) {
-    // SAFETY: this binary's only test; nothing else reads or writes the environment meanwhile.
+    // SAFETY: alone in its process; nothing else reads or writes the environment meanwhile.
     unsafe {
         match value {
             Some(v) => std::env::set_var(name, v),
@@ -24,6 +23,9 @@ fn set(name: &str, value: Option<&str>) {
 
 #[tokio::test]
 async fn access_key_and_endpoint_from_the_environment() {
+    if !alone_in_process(module_path!(), "access_key_and_endpoint_from_the_environment") {
+        return;
+    }
     for name in [
         ACCESS_KEY_ID_ENV,
         ACCESS_KEY_SECRET_ENV,

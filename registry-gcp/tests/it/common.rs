@@ -1,7 +1,6 @@
 //! The `gcp` provider built directly and asked for credentials as the transport asks, for the
 //! tests that point it at the harness's fake Google endpoints
 //! ([`conformance::harness::cloud::google`]).
-#![allow(dead_code)] // each test binary uses a part
 
 use std::sync::Arc;
 

@@ -1,13 +1,13 @@
 //! The standard AWS chain, read by `aws-config` from the environment: keys,
-//! region and `AWS_ENDPOINT_URL_ECR`. One test in its own binary, so that
-//! setting the environment races with nothing.
+//! region and `AWS_ENDPOINT_URL_ECR`. The test runs alone in a process of its
+//! own ([`alone_in_process`]), so that setting the environment races with nothing.
 
 use std::time::Duration;
 
 use conformance::harness::cloud::aws::{
     ACCESS_KEY_ID, Answer, Call, ECR_TARGET, FakeEcr, SECRET_KEY, SESSION_TOKEN,
 };
-use conformance::harness::{AuthMode, TestRegistry};
+use conformance::harness::{AuthMode, TestRegistry, alone_in_process};
 use registry_aws as _; // links the provider
 use registry_client::{ImageReference, RepositoryClient};
 
@@ -15,9 +15,12 @@ const PASSWORD: &str = "chain-Token-Password";
 
 #[tokio::test]
 async fn keys_region_and_endpoint_from_the_environment() {
+    if !alone_in_process(module_path!(), "keys_region_and_endpoint_from_the_environment") {
+        return;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fake_url = format!("http://{}", listener.local_addr().unwrap());
-    // SAFETY: the only test of this binary, before it starts any thread.
+    // SAFETY: alone in its process, before it starts any thread.
     unsafe {
         for (name, value) in [
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),

@@ -1,11 +1,9 @@
 //! Both editions end to end against a real registry, the instance-name lookup, and the
 //! temporary password's cache (one API call while valid, a new one near `ExpireTime`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AccountExt as _, ask, provider};
+use crate::common::{AccountExt as _, ask, provider};
 use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::pull::PullOptions;

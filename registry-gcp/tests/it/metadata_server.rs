@@ -1,11 +1,11 @@
 //! Application Default Credentials from the metadata server (GCE, GKE, Cloud Run), against a
 //! fake one on loopback that google-cloud-auth finds through `GCE_METADATA_HOST`.
 //!
-//! Environment variables belong to the whole process, so this binary holds exactly one test,
-//! which sets them before it starts any thread of its own.
+//! Environment variables belong to the whole process, so the test runs alone in a process of
+//! its own ([`alone_in_process`]) and sets them before it starts any thread of its own.
 
 use conformance::harness::cloud::google::FakeMetadata;
-use conformance::harness::{AuthMode, TestRegistry};
+use conformance::harness::{AuthMode, TestRegistry, alone_in_process};
 use registry_client::driver::auth::{AuthScheme, Challenge};
 use registry_client::{AuthRequest, Error, ImageReference, ProviderConfig, RepositoryClient};
 use registry_gcp::{SCOPE, USERNAME};
@@ -14,12 +14,15 @@ const TOKEN: &str = "ya29.metadata-Access-token";
 
 #[test]
 fn metadata_server_credentials() {
+    if !alone_in_process(module_path!(), "metadata_server_credentials") {
+        return;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     // A HOME without gcloud's application_default_credentials.json, so ADC falls back to the
     // metadata server, whatever the developer's own machine has.
     let home = tempfile::tempdir().expect("home");
-    // SAFETY: this is the only test in this binary, and nothing else in the process reads or
+    // SAFETY: this test is alone in its process, and nothing else in the process reads or
     // writes the environment concurrently: the test harness's main thread only waits for this
     // test, and the server thread and the tokio runtime are started below, after this block.
     unsafe {
