@@ -2,11 +2,9 @@
 //! (size and time), and a shutdown that lets answers under way finish
 //! within the grace period, then cuts what is left.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config};
+use crate::common::{RunningProxy, config};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, write_tls_files};
 use registry_client::driver::oci::OciOption;
 use registry_client::pull::PullOptions;
@@ -268,9 +266,9 @@ async fn a_connection_that_never_sends_its_first_request_is_closed_at_the_header
             "{first:?}: closed after {took:?}"
         );
     }
-    let metrics = common::metrics(&proxy).await;
+    let metrics = crate::common::metrics(&proxy).await;
     assert_eq!(
-        common::metric(
+        crate::common::metric(
             &metrics,
             "mcreg_connections_closed_total{reason=\"header_timeout\"}"
         ),
@@ -315,9 +313,9 @@ async fn a_kept_alive_connection_gets_the_idle_timeout_between_requests() {
     );
     let idle = answered_again.elapsed();
     assert!(idle >= Duration::from_millis(2900), "closed after {idle:?}");
-    let metrics = common::metrics(&proxy).await;
+    let metrics = crate::common::metrics(&proxy).await;
     assert_eq!(
-        common::metric(
+        crate::common::metric(
             &metrics,
             "mcreg_connections_closed_total{reason=\"idle_timeout\"}"
         ),
@@ -346,7 +344,10 @@ async fn at_the_connection_limit_the_connection_idle_longest_makes_room() {
     }
     // A well-behaved client still gets in, and pulls.
     let image = &registry.fixtures().single_oci;
-    assert_eq!(common::pull_through(&proxy, "single/oci:v1").await, image.digest);
+    assert_eq!(
+        crate::common::pull_through(&proxy, "single/oci:v1").await,
+        image.digest
+    );
     // The oldest silent connections made room; the newest is still open.
     assert!(
         closed_within(&mut silent[0], Duration::from_secs(5)).await,
@@ -356,10 +357,13 @@ async fn at_the_connection_limit_the_connection_idle_longest_makes_room() {
         !closed_within(&mut silent[7], Duration::from_millis(300)).await,
         "the newest went"
     );
-    let metrics = common::metrics(&proxy).await;
-    assert!(common::metric(&metrics, "mcreg_connections_closed_total{reason=\"evicted\"}") >= 1.0);
-    assert!(common::metric(&metrics, "mcreg_connection_limit_reached_total") >= 1.0);
-    assert!(common::metric(&metrics, "mcreg_connections") <= 8.0, "{metrics}");
+    let metrics = crate::common::metrics(&proxy).await;
+    assert!(crate::common::metric(&metrics, "mcreg_connections_closed_total{reason=\"evicted\"}") >= 1.0);
+    assert!(crate::common::metric(&metrics, "mcreg_connection_limit_reached_total") >= 1.0);
+    assert!(
+        crate::common::metric(&metrics, "mcreg_connections") <= 8.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,8 +387,8 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
     let all_closed = || async {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let metrics = common::metrics(&proxy).await;
-            if common::metric(&metrics, "mcreg_connections ") == 1.0 {
+            let metrics = crate::common::metrics(&proxy).await;
+            if crate::common::metric(&metrics, "mcreg_connections ") == 1.0 {
                 return metrics;
             }
             assert!(
@@ -426,7 +430,7 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
     assert!(response.chunk().await.expect("a chunk").is_some());
     let metrics = all_closed().await;
     assert_eq!(
-        common::metric(&metrics, "mcreg_connections_closed_total{reason=\"stalled\"}"),
+        crate::common::metric(&metrics, "mcreg_connections_closed_total{reason=\"stalled\"}"),
         2.0
     );
     let mut rest = Ok(Some(bytes::Bytes::new()));

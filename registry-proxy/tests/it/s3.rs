@@ -3,13 +3,11 @@
 //! replicas filling the same blob at once leave it whole and right, and a
 //! replica killed mid-fill leaves nothing partial behind.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RunningProxy, config, pull_through};
+use crate::common::{RunningProxy, config, pull_through};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
 use registry_client::driver::oci::OciOption;
@@ -209,8 +207,15 @@ default = true
         );
         std::fs::write(&file, config).expect("write the config");
         let (port, log) = (free_port(), dir.join("serve.log"));
+        // libtest names the test by its path without the crate's name.
+        let test = module_path!().split_once("::").map_or("", |(_, module)| module);
         let child = Command::new(std::env::current_exe().expect("this test binary"))
-            .args(["--ignored", "--exact", "replica_process", "--nocapture"])
+            .args([
+                "--ignored",
+                "--exact",
+                &format!("{test}::replica_process"),
+                "--nocapture",
+            ])
             .env(CONFIG_VARIABLE, &file)
             .env(LISTEN_VARIABLE, format!("127.0.0.1:{port}"))
             // Hermetic: never the developer's docker config or AWS settings.
@@ -335,7 +340,7 @@ async fn a_replica_killed_mid_fill_leaves_the_other_serving_whole_bytes() {
 
     // B committed it (its answer may end before the upload to the bucket
     // does): a HIT, and the bucket holds the whole blob.
-    common::wait_for_hit(&blob(&b.url())).await;
+    crate::common::wait_for_hit(&blob(&b.url())).await;
     let again = reqwest::get(blob(&b.url())).await.expect("GET from B");
     assert_eq!(again.headers()["x-cache"], "HIT");
     assert_eq!(again.bytes().await.expect("body").as_ref(), data.as_slice());

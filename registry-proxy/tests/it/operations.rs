@@ -1,9 +1,7 @@
 //! What operators see: Prometheus metrics, the `/stats` summary, and
 //! `/ready`, which fails when the storage does not answer.
 
-mod common;
-
-use common::{RunningProxy, config, metric, pull_through};
+use crate::common::{RunningProxy, config, metric, pull_through};
 use conformance::harness::{AuthMode, TestRegistry, moto_url};
 use registry_proxy::S3Config;
 use serde_json::Value;

@@ -5,12 +5,10 @@
 //! `podman login`, `skopeo --src-creds` and `ctr --user`. The public route
 //! stays anonymous.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{RunningProxy, config, http};
+use crate::common::{RunningProxy, config, http};
 use conformance::harness::{AuthMode, ImageFixture, TestRegistry, fixtures};
 use registry_client::Credentials;
 use registry_proxy::{AuthConfig, Config};
@@ -235,22 +233,12 @@ fn utf8(path: &Path) -> &str {
 
 /// podman with its own storage, an empty `registries.conf` and `authfile`.
 fn podman(dir: &Path, authfile: &str, args: &[&str]) -> Command {
-    let registries_conf = dir.join("registries.conf");
-    if !registries_conf.exists() {
-        std::fs::write(&registries_conf, "").expect("registries.conf");
-    }
     let authfile = dir.join(authfile);
     if !authfile.exists() {
         std::fs::write(&authfile, "{}").expect("auth file");
     }
-    let mut command = Command::new("podman");
-    command
-        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
-        .env("REGISTRY_AUTH_FILE", authfile)
-        .args(["--root", utf8(&dir.join("root"))])
-        .args(["--runroot", utf8(&dir.join("run"))])
-        .args(["--storage-driver", "vfs"])
-        .args(args);
+    let mut command = conformance::harness::tools::podman(dir, None);
+    command.env("REGISTRY_AUTH_FILE", authfile).args(args);
     command
 }
 

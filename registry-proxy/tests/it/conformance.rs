@@ -4,9 +4,7 @@
 //! names, by tag and by digest, each output format); the rest is reported
 //! skipped by capability.
 
-mod common;
-
-use common::{RunningProxy, config};
+use crate::common::{RunningProxy, config};
 use conformance::harness::AuthMode;
 use conformance::suite::Capability::*;
 use conformance::suite::{BoxFuture, Endpoint, SuiteEnv, Target};

@@ -8,8 +8,6 @@
 //! tag is fetched once for twenty clients; a route whose first upstream is
 //! down pulls from the next.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +20,9 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
-use common::{RunningProxy, config, config_with_routes, header, http, pull_through, recorded, wait_for_hit};
+use crate::common::{
+    RunningProxy, config, config_with_routes, header, http, pull_through, recorded, wait_for_hit,
+};
 use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, RecordedRequest};
 use conformance::harness::{
     AuthMode, HungServer, ImageFixture, Pusher, TestRegistry, fixtures, noise, sha256_digest,
@@ -620,7 +620,7 @@ async fn a_route_whose_first_upstream_is_down_pulls_from_the_next() {
     down.inject_when(Matcher::any(), Fault::status(503, usize::MAX));
     let second = recorded(&registry.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut route = common::route(&second.host());
+    let mut route = crate::common::route(&second.host());
     route.default = true;
     route.mirrors = vec![UpstreamConfig {
         url: format!("http://{}", down.host()),

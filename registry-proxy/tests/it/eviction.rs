@@ -4,12 +4,12 @@
 //! A disk that fills up before the limit is reached is made room on by
 //! evicting, when a limit is set.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Image, RunningProxy, Tmpfs, config, metrics, pull_through, push_noise_image, wait_for_hit};
+use crate::common::{
+    Image, RunningProxy, Tmpfs, config, metrics, pull_through, push_noise_image, wait_for_hit,
+};
 use conformance::harness::{AuthMode, Pusher, TestRegistry};
 use registry_client::model::digest::sha256;
 
@@ -157,7 +157,7 @@ async fn pull(proxy: &RunningProxy, image: &Image) -> String {
 
 /// A series of the cache's metrics, e.g. `mcreg_cache_bytes`.
 async fn metric(proxy: &RunningProxy, series: &str) -> u64 {
-    common::metric(&metrics(proxy).await, &format!("{series} ")) as u64
+    crate::common::metric(&metrics(proxy).await, &format!("{series} ")) as u64
 }
 
 /// Bytes in the files under `dir`, however deep.

@@ -1,7 +1,6 @@
 //! A cache server for the tests, on its own thread and runtime (so that it
 //! keeps answering while a test blocks on podman or skopeo), and the
 //! configuration of a cache in front of test registries.
-#![allow(dead_code)] // each test binary uses a part
 
 use std::net::SocketAddr;
 use std::path::Path;
