@@ -974,40 +974,63 @@ another-future-key = 1
         assert_eq!(key.as_deref(), Some("aliases.fedora"), "{display}");
     }
 
+    /// A file [`load`] refuses: the line and key the error names, and what it says besides.
+    struct Refusal {
+        text: &'static str,
+        line: Option<usize>,
+        key: Option<&'static str>,
+        says: &'static [&'static str],
+    }
+
+    /// Each of `refusals` is refused, naming the file, its line and its key.
+    fn assert_refused(refusals: &[Refusal]) {
+        for refusal in refusals {
+            let (line, key, display) = refused(refusal.text);
+            assert_eq!(
+                (line, key.as_deref()),
+                (refusal.line, refusal.key),
+                "{display}\nfor:\n{}",
+                refusal.text
+            );
+            for said in refusal.says {
+                assert!(display.contains(said), "does not say {said:?}: {display}");
+            }
+        }
+    }
+
     #[test]
     fn refuses_bad_toml_with_its_line() {
-        let (line, key, display) = refused("[[registry]]\nlocation = \"docker.io\"\ninsecure = tru\n");
-        assert_eq!(line, Some(3), "{display}");
-        assert_eq!(key, None, "{display}");
-        assert!(display.contains(", line 3: "), "{display}");
+        assert_refused(&[Refusal {
+            text: "[[registry]]\nlocation = \"docker.io\"\ninsecure = tru\n",
+            line: Some(3),
+            key: None,
+            says: &[", line 3: "],
+        }]);
     }
 
     #[test]
     fn refuses_a_wrong_type_with_key_and_line() {
-        let (line, key, display) = refused(
-            "[[registry]]\nlocation = \"docker.io\"\n\n[[registry]]\nlocation = \"quay.io\"\ninsecure = \"yes\"\n",
-        );
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(6), Some("registry[1].insecure")),
-            "{display}"
-        );
-        assert!(display.contains(", line 6, registry[1].insecure: "), "{display}");
-        assert!(display.contains("bool"), "says what was expected: {display}");
-
-        let (line, key, display) =
-            refused("[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\nlocation = 5\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(4), Some("registry[0].mirror[0].location")),
-            "{display}"
-        );
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nlocation = \"docker.io\"\n\n[[registry]]\nlocation = \"quay.io\"\ninsecure = \"yes\"\n",
+                line: Some(6),
+                key: Some("registry[1].insecure"),
+                // ...and what was expected.
+                says: &[", line 6, registry[1].insecure: ", "bool"],
+            },
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\nlocation = 5\n",
+                line: Some(4),
+                key: Some("registry[0].mirror[0].location"),
+                says: &[],
+            },
+        ]);
     }
 
     #[test]
     fn refuses_an_unknown_pull_from_mirror() {
-        let (line, key, display) = refused(
-            r#"[[registry]]
+        assert_refused(&[Refusal {
+            text: r#"[[registry]]
 location = "quay.io"
 [[registry.mirror]]
 location = "a.example.com"
@@ -1015,55 +1038,47 @@ location = "a.example.com"
 location = "b.example.com"
 pull-from-mirror = "digests"
 "#,
-        );
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(7), Some("registry[0].mirror[1].pull-from-mirror")),
-            "{display}"
-        );
-        assert!(
-            display.contains("\"digests\"") && display.contains("digest-only"),
-            "{display}"
-        );
+            line: Some(7),
+            key: Some("registry[0].mirror[1].pull-from-mirror"),
+            says: &["\"digests\"", "digest-only"],
+        }]);
     }
 
     #[test]
     fn refuses_pull_from_mirror_with_mirror_by_digest_only() {
-        let (line, key, display) = refused(
-            "[[registry]]\nlocation = \"quay.io\"\nmirror-by-digest-only = true\n\
-             [[registry.mirror]]\nlocation = \"a.example.com\"\npull-from-mirror = \"tag-only\"\n",
-        );
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(6), Some("registry[0].mirror[0].pull-from-mirror")),
-            "{display}"
-        );
-        assert!(display.contains("mirror-by-digest-only"), "{display}");
-
-        let (_, key, display) = refused("[[registry]]\nlocation = \"quay.io\"\npull-from-mirror = \"all\"\n");
-        assert_eq!(key.as_deref(), Some("registry[0].pull-from-mirror"), "{display}");
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\nmirror-by-digest-only = true\n\
+                       [[registry.mirror]]\nlocation = \"a.example.com\"\npull-from-mirror = \"tag-only\"\n",
+                line: Some(6),
+                key: Some("registry[0].mirror[0].pull-from-mirror"),
+                says: &["mirror-by-digest-only"],
+            },
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\npull-from-mirror = \"all\"\n",
+                line: Some(3),
+                key: Some("registry[0].pull-from-mirror"),
+                says: &[],
+            },
+        ]);
     }
 
     #[test]
     fn refuses_uri_schemes_in_locations() {
-        let (line, key, display) =
-            refused("[[registry]]\nprefix = \"quay.io\"\nlocation = \"https://quay.io\"\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(3), Some("registry[0].location")),
-            "{display}"
-        );
-        assert!(display.contains("URI schemes are not supported"), "{display}");
-
-        let (line, key, display) = refused(
-            "[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\nlocation = \"http://mirror.lan\"\n",
-        );
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(4), Some("registry[0].mirror[0].location")),
-            "{display}"
-        );
-        assert!(display.contains("\"http://mirror.lan\""), "{display}");
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nprefix = \"quay.io\"\nlocation = \"https://quay.io\"\n",
+                line: Some(3),
+                key: Some("registry[0].location"),
+                says: &["URI schemes are not supported"],
+            },
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\nlocation = \"http://mirror.lan\"\n",
+                line: Some(4),
+                key: Some("registry[0].mirror[0].location"),
+                says: &["\"http://mirror.lan\""],
+            },
+        ]);
     }
 
     #[test]
@@ -1100,59 +1115,60 @@ pull-from-mirror = "digests"
 
     #[test]
     fn refuses_a_prefix_without_a_location_unless_it_is_a_wildcard() {
-        let (line, key, display) = refused("[[registry]]\nprefix = \"quay.io\"\ninsecure = true\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(1), Some("registry[0].location")),
-            "{display}"
-        );
-        assert!(display.contains("*.example.com"), "{display}");
+        assert_refused(&[Refusal {
+            text: "[[registry]]\nprefix = \"quay.io\"\ninsecure = true\n",
+            line: Some(1),
+            key: Some("registry[0].location"),
+            says: &["*.example.com"],
+        }]);
     }
 
     #[test]
     fn refuses_a_table_without_prefix_or_location() {
-        let (line, key, display) =
-            refused("[[registry]]\nlocation = \"quay.io\"\n\n[[registry]]\nprefix = \"\"\ninsecure = true\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(4), Some("registry[1]")),
-            "{display}"
-        );
-        assert!(display.contains("prefix and location"), "{display}");
-
-        let (_, key, display) =
-            refused("[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\ninsecure = true\n");
-        assert_eq!(
-            key.as_deref(),
-            Some("registry[0].mirror[0].location"),
-            "{display}"
-        );
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\n\n[[registry]]\nprefix = \"\"\ninsecure = true\n",
+                line: Some(4),
+                key: Some("registry[1]"),
+                says: &["prefix and location"],
+            },
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\n[[registry.mirror]]\ninsecure = true\n",
+                line: Some(3),
+                key: Some("registry[0].mirror[0].location"),
+                says: &[],
+            },
+        ]);
     }
 
     #[test]
     fn refuses_bad_prefixes_and_locations_where_they_are_written() {
-        let (line, key, display) =
-            refused("[[registry]]\nprefix = \"Docker.io/Library\"\nlocation = \"docker.io\"\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(2), Some("registry[0].prefix")),
-            "{display}"
-        );
-        let (_, key, display) = refused("[[registry]]\nprefix = \"*\"\n");
-        assert_eq!(key.as_deref(), Some("registry[0].prefix"), "{display}");
-        let (_, key, display) =
-            refused("[[registry]]\nprefix = \"quay.io/a\"\nlocation = \"internal.lan/UPPER\"\n");
-        assert_eq!(key.as_deref(), Some("registry[0].location"), "{display}");
-        assert!(
-            display.contains("invalid location \"internal.lan/UPPER\""),
-            "{display}"
-        );
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nprefix = \"Docker.io/Library\"\nlocation = \"docker.io\"\n",
+                line: Some(2),
+                key: Some("registry[0].prefix"),
+                says: &[],
+            },
+            Refusal {
+                text: "[[registry]]\nprefix = \"*\"\n",
+                line: Some(2),
+                key: Some("registry[0].prefix"),
+                says: &[],
+            },
+            Refusal {
+                text: "[[registry]]\nprefix = \"quay.io/a\"\nlocation = \"internal.lan/UPPER\"\n",
+                line: Some(3),
+                key: Some("registry[0].location"),
+                says: &["invalid location \"internal.lan/UPPER\""],
+            },
+        ]);
     }
 
     #[test]
     fn refuses_conflicting_settings_for_one_registry() {
-        let (_, key, display) = refused(
-            r#"[[registry]]
+        assert_refused(&[Refusal {
+            text: r#"[[registry]]
 prefix = "example.com/a"
 location = "internal.lan/shared"
 
@@ -1161,35 +1177,36 @@ prefix = "example.com/b"
 location = "internal.lan/shared"
 insecure = true
 "#,
-        );
-        assert_eq!(key.as_deref(), Some("registry[1].insecure"), "{display}");
-        assert!(display.contains("registry[0] (line 1)"), "{display}");
+            // The table that disagrees.
+            line: Some(5),
+            key: Some("registry[1].insecure"),
+            says: &["registry[0] (line 1)"],
+        }]);
     }
 
     #[test]
     fn refuses_mixing_versions_1_and_2() {
-        let (line, key, display) = refused(
-            "[[registry]]\nlocation = \"quay.io\"\n\n[registries.insecure]\nregistries = [\"registry.lan\"]\n",
-        );
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(5), Some("registries.insecure.registries")),
-            "{display}"
-        );
-        assert!(display.contains("mixing version 1"), "{display}");
-
-        let (_, _, display) = refused(
-            "unqualified-search-registries = [\"docker.io\"]\n[registries.block]\nregistries = [\"x.lan\"]\n",
-        );
-        assert!(display.contains("mixing version 1"), "{display}");
-
-        let (line, key, display) =
-            refused("[registries.block]\nregistries = [\"ok.lan\", \"https://x.lan\"]\n");
-        assert_eq!(
-            (line, key.as_deref()),
-            (Some(2), Some("registries.block.registries[1]")),
-            "{display}"
-        );
+        assert_refused(&[
+            Refusal {
+                text: "[[registry]]\nlocation = \"quay.io\"\n\n[registries.insecure]\nregistries = [\"registry.lan\"]\n",
+                line: Some(5),
+                key: Some("registries.insecure.registries"),
+                says: &["mixing version 1"],
+            },
+            Refusal {
+                text: "unqualified-search-registries = [\"docker.io\"]\n[registries.block]\nregistries = [\"x.lan\"]\n",
+                line: Some(3),
+                key: Some("registries.block.registries"),
+                says: &["mixing version 1"],
+            },
+            // Not mixed, but a version 1 entry with a scheme: named down to its index.
+            Refusal {
+                text: "[registries.block]\nregistries = [\"ok.lan\", \"https://x.lan\"]\n",
+                line: Some(2),
+                key: Some("registries.block.registries[1]"),
+                says: &[],
+            },
+        ]);
     }
 
     #[test]
