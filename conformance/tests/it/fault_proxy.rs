@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, Rule};
+use conformance::harness::fault_proxy::{Fault, FaultKind, FaultProxy, Matcher, Rule, RuleId};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use url::Url;
@@ -176,6 +176,16 @@ async fn setup() -> (Upstream, FaultProxy) {
     (up, proxy)
 }
 
+/// Queues `fault` for the blob GETs through `proxy`.
+fn on_blob_gets(proxy: &FaultProxy, fault: Fault) -> RuleId {
+    proxy.inject(Rule::new(Matcher::blob_gets(), fault))
+}
+
+/// GET of the test blob through `proxy`.
+async fn get_blob(c: &reqwest::Client, proxy: &FaultProxy) -> reqwest::Response {
+    c.get(at(&proxy.url(), &blob_path())).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn transparent_by_default() {
     let (up, proxy) = setup().await;
@@ -266,7 +276,7 @@ async fn transparent_by_default() {
 async fn status_with_retry_after_then_recovers() {
     let (up, proxy) = setup().await;
     let c = client();
-    let rule = proxy.inject(Rule::new(Matcher::blob_gets(), Fault::rate_limited(2, "1")));
+    let rule = on_blob_gets(&proxy, Fault::rate_limited(2, "1"));
     assert_eq!(proxy.remaining(rule), 2);
 
     // A manifest request does not match the blob rule.
@@ -278,7 +288,7 @@ async fn status_with_retry_after_then_recovers() {
     assert_eq!(other.status(), 404);
 
     for _ in 0..2 {
-        let r = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+        let r = get_blob(&c, &proxy).await;
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "1");
         assert_eq!(r.headers()["ratelimit-limit"], "100;w=21600");
@@ -290,7 +300,7 @@ async fn status_with_retry_after_then_recovers() {
     assert_eq!(proxy.remaining(rule), 0);
     assert_eq!(proxy.pending_rules(), 0);
 
-    let ok = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let ok = get_blob(&c, &proxy).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.bytes().await.unwrap().len(), BLOB_LEN);
 
@@ -313,7 +323,7 @@ async fn status_with_retry_after_then_recovers() {
             body: None,
         },
     ));
-    let get = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let get = get_blob(&c, &proxy).await;
     assert_eq!(get.status(), 200);
     let head = c.head(at(&proxy.url(), &blob_path())).send().await.unwrap();
     assert_eq!(head.status(), 503);
@@ -324,7 +334,7 @@ async fn status_with_retry_after_then_recovers() {
         Matcher::path_contains("/blobs/"),
         Fault::status(503, 1),
     ));
-    let r = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let r = get_blob(&c, &proxy).await;
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
@@ -336,11 +346,11 @@ async fn status_with_retry_after_then_recovers() {
 async fn rules_apply_first_match_in_order_and_clear() {
     let (_up, proxy) = setup().await;
     let c = client();
-    let first = proxy.inject(Rule::new(Matcher::blob_gets(), Fault::status(500, 1)));
+    let first = on_blob_gets(&proxy, Fault::status(500, 1));
     let second = proxy.inject(Rule::new(Matcher::any(), Fault::status(502, 1)));
-    let r1 = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
-    let r2 = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
-    let r3 = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let r1 = get_blob(&c, &proxy).await;
+    let r2 = get_blob(&c, &proxy).await;
+    let r3 = get_blob(&c, &proxy).await;
     assert_eq!(
         (r1.status(), r2.status(), r3.status()),
         (
@@ -355,7 +365,7 @@ async fn rules_apply_first_match_in_order_and_clear() {
     assert_eq!(proxy.pending_rules(), 1);
     proxy.clear();
     assert_eq!(proxy.pending_rules(), 0);
-    let r4 = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let r4 = get_blob(&c, &proxy).await;
     assert_eq!(r4.status(), 200);
 
     // Predicate and token matchers.
@@ -388,15 +398,15 @@ async fn reset_after_breaks_the_body_after_k_bytes() {
     const K: usize = 10_000;
     let (_up, proxy) = setup().await;
     let c = client();
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
+    on_blob_gets(
+        &proxy,
         Fault::ResetAfter {
             bytes: K as u64,
             times: 1,
         },
-    ));
+    );
 
-    let resp = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let resp = get_blob(&c, &proxy).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-length"], "65536");
     let mut received = Vec::new();
@@ -416,13 +426,10 @@ async fn reset_after_breaks_the_body_after_k_bytes() {
     assert_eq!(&received[..], &blob()[..K]);
 
     // Used up: the next GET is complete; `bytes()` on a reset body fails too.
-    let ok = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let ok = get_blob(&c, &proxy).await;
     assert_eq!(ok.bytes().await.unwrap().len(), BLOB_LEN);
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
-        Fault::ResetAfter { bytes: 0, times: 1 },
-    ));
-    let broken = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    on_blob_gets(&proxy, Fault::ResetAfter { bytes: 0, times: 1 });
+    let broken = get_blob(&c, &proxy).await;
     assert!(broken.bytes().await.is_err());
     assert_eq!(proxy.fired(FaultKind::ResetAfter), 2);
     assert_eq!(
@@ -515,16 +522,16 @@ async fn throttle_slows_the_body_and_keeps_it_whole() {
     let (_up, proxy) = setup().await;
     let c = client();
     // 64 KiB at 128 KiB/s: about half a second, its first bytes long before its last.
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
+    on_blob_gets(
+        &proxy,
         Fault::Throttle {
             bytes_per_second: 128 * 1024,
             times: 1,
         },
-    ));
+    );
 
     let started = Instant::now();
-    let resp = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let resp = get_blob(&c, &proxy).await;
     assert_eq!(resp.headers()["content-length"], "65536");
     let mut stream = resp.bytes_stream();
     let mut got = stream.next().await.unwrap().unwrap().to_vec();
@@ -542,7 +549,7 @@ async fn throttle_slows_the_body_and_keeps_it_whole() {
 
     // Used up: the next GET is not slowed.
     let started = Instant::now();
-    let again = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let again = get_blob(&c, &proxy).await;
     assert_eq!(again.bytes().await.unwrap().as_ref(), blob().as_slice());
     assert!(started.elapsed() < Duration::from_millis(300));
     assert_eq!(proxy.fired(FaultKind::Throttle), 1);
@@ -553,15 +560,15 @@ async fn corrupt_byte_flips_exactly_one_byte() {
     const OFFSET: usize = 40_000;
     let (_up, proxy) = setup().await;
     let c = client();
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
+    on_blob_gets(
+        &proxy,
         Fault::CorruptByte {
             offset: OFFSET as u64,
             times: 1,
         },
-    ));
+    );
 
-    let resp = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let resp = get_blob(&c, &proxy).await;
     assert_eq!(resp.headers()["content-length"], "65536");
     let got = resp.bytes().await.unwrap();
     let want = blob();
@@ -570,14 +577,7 @@ async fn corrupt_byte_flips_exactly_one_byte() {
     assert_eq!(diffs, vec![OFFSET]);
     assert_eq!(got[OFFSET], want[OFFSET] ^ 0xFF);
 
-    let clean = c
-        .get(at(&proxy.url(), &blob_path()))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let clean = get_blob(&c, &proxy).await.bytes().await.unwrap();
     assert_eq!(&clean[..], &want[..]);
     assert_eq!(proxy.fired(FaultKind::CorruptByte), 1);
 }
@@ -586,16 +586,16 @@ async fn corrupt_byte_flips_exactly_one_byte() {
 async fn delay_delays_and_triggers_client_timeouts() {
     let (up, proxy) = setup().await;
     let c = client();
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
+    on_blob_gets(
+        &proxy,
         Fault::Delay {
             duration: Duration::from_millis(600),
             times: 2,
         },
-    ));
+    );
 
     let start = Instant::now();
-    let r = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let r = get_blob(&c, &proxy).await;
     assert_eq!(r.bytes().await.unwrap().len(), BLOB_LEN);
     let slow = start.elapsed();
     assert!(slow >= Duration::from_millis(600), "took {slow:?}");
@@ -614,7 +614,7 @@ async fn delay_delays_and_triggers_client_timeouts() {
 
     // Used up: no delay any more.
     let start = Instant::now();
-    let r = c.get(at(&proxy.url(), &blob_path())).send().await.unwrap();
+    let r = get_blob(&c, &proxy).await;
     assert_eq!(r.bytes().await.unwrap().len(), BLOB_LEN);
     assert!(
         start.elapsed() < Duration::from_millis(600),
@@ -631,10 +631,7 @@ async fn delay_delays_and_triggers_client_timeouts() {
 async fn drop_authorization_strips_the_header() {
     let (up, proxy) = setup().await;
     let c = client();
-    proxy.inject(Rule::new(
-        Matcher::blob_gets(),
-        Fault::DropAuthorization { times: 1 },
-    ));
+    on_blob_gets(&proxy, Fault::DropAuthorization { times: 1 });
     for _ in 0..2 {
         let r = c
             .get(at(&proxy.url(), &blob_path()))
@@ -680,7 +677,7 @@ async fn redirect_blobs_to_a_second_host() {
         .await;
     assert_ne!(proxy.redirect_host(), "127.0.0.1");
     let c = client();
-    proxy.inject(Rule::new(Matcher::blob_gets(), Fault::RedirectBlobs { times: 3 }));
+    on_blob_gets(&proxy, Fault::RedirectBlobs { times: 3 });
 
     // A manifest GET is not redirected (it is not a blob), and does not use up the rule.
     let m = c
@@ -724,33 +721,29 @@ async fn redirect_blobs_to_a_second_host() {
     assert_eq!(without.bytes().await.unwrap().len(), BLOB_LEN);
 
     // Range: bytes=N- and bytes=N-M give 206 with the right slice; past the end gives 416.
-    let part = c
-        .get(location.clone())
-        .header("range", "bytes=1000-")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(part.status(), 206);
-    assert_eq!(part.headers()["content-range"], "bytes 1000-65535/65536");
-    assert_eq!(part.headers()["content-length"], "64536");
-    assert_eq!(&part.bytes().await.unwrap()[..], &blob()[1000..]);
-    let mid = c
-        .get(location.clone())
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mid.status(), 206);
-    assert_eq!(mid.headers()["content-range"], "bytes 100-199/65536");
-    assert_eq!(&mid.bytes().await.unwrap()[..], &blob()[100..200]);
-    let past = c
-        .get(location.clone())
-        .header("range", "bytes=70000-")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(past.status(), 416);
-    assert_eq!(past.headers()["content-range"], "bytes */65536");
+    let ranges = [
+        ("bytes=1000-", 206, "bytes 1000-65535/65536", Some(1000..BLOB_LEN)),
+        ("bytes=100-199", 206, "bytes 100-199/65536", Some(100..200)),
+        ("bytes=70000-", 416, "bytes */65536", None),
+    ];
+    for (range, status, content_range, slice) in ranges {
+        let part = c
+            .get(location.clone())
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), status, "{range}");
+        assert_eq!(part.headers()["content-range"], content_range, "{range}");
+        if let Some(slice) = slice {
+            assert_eq!(
+                part.headers()["content-length"],
+                slice.len().to_string(),
+                "{range}"
+            );
+            assert_eq!(&part.bytes().await.unwrap()[..], &blob()[slice], "{range}");
+        }
+    }
 
     let rec = proxy.redirect_requests();
     assert_eq!(rec.len(), 5);
@@ -791,7 +784,7 @@ async fn redirect_without_blob_dir_fetches_from_upstream_and_can_reject_auth() {
         .start()
         .await;
     let c = client();
-    proxy.inject(Rule::new(Matcher::blob_gets(), Fault::RedirectBlobs { times: 1 }));
+    on_blob_gets(&proxy, Fault::RedirectBlobs { times: 1 });
     let r = c
         .get(at(&proxy.url(), &blob_path()))
         .header("authorization", "Bearer secret")
