@@ -3,7 +3,6 @@
 //! built directly, a credentials request as the transport makes it, and a request signed by hand
 //! with the provider's own signer.
 
-
 use std::sync::Arc;
 
 use conformance::harness::cloud::alibaba::{Account, fake};

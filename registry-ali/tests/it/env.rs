@@ -1,8 +1,8 @@
 //! The AccessKey and API endpoint from the environment. The test changes process-wide
 //! environment variables, so it runs alone in a process of its own ([`alone_in_process`]).
 
-use conformance::harness::alone_in_process;
 use crate::common::{AccountExt as _, ask, provider};
+use conformance::harness::alone_in_process;
 use conformance::harness::cloud::alibaba::{MCREG_INSTANCE_ID, TEMP_TOKEN, TEMP_USER, fake};
 use registry_ali::{
     ACCESS_KEY_ID_ENV, ACCESS_KEY_SECRET_ENV, AliOption, CR_ENDPOINT_ENV, SECURITY_TOKEN_ENV,

@@ -1,6 +1,7 @@
 //! Which hosts are ACR registries, their edition and region, and the provider chosen from a
 //! reference alone.
 
+use crate::common;
 use registry_ali::AcrHost;
 use registry_client::{ImageReference, RepositoryClient};
 
@@ -83,7 +84,7 @@ fn host_table() {
         ("docker.io", None),
         ("127.0.0.1:5000", None),
     ];
-    let ali = crate::common::provider(&[], None);
+    let ali = common::provider(&[], None);
     let record = registry_client::driver::provider(registry_ali::ID).unwrap();
     for (host, expected) in &table {
         assert_eq!(&AcrHost::parse(host), expected, "{host}");

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{
     RunningProxy, Tmpfs, config, header, http, metric, metrics, recorded, wait_for_hit, walk,
 };
@@ -468,7 +469,7 @@ async fn a_commit_that_fails_after_the_blob_was_verified_serves_it_and_caches_no
     assert_eq!(header(&first, "x-cache"), "MISS");
     assert_eq!(first.bytes().await.expect("body").as_ref(), data.as_slice());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::common::metric(&crate::common::metrics(&proxy).await, "mcreg_fills_in_flight") > 0.0 {
+    while common::metric(&common::metrics(&proxy).await, "mcreg_fills_in_flight") > 0.0 {
         assert!(Instant::now() < deadline, "the fill never ended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -17,6 +17,7 @@
 //! run against. Those routes' upstreams sit behind a recording proxy, so a
 //! second pull can be seen to fetch no blob.
 
+use crate::common;
 use crate::common::{RunningProxy, config_with_routes, fetched_blobs, recorded};
 use conformance::harness::cloud::{alibaba, google};
 use conformance::harness::fault_proxy::FaultProxy;
@@ -55,10 +56,7 @@ async fn an_ecr_upstream_authenticates_with_the_aws_provider() {
     let image = &registry.fixtures().single_oci;
     // The registry takes nothing but `AWS` and moto's token: the pull
     // proves the route's client was the aws provider's.
-    assert_eq!(
-        crate::common::pull_through(&proxy, "single/oci:v1").await,
-        image.digest
-    );
+    assert_eq!(common::pull_through(&proxy, "single/oci:v1").await, image.digest);
 }
 
 #[tokio::test]
@@ -151,13 +149,13 @@ fn cloud_route(registry: &str, provider: &str, upstream: &FaultProxy) -> RouteCo
 /// the first fetches each blob from the upstream once, the second none.
 async fn pull_twice(proxy: &RunningProxy, image: &ImageFixture, upstream: &FaultProxy) {
     let name = format!("{}:{}", image.repository, image.tag.as_deref().expect("a tag"));
-    assert_eq!(crate::common::pull_through(proxy, &name).await, image.digest);
+    assert_eq!(common::pull_through(proxy, &name).await, image.digest);
     let mut expected: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
     expected.push(&image.config_digest);
     expected.sort();
     assert_eq!(fetched_blobs(upstream), expected, "each blob fetched once");
 
-    assert_eq!(crate::common::pull_through(proxy, &name).await, image.digest);
+    assert_eq!(common::pull_through(proxy, &name).await, image.digest);
     assert_eq!(
         fetched_blobs(upstream),
         expected,

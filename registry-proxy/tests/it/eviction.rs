@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{
     Image, RunningProxy, Tmpfs, config, metrics, pull_through, push_noise_image, wait_for_hit,
 };
@@ -157,7 +158,7 @@ async fn pull(proxy: &RunningProxy, image: &Image) -> String {
 
 /// A series of the cache's metrics, e.g. `mcreg_cache_bytes`.
 async fn metric(proxy: &RunningProxy, series: &str) -> u64 {
-    crate::common::metric(&metrics(proxy).await, &format!("{series} ")) as u64
+    common::metric(&metrics(proxy).await, &format!("{series} ")) as u64
 }
 
 /// Bytes in the files under `dir`, however deep.

@@ -20,6 +20,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
+use crate::common;
 use crate::common::{
     RunningProxy, config, config_with_routes, header, http, pull_through, recorded, wait_for_hit,
 };
@@ -620,7 +621,7 @@ async fn a_route_whose_first_upstream_is_down_pulls_from_the_next() {
     down.inject_when(Matcher::any(), Fault::status(503, usize::MAX));
     let second = recorded(&registry.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut route = crate::common::route(&second.host());
+    let mut route = common::route(&second.host());
     route.default = true;
     route.mirrors = vec![UpstreamConfig {
         url: format!("http://{}", down.host()),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{RunningProxy, config, pull_through};
 use conformance::harness::fault_proxy::{Fault, FaultProxy, Matcher};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port, moto_url};
@@ -340,7 +341,7 @@ async fn a_replica_killed_mid_fill_leaves_the_other_serving_whole_bytes() {
 
     // B committed it (its answer may end before the upload to the bucket
     // does): a HIT, and the bucket holds the whole blob.
-    crate::common::wait_for_hit(&blob(&b.url())).await;
+    common::wait_for_hit(&blob(&b.url())).await;
     let again = reqwest::get(blob(&b.url())).await.expect("GET from B");
     assert_eq!(again.headers()["x-cache"], "HIT");
     assert_eq!(again.bytes().await.expect("body").as_ref(), data.as_slice());

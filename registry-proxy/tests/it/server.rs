@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{RunningProxy, config};
 use conformance::harness::{AuthMode, Pusher, TestRegistry, write_tls_files};
 use registry_client::driver::oci::OciOption;
@@ -266,14 +267,8 @@ async fn a_connection_that_never_sends_its_first_request_is_closed_at_the_header
             "{first:?}: closed after {took:?}"
         );
     }
-    let metrics = crate::common::metrics(&proxy).await;
-    assert_eq!(
-        crate::common::metric(
-            &metrics,
-            "mcreg_connections_closed_total{reason=\"header_timeout\"}"
-        ),
-        3.0
-    );
+    let metrics = common::metrics(&proxy).await;
+    assert_eq!(closed_for(&metrics, "header_timeout"), 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,14 +308,8 @@ async fn a_kept_alive_connection_gets_the_idle_timeout_between_requests() {
     );
     let idle = answered_again.elapsed();
     assert!(idle >= Duration::from_millis(2900), "closed after {idle:?}");
-    let metrics = crate::common::metrics(&proxy).await;
-    assert_eq!(
-        crate::common::metric(
-            &metrics,
-            "mcreg_connections_closed_total{reason=\"idle_timeout\"}"
-        ),
-        1.0
-    );
+    let metrics = common::metrics(&proxy).await;
+    assert_eq!(closed_for(&metrics, "idle_timeout"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,10 +333,7 @@ async fn at_the_connection_limit_the_connection_idle_longest_makes_room() {
     }
     // A well-behaved client still gets in, and pulls.
     let image = &registry.fixtures().single_oci;
-    assert_eq!(
-        crate::common::pull_through(&proxy, "single/oci:v1").await,
-        image.digest
-    );
+    assert_eq!(common::pull_through(&proxy, "single/oci:v1").await, image.digest);
     // The oldest silent connections made room; the newest is still open.
     assert!(
         closed_within(&mut silent[0], Duration::from_secs(5)).await,
@@ -357,13 +343,10 @@ async fn at_the_connection_limit_the_connection_idle_longest_makes_room() {
         !closed_within(&mut silent[7], Duration::from_millis(300)).await,
         "the newest went"
     );
-    let metrics = crate::common::metrics(&proxy).await;
-    assert!(crate::common::metric(&metrics, "mcreg_connections_closed_total{reason=\"evicted\"}") >= 1.0);
-    assert!(crate::common::metric(&metrics, "mcreg_connection_limit_reached_total") >= 1.0);
-    assert!(
-        crate::common::metric(&metrics, "mcreg_connections") <= 8.0,
-        "{metrics}"
-    );
+    let metrics = common::metrics(&proxy).await;
+    assert!(closed_for(&metrics, "evicted") >= 1.0);
+    assert!(common::metric(&metrics, "mcreg_connection_limit_reached_total") >= 1.0);
+    assert!(common::metric(&metrics, "mcreg_connections") <= 8.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,8 +370,8 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
     let all_closed = || async {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let metrics = crate::common::metrics(&proxy).await;
-            if crate::common::metric(&metrics, "mcreg_connections ") == 1.0 {
+            let metrics = common::metrics(&proxy).await;
+            if common::metric(&metrics, "mcreg_connections ") == 1.0 {
                 return metrics;
             }
             assert!(
@@ -429,10 +412,7 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert!(response.chunk().await.expect("a chunk").is_some());
     let metrics = all_closed().await;
-    assert_eq!(
-        crate::common::metric(&metrics, "mcreg_connections_closed_total{reason=\"stalled\"}"),
-        2.0
-    );
+    assert_eq!(closed_for(&metrics, "stalled"), 2.0);
     let mut rest = Ok(Some(bytes::Bytes::new()));
     let mut received = 0;
     while let Ok(Some(chunk)) = rest {
@@ -443,4 +423,12 @@ async fn a_client_that_stops_reading_its_answer_is_cut_after_the_idle_timeout() 
         rest.is_err() && received < data.len(),
         "the whole blob was sent after all"
     );
+}
+
+/// `mcreg_connections_closed_total` for `reason` in the cache's `/metrics` text.
+fn closed_for(metrics: &str, reason: &str) -> f64 {
+    common::metric(
+        metrics,
+        &format!("mcreg_connections_closed_total{{reason=\"{reason}\"}}"),
+    )
 }
