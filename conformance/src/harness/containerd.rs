@@ -79,13 +79,17 @@ impl Containerd {
         self.dir.path().join("containerd.sock")
     }
 
+    /// `ctr --address <socket>`: add the arguments (for a test that expects it to fail).
+    pub fn ctr_command(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(self.socket());
+        command
+    }
+
     /// Runs `ctr --address <socket> ARGS…` and returns its stdout; panics
     /// with its output when it fails.
     pub fn ctr(&self, args: &[&str]) -> String {
-        let socket = self.socket();
-        let mut all = vec!["--address", socket.to_str().expect("utf-8 socket path")];
-        all.extend(args);
-        super::run_tool("ctr", &all)
+        super::tools::run(self.ctr_command().args(args))
     }
 
     /// The daemon's log so far.

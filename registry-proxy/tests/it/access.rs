@@ -320,11 +320,8 @@ async fn podman_skopeo_and_ctr_log_in_to_a_private_route() {
     // containerd: POSTs for an OAuth2 token first, then falls back to GET.
     let containerd = conformance::harness::Containerd::start();
     let ctr = |args: &[&str]| {
-        let socket = containerd.socket();
-        let mut command = Command::new("ctr");
-        command
-            .args(["--address", utf8(&socket), "content", "fetch", "--plain-http"])
-            .args(args);
+        let mut command = containerd.ctr_command();
+        command.args(["content", "fetch", "--plain-http"]).args(args);
         output(&mut command)
     };
     unauthorized(&ctr(&[&private]));
