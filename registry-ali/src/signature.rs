@@ -22,12 +22,38 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// RFC 3986 percent-encoding: everything but `A-Z a-z 0-9 - _ . ~` (a space is `%20`).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
+    encode_bytes(s.as_bytes())
+}
+
+fn encode_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The bytes a path segment as sent stands for: its `%XX` escapes decoded (a URL
+/// escapes some characters already), so that encoding them again escapes each once.
+fn percent_decode(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
     out
@@ -46,7 +72,7 @@ pub fn canonical_query(params: &[(&str, &str)]) -> String {
 }
 
 /// The canonical request and its `SignedHeaders` list. `path` is the request path as sent
-/// (segments are encoded here, `/` kept), `query` a [`canonical_query`], `headers` every
+/// (segments are decoded and encoded again here, `/` kept), `query` a [`canonical_query`], `headers` every
 /// header of the request (names in any case); `body` the exact bytes sent.
 pub fn canonical_request(
     method: &str,
@@ -64,7 +90,10 @@ pub fn canonical_request(
     let canonical_headers: String = signed.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
     let names: Vec<&str> = signed.iter().map(|(n, _)| n.as_str()).collect();
     let names = names.join(";");
-    let uri: Vec<String> = path.split('/').map(percent_encode).collect();
+    let uri: Vec<String> = path
+        .split('/')
+        .map(|segment| encode_bytes(&percent_decode(segment)))
+        .collect();
     let uri = match uri.join("/") {
         u if u.is_empty() => "/".to_owned(),
         u => u,
@@ -106,6 +135,21 @@ pub fn authorization(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path as a URL sends it (`url.path()`, some characters escaped already) is
+    /// escaped once in the canonical request, never twice.
+    #[test]
+    fn a_path_already_escaped_is_escaped_once() {
+        let canonical_uri = |path: &str| {
+            let (request, _) = canonical_request("GET", path, "", &[("host", "h")], b"");
+            request.lines().nth(1).expect("the URI line").to_owned()
+        };
+        assert_eq!(canonical_uri("/"), "/");
+        assert_eq!(canonical_uri("/tokens"), "/tokens");
+        assert_eq!(canonical_uri("/a%20b/c:d"), "/a%20b/c%3Ad");
+        assert_eq!(canonical_uri("/a%2Fb/%E4%B8%AD"), "/a%2Fb/%E4%B8%AD");
+        assert_eq!(canonical_uri("/100%"), "/100%25");
+    }
 
     /// Alibaba's published example ("V3 request signature", RunInstances).
     #[test]
