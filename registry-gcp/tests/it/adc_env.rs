@@ -3,8 +3,8 @@
 //! Environment variables belong to the whole process, so the test runs alone in a process of
 //! its own ([`alone_in_process`]) and sets them before it starts any thread of its own.
 
-use conformance::harness::alone_in_process;
 use crate::common::{ask, full_text, provider};
+use conformance::harness::alone_in_process;
 use conformance::harness::cloud::google::{CLIENT_SECRET, FakeOAuth, Tokens};
 use registry_client::Error;
 use registry_gcp::SCOPE;
