@@ -188,6 +188,21 @@ fn blob_file(cache: &Path, route: &str, digest: &str) -> PathBuf {
     cache.join(format!("store/routes/{route}/blobs/sha256/{hex}"))
 }
 
+/// Waits until no blob fill is under way (`mcreg_fills_in_flight 0`): a fill ends just
+/// after its file is committed, and a request that comes while it ends joins it (a `MISS`).
+fn wait_for_fills_to_end(host: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (status, body) = http_get(host, "/metrics");
+        let text = String::from_utf8_lossy(&body);
+        if status == 200 && text.lines().any(|l| l == "mcreg_fills_in_flight 0") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// Waits for a blob's commit (it lands just after its bytes were sent).
 fn wait_for_file(path: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -268,12 +283,13 @@ async fn the_access_log_names_the_upstream_bytes_and_time_of_a_blob() {
         let (status, body) = http_get(&server.host(), &path);
         assert_eq!(status, 200);
         assert_eq!(body, layer.data.as_ref());
-        // The HIT must find the blob committed.
+        // The HIT must find the blob committed and its fill ended.
         assert!(wait_for_file(&blob_file(
             &sandbox.path("cache"),
             &format!("127-0-0-1-{}", registry.port()),
             &layer.digest
         )));
+        assert!(wait_for_fills_to_end(&server.host()), "a fill never ended");
     }
 
     let (code, log) = server.terminate();

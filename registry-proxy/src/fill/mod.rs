@@ -309,9 +309,11 @@ impl Fills {
         self.maintenance.metrics.fill_started();
         tokio::spawn(async move {
             let outcome = fills.run(&storage, &job, file, spool, &state, &readers).await;
-            fills.maintenance.metrics.fill_ended();
             state.send_replace(fills.ended(&job, outcome, &state));
             fills.lock().remove(&key);
+            // Counted as ended only once no request can join it: `fills_in_flight 0`
+            // then means the next request for the blob reads what was stored.
+            fills.maintenance.metrics.fill_ended();
             fills.ended.notify_waiters();
         });
         Ok(fill)
