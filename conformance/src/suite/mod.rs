@@ -126,6 +126,7 @@ macro_rules! __suite_cases {
         get_config: [Pull],
         manifest_not_found: [Pull],
         list_tags: [Pull],
+        tags_paginated: [Pull, TagPagination],
         catalog_paginated: [Catalog, Transparent],
         response_cache: [Pull, Transparent],
         // Faults between the client and the registry.
