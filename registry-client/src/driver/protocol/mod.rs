@@ -4,5 +4,6 @@
 pub(crate) mod blobs;
 pub(crate) mod cache;
 pub(crate) mod manifests;
+pub(crate) mod pages;
 pub(crate) mod registry;
 pub(crate) mod tags;

@@ -1,24 +1,19 @@
-//! Tag lists and the catalog, following `Link` pagination.
+//! Tag lists and the catalog (a page at a time: [`super::pages`]), and the `/v2/` ping.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, Method};
 use serde::Deserialize;
 use url::Url;
 
 use crate::driver::protocol::cache::Expiring;
+use crate::driver::protocol::pages::{MAX_PAGE_SIZE, fetch_pages, source_pages};
 use crate::driver::protocol::registry::Registry;
-use crate::driver::sources::{Need, Source, preferring};
-use crate::driver::transport::{RegistryRequest, host_port};
+use crate::driver::sources::{Need, preferring};
+use crate::driver::transport::RegistryRequest;
 use crate::error::{Error, Resource, Result};
 use crate::model::reference::ImageReference;
 use crate::model::tags::TagList;
-
-/// One page of a list is small JSON; a registry sending more is broken.
-const MAX_PAGE_SIZE: usize = 16 * 1024 * 1024;
-/// A registry that keeps sending new `next` links is broken too.
-const MAX_PAGES: usize = 10_000;
 
 /// Checks that the registry speaks the `/v2/` API and accepts our
 /// credentials (authenticating if it asks). Asks the registry itself,
@@ -73,8 +68,10 @@ pub(crate) async fn tag_list(registry: &Registry, repository: &ImageReference) -
             |source, last| async move {
                 let request =
                     source.request(Method::GET, "tags/list", Some((Resource::Repository, "")), last)?;
-                paginate(registry, source, request, |bytes| {
-                    serde_json::from_slice::<Page>(bytes).map(|p| p.tags.unwrap_or_default())
+                source_pages(source, request, registry.page_size(), &|_, bytes| {
+                    serde_json::from_slice::<Page>(bytes)
+                        .map(|p| p.tags.unwrap_or_default())
+                        .map_err(|e| format!("invalid list page: {e}"))
                 })
                 .await
             },
@@ -115,9 +112,19 @@ pub(crate) async fn catalog(registry: &Registry, host: &str) -> Result<Vec<Strin
         return Ok(names.as_ref().clone());
     }
     let origin = registry.base_url(host)?.origin();
-    let names = fetch_pages(registry, registry.transport(), &origin, None, request, |bytes| {
-        serde_json::from_slice::<Page>(bytes).map(|p| p.repositories.unwrap_or_default())
-    })
+    let page_size = registry.page_size();
+    let names = fetch_pages(
+        registry.transport(),
+        &origin,
+        None,
+        request,
+        page_size,
+        &|_, bytes| {
+            serde_json::from_slice::<Page>(bytes)
+                .map(|p| p.repositories.unwrap_or_default())
+                .map_err(|e| format!("invalid list page: {e}"))
+        },
+    )
     .await?;
     registry
         .cache()
@@ -126,120 +133,7 @@ pub(crate) async fn catalog(registry: &Registry, host: &str) -> Result<Vec<Strin
     Ok(names)
 }
 
-/// Every page of a source's list.
-async fn paginate(
-    registry: &Registry,
-    source: &Source,
-    request: RegistryRequest,
-    parse: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
-) -> Result<Vec<String>> {
-    fetch_pages(
-        registry,
-        source.transport(),
-        &source.origin(),
-        Some(source),
-        request,
-        parse,
-    )
-    .await
-}
-
-/// Fetches every page, following `Link: <…>; rel="next"` on `origin` only.
-async fn fetch_pages(
-    registry: &Registry,
-    transport: &crate::driver::transport::Transport,
-    origin: &url::Origin,
-    source: Option<&Source>,
-    mut request: RegistryRequest,
-    parse: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
-) -> Result<Vec<String>> {
-    if let Some(n) = registry.page_size() {
-        request.url.query_pairs_mut().append_pair("n", &n.to_string());
-    }
-    let mut names = Vec::new();
-    let mut seen = HashSet::new();
-    loop {
-        let host = host_port(&request.url);
-        if seen.len() >= MAX_PAGES {
-            return Err(Error::invalid_response(
-                &host,
-                format!("more than {MAX_PAGES} pages"),
-            ));
-        }
-        if !seen.insert(request.url.clone()) {
-            return Err(Error::invalid_response(
-                &host,
-                "pagination loops back to a page already read",
-            ));
-        }
-        let (headers, body) = transport.send_and_read(&request, MAX_PAGE_SIZE).await?;
-        let page =
-            parse(&body).map_err(|e| Error::invalid_response(&host, format!("invalid list page: {e}")))?;
-        names.extend(page);
-        match next_link(&headers) {
-            Some(next) => {
-                request.url = request
-                    .url
-                    .join(next)
-                    .map_err(|e| Error::invalid_response(&host, format!("invalid Link header: {e}")))?;
-                if &request.url.origin() != origin {
-                    return Err(Error::invalid_response(
-                        &host,
-                        "Link header points at another host",
-                    ));
-                }
-                if let Some(source) = source {
-                    source.add_namespace(&mut request.url);
-                }
-            }
-            None => break,
-        }
-    }
-    Ok(names)
-}
-
 fn join(base: &Url, path: &str) -> Result<Url> {
     base.join(path)
         .map_err(|e| Error::InvalidConfig(format!("cannot build a URL from {base}: {e}")))
-}
-
-/// The target of `rel="next"` in a `Link` header (RFC 8288), as written.
-fn next_link(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|link| {
-            let (target, params) = link.trim().split_once(';')?;
-            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-            let is_next = params.split(';').any(|p| {
-                let p = p.trim();
-                p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
-            });
-            is_next.then_some(target)
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn finds_the_next_link() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::LINK,
-            HeaderValue::from_static(r#"</v2/tags/many/tags/list?last=t09&n=10>; rel="next""#),
-        );
-        assert_eq!(next_link(&headers), Some("/v2/tags/many/tags/list?last=t09&n=10"));
-        headers.insert(
-            header::LINK,
-            HeaderValue::from_static(r#"<https://a/prev>; rel="prev", <https://a/next?x=1>; rel=next"#),
-        );
-        assert_eq!(next_link(&headers), Some("https://a/next?x=1"));
-        headers.insert(header::LINK, HeaderValue::from_static("garbage"));
-        assert_eq!(next_link(&headers), None);
-    }
 }
