@@ -32,6 +32,7 @@ pub use model::manifest::{
 };
 pub use model::platform::Platform;
 pub use model::reference::ImageReference;
+pub use model::referrers::{Discovery, Referrers};
 pub use model::tags::TagList;
 pub use portable::client::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder,

@@ -12,4 +12,5 @@ mod mirrors;
 mod nested_index;
 mod oci;
 mod oci_credentials;
+mod referrers;
 mod tls;

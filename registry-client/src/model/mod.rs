@@ -1,4 +1,4 @@
-//! The shared vocabulary: references, digests, platforms, manifests, tag
+//! The shared vocabulary: references, digests, platforms, manifests, referrers, tag
 //! lists and progress events. Plain data and parsing, no I/O; every layer
 //! above uses it.
 
@@ -7,4 +7,5 @@ pub mod events;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod tags;

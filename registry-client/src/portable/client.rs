@@ -15,7 +15,7 @@ use crate::driver::auth::Credentials;
 use crate::driver::protocol::blobs::{self, BlobHead, BlobSink, BlobStream, FetchedBlob, GetBlobOptions};
 use crate::driver::protocol::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
 use crate::driver::protocol::registry::{Registry, Shared};
-use crate::driver::protocol::{manifests, tags};
+use crate::driver::protocol::{manifests, referrers, tags};
 use crate::driver::sources::{Mirror, RegistrySources, SourceTable};
 use crate::driver::transport::circuit::CircuitBreakerConfig;
 use crate::driver::transport::retry::RetryConfig;
@@ -27,6 +27,7 @@ use crate::model::events::Progress;
 use crate::model::manifest::{ImageConfig, Manifest, ManifestDescriptor, RawManifest};
 use crate::model::platform::Platform;
 use crate::model::reference::ImageReference;
+use crate::model::referrers::Referrers;
 use crate::model::tags::TagList;
 use crate::portable::image::ImageSource;
 use crate::portable::pull::{self, Image};
@@ -176,6 +177,18 @@ impl RepositoryClient {
     /// The digest, media type and size of a manifest, without fetching it.
     pub async fn head_manifest(&self, reference: &ImageReference) -> Result<ManifestDescriptor> {
         manifests::head_manifest(&self.registry, reference).await
+    }
+
+    /// The referrers of `subject` (signatures, SBOMs, attestations: the manifests whose
+    /// `subject` is it), only those of `artifact_type` if given. A tag is resolved to
+    /// its digest first. From the referrers API, or, on a registry without it, the
+    /// fallback tag `sha256-<hex>`; a subject with neither has no referrers.
+    pub async fn referrers(
+        &self,
+        subject: &ImageReference,
+        artifact_type: Option<&str>,
+    ) -> Result<Referrers> {
+        referrers::referrers(&self.registry, subject, artifact_type).await
     }
 
     /// Fetches a manifest, keeping its exact bytes. When asked by digest,

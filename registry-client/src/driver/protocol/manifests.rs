@@ -364,7 +364,11 @@ fn manifest_request(
 }
 
 /// One source's answer to a manifest GET, verified against its digest.
-async fn fetch_raw_at(source: &Source, reference: &ImageReference, last: bool) -> Result<RawManifest> {
+pub(crate) async fn fetch_raw_at(
+    source: &Source,
+    reference: &ImageReference,
+    last: bool,
+) -> Result<RawManifest> {
     let request = manifest_request(source, Method::GET, reference, last)?;
     let (headers, bytes) = source
         .transport()

@@ -1,0 +1,150 @@
+//! Referrers on Distribution 2.8, which has no referrers API (it answers it `404`): the
+//! client falls back to the tag schema, the index at `sha256-<hex>` that lists a
+//! subject's signatures and SBOMs, filters it by artifact type, and refuses a fallback
+//! tag that is not an index.
+
+use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::fixtures::{OCI_INDEX, OCI_MANIFEST};
+use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
+use registry_client::driver::oci::OciOption;
+use registry_client::{Discovery, ImageReference, RepositoryClient};
+use serde_json::json;
+use url::Url;
+
+const SBOM: &str = "application/spdx+json";
+const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+fn client() -> RepositoryClient {
+    RepositoryClient::builder("oci")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
+        .build()
+        .expect("client")
+}
+
+/// An OCI 1.1 artifact whose subject is `subject`: the empty config, one layer
+/// `payload`. Pushed by digest; returns its descriptor for a referrers index.
+async fn push_artifact(
+    pusher: &Pusher,
+    subject: &ImageFixture,
+    artifact_type: &str,
+    payload: &[u8],
+) -> serde_json::Value {
+    let repository = &subject.repository;
+    let empty = pusher.blob(repository, b"{}").await;
+    let layer = pusher.blob(repository, payload).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY, "digest": empty, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.manifest.len()},
+    }))
+    .expect("JSON");
+    let digest = conformance::harness::sha256_digest(&manifest);
+    assert_eq!(
+        pusher
+            .manifest(repository, &digest, OCI_MANIFEST, &manifest)
+            .await,
+        digest
+    );
+    json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "artifactType": artifact_type})
+}
+
+/// The fallback tag of `subject`, listing `referrers`.
+async fn push_fallback_index(pusher: &Pusher, subject: &ImageFixture, referrers: &[serde_json::Value]) {
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": referrers,
+    }))
+    .expect("JSON");
+    let tag = subject.digest.replacen(':', "-", 1);
+    pusher
+        .manifest(&subject.repository, &tag, OCI_INDEX, &index)
+        .await;
+}
+
+fn reference(host: &str, image: &ImageFixture) -> ImageReference {
+    image.reference(host).parse().expect("reference")
+}
+
+#[tokio::test]
+async fn without_the_api_the_fallback_tag_lists_the_referrers() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
+    pusher.image(image).await;
+    pusher.image(other).await;
+    let sbom = push_artifact(&pusher, image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#).await;
+    let signature = push_artifact(&pusher, image, SIGNATURE, b"signed payload").await;
+    push_fallback_index(&pusher, image, &[sbom.clone(), signature.clone()]).await;
+    let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
+    let client = client();
+
+    // By tag: resolved to its digest, the API asked first (404), then the tag.
+    let all = client
+        .referrers(&reference(&proxy.host(), image), None)
+        .await
+        .expect("referrers");
+    assert_eq!(all.subject, image.digest);
+    assert_eq!(all.discovery, Discovery::FallbackTag);
+    let digests: Vec<String> = all.descriptors.iter().map(|d| d.digest().to_string()).collect();
+    assert_eq!(
+        digests,
+        [&sbom["digest"], &signature["digest"]].map(|d| d.as_str().expect("digest").to_owned())
+    );
+    let api = format!("/v2/{}/referrers/{}", image.repository, image.digest);
+    assert_eq!(proxy.count(|r| r.path == api && r.status == Some(404)), 1);
+    let tag = format!(
+        "/v2/{}/manifests/{}",
+        image.repository,
+        image.digest.replacen(':', "-", 1)
+    );
+    assert_eq!(proxy.count(|r| r.path == tag && r.status == Some(200)), 1);
+
+    // Filtered by artifact type, by the client (the tag schema cannot filter).
+    let sboms = client
+        .referrers(&reference(&proxy.host(), image), Some(SBOM))
+        .await
+        .expect("SBOMs");
+    assert_eq!(sboms.descriptors.len(), 1);
+    assert_eq!(sboms.descriptors[0].digest().to_string(), sbom["digest"]);
+    assert_eq!(
+        sboms.descriptors[0]
+            .artifact_type()
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some(SBOM)
+    );
+
+    // A subject nobody refers to: no fallback tag, no referrers.
+    let none = client
+        .referrers(&reference(&proxy.host(), other), None)
+        .await
+        .expect("no referrers");
+    assert!(none.descriptors.is_empty(), "{none:?}");
+    assert_eq!(none.subject, other.digest);
+}
+
+#[tokio::test]
+async fn a_fallback_tag_that_is_not_an_index_is_refused() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let image = &fixtures().single_oci;
+    pusher.image(image).await;
+    // The image's own manifest under its fallback tag.
+    let tag = image.digest.replacen(':', "-", 1);
+    pusher
+        .manifest(&image.repository, &tag, image.media_type, &image.manifest)
+        .await;
+    let err = client()
+        .referrers(&reference(&registry.host(), image), None)
+        .await
+        .expect_err("not an index");
+    let text = err.to_string();
+    assert!(text.contains("not an OCI image index"), "{text}");
+    assert!(text.contains(&tag), "names the tag: {text}");
+}
