@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The empty descriptor's media type: an artifact's config (`{}`).
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -606,6 +608,43 @@ impl Pusher {
             .manifest(&index.repository, &index.tag, index.media_type, &index.manifest)
             .await;
         assert_eq!(digest, index.digest, "{} digest", index.repository);
+    }
+
+    /// Pushes an OCI 1.1 artifact whose `subject` is `subject` (the empty config, one
+    /// layer `payload` of `artifact_type`) by digest, and returns its descriptor as a
+    /// referrers index lists it (with `artifactType`).
+    pub async fn artifact(&self, subject: &ImageFixture, artifact_type: &str, payload: &[u8]) -> Value {
+        let repository = &subject.repository;
+        let empty = self.blob(repository, b"{}").await;
+        let layer = self.blob(repository, payload).await;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.manifest.len()},
+        }))
+        .expect("JSON");
+        let digest = super::sha256_digest(&manifest);
+        assert_eq!(
+            self.manifest(repository, &digest, OCI_MANIFEST, &manifest).await,
+            digest
+        );
+        json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "artifactType": artifact_type})
+    }
+
+    /// Pushes the referrers index of `subject` under its fallback tag (`sha256-<hex>`),
+    /// as a client does for a registry without the referrers API.
+    pub async fn fallback_index(&self, subject: &ImageFixture, referrers: &[Value]) {
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": referrers,
+        }))
+        .expect("JSON");
+        let tag = subject.digest.replacen(':', "-", 1);
+        self.manifest(&subject.repository, &tag, OCI_INDEX, &index).await;
     }
 
     /// Pushes every fixture (repositories concurrently: seeding time is paid by every test

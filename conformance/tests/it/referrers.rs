@@ -4,66 +4,19 @@
 //! tag that is not an index.
 
 use conformance::harness::fault_proxy::FaultProxy;
-use conformance::harness::fixtures::{OCI_INDEX, OCI_MANIFEST};
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
 use registry_client::driver::oci::OciOption;
 use registry_client::{Discovery, ImageReference, RepositoryClient};
-use serde_json::json;
 use url::Url;
 
 const SBOM: &str = "application/spdx+json";
 const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
-const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 fn client() -> RepositoryClient {
     RepositoryClient::builder("oci")
         .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .build()
         .expect("client")
-}
-
-/// An OCI 1.1 artifact whose subject is `subject`: the empty config, one layer
-/// `payload`. Pushed by digest; returns its descriptor for a referrers index.
-async fn push_artifact(
-    pusher: &Pusher,
-    subject: &ImageFixture,
-    artifact_type: &str,
-    payload: &[u8],
-) -> serde_json::Value {
-    let repository = &subject.repository;
-    let empty = pusher.blob(repository, b"{}").await;
-    let layer = pusher.blob(repository, payload).await;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY, "digest": empty, "size": 2},
-        "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.manifest.len()},
-    }))
-    .expect("JSON");
-    let digest = conformance::harness::sha256_digest(&manifest);
-    assert_eq!(
-        pusher
-            .manifest(repository, &digest, OCI_MANIFEST, &manifest)
-            .await,
-        digest
-    );
-    json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "artifactType": artifact_type})
-}
-
-/// The fallback tag of `subject`, listing `referrers`.
-async fn push_fallback_index(pusher: &Pusher, subject: &ImageFixture, referrers: &[serde_json::Value]) {
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": referrers,
-    }))
-    .expect("JSON");
-    let tag = subject.digest.replacen(':', "-", 1);
-    pusher
-        .manifest(&subject.repository, &tag, OCI_INDEX, &index)
-        .await;
 }
 
 fn reference(host: &str, image: &ImageFixture) -> ImageReference {
@@ -77,9 +30,13 @@ async fn without_the_api_the_fallback_tag_lists_the_referrers() {
     let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
     pusher.image(image).await;
     pusher.image(other).await;
-    let sbom = push_artifact(&pusher, image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#).await;
-    let signature = push_artifact(&pusher, image, SIGNATURE, b"signed payload").await;
-    push_fallback_index(&pusher, image, &[sbom.clone(), signature.clone()]).await;
+    let sbom = pusher
+        .artifact(image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#)
+        .await;
+    let signature = pusher.artifact(image, SIGNATURE, b"signed payload").await;
+    pusher
+        .fallback_index(image, &[sbom.clone(), signature.clone()])
+        .await;
     let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
     let client = client();
 

@@ -1,5 +1,5 @@
-//! Manifests, blobs (`GET`, `HEAD`, `Range`) and tag lists (`n`, `last`) of
-//! a route's images, in the spec's answers.
+//! Manifests, blobs (`GET`, `HEAD`, `Range`), tag lists (`n`, `last`) and
+//! referrers (`artifactType`) of a route's images, in the spec's answers.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -26,6 +26,8 @@ use super::service::{authenticate, request_host};
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_NAMESPACE: HeaderName = HeaderName::from_static("oci-namespace");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+const OCI_INDEX: &str = registry_client::media_types::OCI_INDEX;
 
 /// What a `/v2/…` path asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +36,7 @@ enum Target<'p> {
     Blob { name: &'p str, digest: &'p str },
     Upload,
     Tags { name: &'p str },
+    Referrers { name: &'p str, digest: &'p str },
     Unknown,
 }
 
@@ -46,6 +49,11 @@ fn target(path: &str) -> Target<'_> {
     }
     if let Some((name, reference)) = path.rsplit_once("/manifests/") {
         return Target::Manifest { name, reference };
+    }
+    if let Some((name, digest)) = path.rsplit_once("/referrers/")
+        && !digest.contains('/')
+    {
+        return Target::Referrers { name, digest };
     }
     if let Some((name, digest)) = path.rsplit_once("/blobs/") {
         return Target::Blob { name, digest };
@@ -87,7 +95,7 @@ pub(super) async fn v2(
         Target::Unknown => ApiError::new(
             StatusCode::NOT_FOUND,
             "UNSUPPORTED",
-            "this cache serves manifests, blobs and tag lists",
+            "this cache serves manifests, blobs, tag lists and referrers",
         )
         .into_response(),
         Target::Manifest { name, reference } => match method {
@@ -117,6 +125,16 @@ pub(super) async fn v2(
                 let shown = path.strip_suffix("/tags/list").unwrap_or_default().to_owned();
                 routed(&proxy, &asked, name, |route, name| {
                     tags(route, name, shown, n, last, namespace.map(str::to_owned))
+                })
+                .await
+            }
+            _ => unsupported("GET"),
+        },
+        Target::Referrers { name, digest } => match method {
+            Method::GET => {
+                let artifact_type = query.get("artifactType").filter(|t| !t.is_empty()).cloned();
+                routed(&proxy, &asked, name, |route, name| {
+                    referrers(route, name, digest, artifact_type)
                 })
                 .await
             }
@@ -344,6 +362,42 @@ async fn tags(
     Ok(response)
 }
 
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: the upstream's referrers (from
+/// its API, or its fallback tag where it has none) in one page, filtered as asked.
+async fn referrers(
+    route: Arc<Route>,
+    name: String,
+    digest: &str,
+    artifact_type: Option<String>,
+) -> Result<Response, ApiError> {
+    check_digest(digest)?;
+    let image = image_reference(&route, &format!("{name}@{digest}"))?;
+    let listed = match route.upstream().await {
+        Ok(upstream) => upstream
+            .referrers(&image, artifact_type.as_deref())
+            .await
+            .map_err(Error::Upstream),
+        Err(error) => Err(error),
+    };
+    let found = listed.map_err(|e| ApiError::from_error(&e, Resource::Manifest))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    if artifact_type.is_some() {
+        headers.insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+    }
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": found.descriptors,
+    })
+    .to_string();
+    let mut response = (StatusCode::OK, headers, body).into_response();
+    response
+        .extensions_mut()
+        .insert(Served::new(CacheResult::Miss, Some(found.source)));
+    Ok(response)
+}
+
 /// The image a request names, checked and normalised as a reference to the
 /// route's registry (`alpine` on Docker Hub is `library/alpine`).
 fn image_reference(route: &Route, name: &str) -> Result<ImageReference, ApiError> {
@@ -459,6 +513,13 @@ mod tests {
         );
         assert_eq!(target("x/blobs/uploads/"), Target::Upload);
         assert_eq!(target("x/y/tags/list"), Target::Tags { name: "x/y" });
+        assert_eq!(
+            target("x/y/referrers/sha256:00"),
+            Target::Referrers {
+                name: "x/y",
+                digest: "sha256:00"
+            }
+        );
         assert_eq!(target("_catalog"), Target::Unknown);
     }
 

@@ -13,6 +13,7 @@ mod eviction;
 mod freshness;
 mod operations;
 mod protocol;
+mod referrers;
 mod s3;
 mod server;
 mod upstream;

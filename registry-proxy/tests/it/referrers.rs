@@ -1,0 +1,109 @@
+//! Referrers through the cache: `GET /v2/<name>/referrers/<digest>` answered as the
+//! distribution spec's API answers (an OCI index, `OCI-Filters-Applied` when filtered),
+//! from an upstream without the API (Distribution 2.8) through its fallback tag; the
+//! SDK pointed at the cache finds them by the API.
+
+use crate::common::{RunningProxy, config, header, http};
+use conformance::harness::fixtures::OCI_INDEX;
+use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures};
+use registry_client::driver::oci::OciOption;
+use registry_client::{Discovery, ImageReference, RepositoryClient};
+use serde_json::Value;
+
+const SBOM: &str = "application/spdx+json";
+const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+fn digests(index: &Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|d| d["digest"].as_str().expect("digest").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
+    pusher.image(image).await;
+    pusher.image(other).await;
+    let sbom = pusher
+        .artifact(image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#)
+        .await;
+    let signature = pusher.artifact(image, SIGNATURE, b"signed payload").await;
+    pusher
+        .fallback_index(image, &[sbom.clone(), signature.clone()])
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[registry.host()]));
+    let url = |image: &str, digest: &str| format!("{}/v2/{image}/referrers/{digest}", cache.url());
+
+    let response = http()
+        .get(url(&image.repository, &image.digest))
+        .send()
+        .await
+        .expect("GET referrers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), OCI_INDEX);
+    assert!(response.headers().get("oci-filters-applied").is_none());
+    let index: Value = response.json().await.expect("JSON");
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        digests(&index),
+        [&sbom["digest"], &signature["digest"]].map(|d| d.as_str().unwrap().to_owned())
+    );
+    assert_eq!(index["manifests"][0]["artifactType"], SBOM);
+
+    // Filtered by artifact type, and says so.
+    let response = http()
+        .get(url(&image.repository, &image.digest))
+        .query(&[("artifactType", SBOM)])
+        .send()
+        .await
+        .expect("GET filtered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "oci-filters-applied"), "artifactType");
+    let index: Value = response.json().await.expect("JSON");
+    assert_eq!(digests(&index), [sbom["digest"].as_str().unwrap()]);
+
+    // A subject without referrers: an empty index, as the API answers.
+    let response = http()
+        .get(url(&other.repository, &other.digest))
+        .send()
+        .await
+        .expect("GET none");
+    assert_eq!(response.status(), 200);
+    let index: Value = response.json().await.expect("JSON");
+    assert_eq!(digests(&index), Vec::<String>::new());
+
+    // A bogus digest: the spec's error, nothing asked upstream.
+    let response = http()
+        .get(url(&image.repository, "sha256:nothex"))
+        .send()
+        .await
+        .expect("GET bogus");
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.expect("JSON error");
+    assert_eq!(error["errors"][0]["code"], "DIGEST_INVALID");
+
+    // The SDK asks the cache's API, and filters nothing again.
+    let subject: ImageReference = format!("{}/{}@{}", cache.host(), image.repository, image.digest)
+        .parse()
+        .expect("reference");
+    let found = RepositoryClient::builder("oci")
+        .option(OciOption::DockerConfig, "/nonexistent/config.json")
+        .build()
+        .expect("client")
+        .referrers(&subject, Some(SIGNATURE))
+        .await
+        .expect("referrers through the cache");
+    assert_eq!(found.discovery, Discovery::Api);
+    assert_eq!(found.descriptors.len(), 1);
+    assert_eq!(
+        found.descriptors[0].digest().to_string(),
+        signature["digest"].as_str().unwrap()
+    );
+}
