@@ -184,6 +184,8 @@ pub enum Command {
     Tags(TagsArgs),
     /// List every repository of a registry
     Catalog(CatalogArgs),
+    /// Show an image's signatures, SBOMs and attestations (its referrers) as a tree
+    Referrers(ReferrersArgs),
     /// Copy an image to another registry: blobs streamed, none uploaded twice
     Copy(CopyArgs),
     /// Push an OCI layout or a docker archive (docker/podman save) to a registry
@@ -343,6 +345,16 @@ pub struct TagsArgs {
     /// Entries asked for per page (default: the registry's)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferrersArgs {
+    /// Image reference (a tag is resolved to its digest first)
+    pub image: String,
+
+    /// Only the image's referrers of this artifact type (all of theirs below them)
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,7 @@ pub use model::tags::TagList;
 pub use portable::client::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RepositoryClient, RepositoryClientBuilder,
 };
-pub use portable::{image, pull, push, write};
+pub use portable::{image, pull, push, referrers, write};
 
 /// Re-exported so provider crates can `inventory::submit!` without their own dependency.
 #[doc(hidden)]

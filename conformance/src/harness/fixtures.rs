@@ -163,6 +163,11 @@ impl ImageFixture {
     }
 
     /// `HOST/REPO@DIGEST`.
+    /// The image's manifest as a descriptor (`mediaType`, `digest`, `size`).
+    pub fn descriptor(&self) -> Value {
+        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.manifest.len()})
+    }
+
     pub fn digest_reference(&self, host: &str) -> String {
         format!("{host}/{}@{}", self.repository, self.digest)
     }
@@ -610,11 +615,17 @@ impl Pusher {
         assert_eq!(digest, index.digest, "{} digest", index.repository);
     }
 
-    /// Pushes an OCI 1.1 artifact whose `subject` is `subject` (the empty config, one
-    /// layer `payload` of `artifact_type`) by digest, and returns its descriptor as a
+    /// Pushes an OCI 1.1 artifact to `repository` whose `subject` is the descriptor
+    /// `subject` ([`ImageFixture::descriptor`], or another artifact's): the empty config,
+    /// one layer `payload` of `artifact_type`, by digest. Returns its descriptor as a
     /// referrers index lists it (with `artifactType`).
-    pub async fn artifact(&self, subject: &ImageFixture, artifact_type: &str, payload: &[u8]) -> Value {
-        let repository = &subject.repository;
+    pub async fn artifact(
+        &self,
+        repository: &str,
+        subject: &Value,
+        artifact_type: &str,
+        payload: &[u8],
+    ) -> Value {
         let empty = self.blob(repository, b"{}").await;
         let layer = self.blob(repository, payload).await;
         let manifest = serde_json::to_vec(&json!({
@@ -623,7 +634,7 @@ impl Pusher {
             "artifactType": artifact_type,
             "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
             "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
-            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.manifest.len()},
+            "subject": {"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]},
         }))
         .expect("JSON");
         let digest = super::sha256_digest(&manifest);
@@ -634,17 +645,18 @@ impl Pusher {
         json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "artifactType": artifact_type})
     }
 
-    /// Pushes the referrers index of `subject` under its fallback tag (`sha256-<hex>`),
-    /// as a client does for a registry without the referrers API.
-    pub async fn fallback_index(&self, subject: &ImageFixture, referrers: &[Value]) {
+    /// Pushes the referrers index of the manifest `subject` (a digest) in `repository`
+    /// under its fallback tag (`sha256-<hex>`), as a client does for a registry without
+    /// the referrers API.
+    pub async fn fallback_index(&self, repository: &str, subject: &str, referrers: &[Value]) {
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
             "manifests": referrers,
         }))
         .expect("JSON");
-        let tag = subject.digest.replacen(':', "-", 1);
-        self.manifest(&subject.repository, &tag, OCI_INDEX, &index).await;
+        let tag = subject.replacen(':', "-", 1);
+        self.manifest(repository, &tag, OCI_INDEX, &index).await;
     }
 
     /// Pushes every fixture (repositories concurrently: seeding time is paid by every test

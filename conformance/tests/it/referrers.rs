@@ -31,11 +31,27 @@ async fn without_the_api_the_fallback_tag_lists_the_referrers() {
     pusher.image(image).await;
     pusher.image(other).await;
     let sbom = pusher
-        .artifact(image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#)
+        .artifact(
+            &image.repository,
+            &image.descriptor(),
+            SBOM,
+            br#"{"spdxVersion":"SPDX-2.3"}"#,
+        )
         .await;
-    let signature = pusher.artifact(image, SIGNATURE, b"signed payload").await;
+    let signature = pusher
+        .artifact(
+            &image.repository,
+            &image.descriptor(),
+            SIGNATURE,
+            b"signed payload",
+        )
+        .await;
     pusher
-        .fallback_index(image, &[sbom.clone(), signature.clone()])
+        .fallback_index(
+            &image.repository,
+            &image.digest,
+            &[sbom.clone(), signature.clone()],
+        )
         .await;
     let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
     let client = client();

@@ -8,6 +8,7 @@ pub mod list;
 pub mod providers;
 pub mod pull;
 pub mod push;
+pub mod referrers;
 pub mod serve;
 
 use registry_client::Progress;
@@ -170,6 +171,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
         Command::Digest(args) => digest::run(context, &args).await,
         Command::Tags(args) => list::tags(context, &args).await,
         Command::Catalog(args) => list::catalog(context, &args).await,
+        Command::Referrers(args) => referrers::run(context, &args).await,
         Command::Copy(args) => copy::run(context, &args).await,
         Command::Push(args) => push::run(context, &args).await,
         Command::Serve(args) => serve::run(context, &args).await,

@@ -7,4 +7,5 @@ mod copy;
 mod credential_helper;
 mod errors;
 mod mirrors;
+mod referrers;
 mod serve;

@@ -30,11 +30,27 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
     pusher.image(image).await;
     pusher.image(other).await;
     let sbom = pusher
-        .artifact(image, SBOM, br#"{"spdxVersion":"SPDX-2.3"}"#)
+        .artifact(
+            &image.repository,
+            &image.descriptor(),
+            SBOM,
+            br#"{"spdxVersion":"SPDX-2.3"}"#,
+        )
         .await;
-    let signature = pusher.artifact(image, SIGNATURE, b"signed payload").await;
+    let signature = pusher
+        .artifact(
+            &image.repository,
+            &image.descriptor(),
+            SIGNATURE,
+            b"signed payload",
+        )
+        .await;
     pusher
-        .fallback_index(image, &[sbom.clone(), signature.clone()])
+        .fallback_index(
+            &image.repository,
+            &image.digest,
+            &[sbom.clone(), signature.clone()],
+        )
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[registry.host()]));
