@@ -615,20 +615,20 @@ impl Pusher {
         assert_eq!(digest, index.digest, "{} digest", index.repository);
     }
 
-    /// Pushes an OCI 1.1 artifact to `repository` whose `subject` is the descriptor
-    /// `subject` ([`ImageFixture::descriptor`], or another artifact's): the empty config,
-    /// one layer `payload` of `artifact_type`, by digest. Returns its descriptor as a
-    /// referrers index lists it (with `artifactType`).
-    pub async fn artifact(
+    /// An OCI 1.1 artifact manifest for `repository` whose `subject` is the descriptor
+    /// `subject` ([`ImageFixture::descriptor`], or another artifact's): the empty config
+    /// and one layer `payload` of `artifact_type`, both pushed. Returns the manifest's
+    /// bytes, not pushed.
+    pub async fn artifact_manifest(
         &self,
         repository: &str,
         subject: &Value,
         artifact_type: &str,
         payload: &[u8],
-    ) -> Value {
+    ) -> Vec<u8> {
         let empty = self.blob(repository, b"{}").await;
         let layer = self.blob(repository, payload).await;
-        let manifest = serde_json::to_vec(&json!({
+        serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": artifact_type,
@@ -636,7 +636,21 @@ impl Pusher {
             "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
             "subject": {"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]},
         }))
-        .expect("JSON");
+        .expect("JSON")
+    }
+
+    /// Pushes [`artifact_manifest`](Self::artifact_manifest) by digest and returns its
+    /// descriptor as a referrers index lists it (with `artifactType`).
+    pub async fn artifact(
+        &self,
+        repository: &str,
+        subject: &Value,
+        artifact_type: &str,
+        payload: &[u8],
+    ) -> Value {
+        let manifest = self
+            .artifact_manifest(repository, subject, artifact_type, payload)
+            .await;
         let digest = super::sha256_digest(&manifest);
         assert_eq!(
             self.manifest(repository, &digest, OCI_MANIFEST, &manifest).await,

@@ -1,9 +1,10 @@
 //! Referrers on Distribution 2.8, which has no referrers API (it answers it `404`): the
 //! client falls back to the tag schema, the index at `sha256-<hex>` that lists a
 //! subject's signatures and SBOMs, filters it by artifact type, and refuses a fallback
-//! tag that is not an index.
+//! tag that is not an index; a manifest pushed with a `subject` is added to that index.
 
 use conformance::harness::fault_proxy::FaultProxy;
+use conformance::harness::fixtures::OCI_MANIFEST;
 use conformance::harness::{AuthMode, ImageFixture, Pusher, TestRegistry, fixtures};
 use registry_client::driver::oci::OciOption;
 use registry_client::{Discovery, ImageReference, RepositoryClient};
@@ -120,4 +121,83 @@ async fn a_fallback_tag_that_is_not_an_index_is_refused() {
     let text = err.to_string();
     assert!(text.contains("not an OCI image index"), "{text}");
     assert!(text.contains(&tag), "names the tag: {text}");
+}
+
+#[tokio::test]
+async fn a_pushed_referrer_is_added_to_the_fallback_index_once() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let image = &fixtures().single_oci;
+    pusher.image(image).await;
+    let client = client();
+    let subject = reference(&registry.host(), image);
+    let put = |manifest: Vec<u8>| {
+        let client = &client;
+        let at = subject
+            .with_digest(&conformance::harness::sha256_digest(&manifest))
+            .expect("by digest");
+        async move {
+            client
+                .put_manifest(&at, OCI_MANIFEST, manifest.into())
+                .await
+                .expect("put the artifact")
+        }
+    };
+    let sbom = pusher
+        .artifact_manifest(&image.repository, &image.descriptor(), SBOM, b"sbom")
+        .await;
+    let signature = pusher
+        .artifact_manifest(&image.repository, &image.descriptor(), SIGNATURE, b"signature")
+        .await;
+    let sbom_digest = put(sbom.clone()).await;
+    let signature_digest = put(signature).await;
+    // Pushed again: not listed twice.
+    put(sbom).await;
+
+    let found = client.referrers(&subject, None).await.expect("referrers");
+    assert_eq!(found.discovery, Discovery::FallbackTag);
+    let listed: Vec<(String, Option<String>)> = found
+        .descriptors
+        .iter()
+        .map(|d| {
+            (
+                d.digest().to_string(),
+                d.artifact_type().as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (sbom_digest, Some(SBOM.to_owned())),
+            (signature_digest, Some(SIGNATURE.to_owned()))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_referrer_pushed_over_a_fallback_tag_that_is_not_an_index_is_an_error_naming_it() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let image = &fixtures().single_oci;
+    pusher.image(image).await;
+    let tag = image.digest.replacen(':', "-", 1);
+    pusher
+        .manifest(&image.repository, &tag, image.media_type, &image.manifest)
+        .await;
+    let sbom = pusher
+        .artifact_manifest(&image.repository, &image.descriptor(), SBOM, b"sbom")
+        .await;
+    let at = reference(&registry.host(), image)
+        .with_digest(&conformance::harness::sha256_digest(&sbom))
+        .expect("by digest");
+    let err = client()
+        .put_manifest(&at, OCI_MANIFEST, sbom.into())
+        .await
+        .expect_err("the fallback tag is an image");
+    let text = err.to_string();
+    assert!(
+        text.contains("not an OCI image index") && text.contains(&tag),
+        "{text}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The upload side of the distribution API, for one repository of one registry (never a
 //! mirror): blob existence, cross-repository mounts, monolithic and chunked uploads resumed
-//! from the offset the registry reports, and manifests put with their exact bytes.
+//! from the offset the registry reports, and manifests put with their exact bytes (and, for
+//! a registry without the referrers API, a referrer added to its subject's fallback tag).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,12 +12,17 @@ use futures::{Stream, StreamExt, stream};
 use http::{HeaderValue, Method, StatusCode, header};
 use url::Url;
 
+use crate::driver::protocol::manifests::fetch_raw_at;
 use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::Source;
 use crate::driver::transport::{RegistryRequest, host_port};
 use crate::error::{Error, Resource, Result};
 use crate::model::digest::{Hasher, sha256};
+use crate::model::manifest::media_types::OCI_INDEX;
 use crate::model::reference::ImageReference;
+use crate::model::referrers::{fallback_tag, parse_index};
+use oci_spec::image::{Descriptor, Digest, ImageIndexBuilder, MediaType};
+use std::str::FromStr as _;
 
 /// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks of this size
 /// (or the registry's `OCI-Chunk-Min-Length`, when larger), each kept until the registry
@@ -239,14 +245,120 @@ pub(crate) async fn put_manifest(
         (None, None) => digest.clone(),
     };
     let target = push_target(registry, reference)?;
-    let mut request = push_request(&target, Method::PUT, target.url(&format!("manifests/{name}"))?)?;
+    let response = send_manifest(&target, &name, media_type, bytes.clone()).await?;
+    check_stored_digest(&response, &digest, "the manifest")?;
+    // A registry with the referrers API says it indexed the subject; for one without,
+    // the client keeps the subject's fallback tag up to date (OCI distribution 1.1).
+    if !response.headers().contains_key("oci-subject")
+        && let Some(referrer) = referrer_of(&bytes, media_type, &digest)
+    {
+        add_to_fallback_index(&target, reference, referrer).await?;
+    }
+    Ok(digest)
+}
+
+/// `PUT …/manifests/<name>` with `bytes` as they are.
+async fn send_manifest(
+    target: &Source,
+    name: &str,
+    media_type: &str,
+    bytes: Bytes,
+) -> Result<reqwest::Response> {
+    let mut request = push_request(target, Method::PUT, target.url(&format!("manifests/{name}"))?)?;
     request
         .headers
         .insert(header::CONTENT_TYPE, header_value(media_type)?);
     request.body = Some(bytes);
-    let response = target.transport().send(&request).await?;
-    check_stored_digest(&response, &digest, "the manifest")?;
-    Ok(digest)
+    target.transport().send(&request).await
+}
+
+/// A manifest's subject, and its own descriptor as the subject's referrers list names
+/// it; `None` when it has no subject.
+struct Referrer {
+    subject: String,
+    descriptor: Descriptor,
+}
+
+fn referrer_of(bytes: &[u8], media_type: &str, digest: &str) -> Option<Referrer> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WithSubject {
+        subject: Option<Descriptor>,
+        artifact_type: Option<String>,
+        config: Option<Descriptor>,
+        annotations: Option<std::collections::HashMap<String, String>>,
+    }
+    let parsed: WithSubject = serde_json::from_slice(bytes).ok()?;
+    let subject = parsed.subject?.digest().to_string();
+    // An image manifest without `artifactType` is of its config's type.
+    let artifact_type = parsed
+        .artifact_type
+        .or_else(|| parsed.config.map(|c| c.media_type().to_string()));
+    let mut descriptor = Descriptor::new(
+        MediaType::from(media_type),
+        bytes.len() as u64,
+        Digest::from_str(digest).ok()?,
+    );
+    descriptor.set_artifact_type(artifact_type.map(|t| MediaType::from(t.as_str())));
+    descriptor.set_annotations(parsed.annotations);
+    Some(Referrer { subject, descriptor })
+}
+
+/// How many times the fallback index is read, changed and written again when another
+/// writer's change replaced ours in between.
+const INDEX_ATTEMPTS: usize = 3;
+
+/// Adds `referrer` to its subject's fallback index (`sha256-<hex>`): reads it (none is
+/// an empty index), adds the descriptor unless it is there, writes it back, and reads it
+/// again to check. Distribution takes no conditional `PUT`, so a concurrent writer can
+/// still replace the index between our write and its own: a descriptor found missing
+/// when read back is added again, up to three times, and then it is an error.
+async fn add_to_fallback_index(
+    target: &Source,
+    reference: &ImageReference,
+    referrer: Referrer,
+) -> Result<()> {
+    let tag = fallback_tag(&referrer.subject);
+    let tagged = ImageReference::parse(&format!("{}:{tag}", reference.name()))?;
+    let wanted = referrer.descriptor.digest().to_string();
+    for _ in 0..INDEX_ATTEMPTS {
+        let mut listed = read_fallback_index(target, &tagged).await?;
+        if listed.iter().any(|d| d.digest().to_string() == wanted) {
+            return Ok(());
+        }
+        listed.push(referrer.descriptor.clone());
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(listed)
+            .build()
+            .map_err(|e| Error::InvalidConfig(format!("the referrers index of {tagged}: {e}")))?;
+        let bytes = Bytes::from(serde_json::to_vec(&index).map_err(|e| Error::InvalidConfig(e.to_string()))?);
+        send_manifest(target, &tag, OCI_INDEX, bytes).await?;
+        if read_fallback_index(target, &tagged)
+            .await?
+            .iter()
+            .any(|d| d.digest().to_string() == wanted)
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::invalid_response(
+        &host_port(&target.url("")?),
+        format!("{tagged}: another writer kept replacing the referrers index; {wanted} is not in it"),
+    ))
+}
+
+/// The descriptors of the fallback index at `tagged`; none if there is no such tag.
+async fn read_fallback_index(target: &Source, tagged: &ImageReference) -> Result<Vec<Descriptor>> {
+    let host = host_port(&target.url("")?);
+    match fetch_raw_at(target, tagged, true).await {
+        Ok(index) => {
+            parse_index(&index.bytes).map_err(|e| Error::invalid_response(&host, format!("{tagged}: {e}")))
+        }
+        Err(err) if err.is_not_found() => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
 }
 
 /// The registry itself (never a mirror) for `reference`'s repository.
