@@ -12,6 +12,7 @@ mod log;
 mod maintenance;
 mod metrics;
 mod passthrough;
+mod referrers;
 mod routes;
 mod server;
 mod singleflight;
@@ -36,6 +37,7 @@ use storage::Storage;
 pub struct Proxy {
     routes: Routes,
     cache: cache::Cache,
+    referrers: referrers::ReferrerLists,
     metrics: Arc<metrics::Metrics>,
     maintenance: maintenance::Maintenance,
     server: config::ServerConfig,
@@ -86,6 +88,7 @@ impl Proxy {
         Ok(Proxy {
             routes: Routes::build(config, &customize)?,
             cache: cache::Cache::new(maintenance.clone()),
+            referrers: referrers::ReferrerLists::new(maintenance.clone()),
             maintenance,
             metrics,
             server: config.server.clone(),

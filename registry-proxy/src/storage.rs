@@ -72,6 +72,30 @@ impl TagRecord {
     }
 }
 
+/// A subject's referrers as the upstream last listed them (every artifact type; a
+/// filter is applied when answering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferrersRecord {
+    /// The descriptors, as the upstream's referrers index gave them.
+    pub manifests: Vec<serde_json::Value>,
+    /// Seconds since the Unix epoch.
+    pub checked: u64,
+}
+
+impl ReferrersRecord {
+    pub fn checked_now(manifests: Vec<serde_json::Value>) -> ReferrersRecord {
+        ReferrersRecord {
+            manifests,
+            checked: unix_now(),
+        }
+    }
+
+    /// Time since the upstream last listed them.
+    pub fn age(&self) -> Duration {
+        Duration::from_secs(unix_now().saturating_sub(self.checked))
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -309,6 +333,34 @@ impl Storage {
             .map(|()| size)
     }
 
+    pub async fn referrers(
+        &self,
+        route: &str,
+        repository: &str,
+        subject: &str,
+    ) -> Result<Option<ReferrersRecord>> {
+        let Some(bytes) = self.get(&referrers_key(route, repository, subject)?).await? else {
+            return Ok(None);
+        };
+        // A damaged record is as good as none: the upstream is asked again.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Stores a referrers record; returns the stored size.
+    pub async fn put_referrers(
+        &self,
+        route: &str,
+        repository: &str,
+        subject: &str,
+        record: &ReferrersRecord,
+    ) -> Result<u64> {
+        let json = serde_json::to_vec(record).expect("a referrers record serializes");
+        let size = json.len() as u64;
+        self.put(&referrers_key(route, repository, subject)?, json.into())
+            .await
+            .map(|()| size)
+    }
+
     pub async fn delete_tag(&self, route: &str, repository: &str, tag: &str) -> Result<()> {
         self.delete(&tag_key(route, repository, tag)).await
     }
@@ -515,6 +567,19 @@ pub fn manifest_key(route: &str, digest: &str) -> Result<String> {
 /// The key of a tag record.
 pub fn tag_record_key(route: &str, repository: &str, tag: &str) -> String {
     tag_key(route, repository, tag).to_string()
+}
+
+/// The key of a referrers record.
+pub fn referrers_record_key(route: &str, repository: &str, subject: &str) -> Result<String> {
+    referrers_key(route, repository, subject).map(|p| p.to_string())
+}
+
+/// `routes/<route>/repositories/<repository>/_referrers/<algorithm>/<hex>`.
+fn referrers_key(route: &str, repository: &str, subject: &str) -> Result<Path> {
+    let (algorithm, hex) = split_digest(subject)?;
+    Ok(Path::from(format!(
+        "routes/{route}/repositories/{repository}/_referrers/{algorithm}/{hex}"
+    )))
 }
 
 /// `routes/<route>/<kind>/<algorithm>/<hex>`, for a digest safe as a path.

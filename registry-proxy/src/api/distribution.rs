@@ -134,7 +134,7 @@ pub(super) async fn v2(
             Method::GET => {
                 let artifact_type = query.get("artifactType").filter(|t| !t.is_empty()).cloned();
                 routed(&proxy, &asked, name, |route, name| {
-                    referrers(route, name, digest, artifact_type)
+                    referrers(proxy.clone(), route, name, digest, artifact_type)
                 })
                 .await
             }
@@ -362,9 +362,11 @@ async fn tags(
     Ok(response)
 }
 
-/// `GET /v2/<name>/referrers/<digest>?artifactType=`: the upstream's referrers (from
-/// its API, or its fallback tag where it has none) in one page, filtered as asked.
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: the subject's referrers (from
+/// the upstream's API, or its fallback tag where it has none, kept like a tag) in one
+/// page, filtered as asked.
 async fn referrers(
+    proxy: Arc<Proxy>,
     route: Arc<Route>,
     name: String,
     digest: &str,
@@ -372,29 +374,27 @@ async fn referrers(
 ) -> Result<Response, ApiError> {
     check_digest(digest)?;
     let image = image_reference(&route, &format!("{name}@{digest}"))?;
-    let listed = match route.upstream().await {
-        Ok(upstream) => upstream
-            .referrers(&image, artifact_type.as_deref())
-            .await
-            .map_err(Error::Upstream),
-        Err(error) => Err(error),
-    };
-    let found = listed.map_err(|e| ApiError::from_error(&e, Resource::Manifest))?;
+    let found = proxy
+        .referrers
+        .list(&route, &image, artifact_type.as_deref())
+        .await
+        .map_err(|e| ApiError::from_error(&e, Resource::Manifest))?;
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
     if artifact_type.is_some() {
         headers.insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
     }
+    headers.insert(X_CACHE, HeaderValue::from_static(found.cache.as_str()));
     let body = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
-        "manifests": found.descriptors,
+        "manifests": found.manifests,
     })
     .to_string();
     let mut response = (StatusCode::OK, headers, body).into_response();
     response
         .extensions_mut()
-        .insert(Served::new(CacheResult::Miss, Some(found.source)));
+        .insert(Served::new(found.cache, found.upstream));
     Ok(response)
 }
 

@@ -1,9 +1,13 @@
 //! Referrers through the cache: `GET /v2/<name>/referrers/<digest>` answered as the
 //! distribution spec's API answers (an OCI index, `OCI-Filters-Applied` when filtered),
-//! from an upstream without the API (Distribution 2.8) through its fallback tag; the
-//! SDK pointed at the cache finds them by the API.
+//! from an upstream without the API (Distribution 2.8) through its fallback tag, kept
+//! for the tag TTL and served stale when the upstream is down; the SDK pointed at the
+//! cache finds them by the API.
 
-use crate::common::{RunningProxy, config, header, http};
+use std::time::Duration;
+
+use crate::common::{RunningProxy, config, header, http, recorded};
+use conformance::harness::fault_proxy::{Fault, Matcher};
 use conformance::harness::fixtures::OCI_INDEX;
 use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures};
 use registry_client::driver::oci::OciOption;
@@ -53,7 +57,8 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         )
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[registry.host()]));
+    let upstream = recorded(&registry.url()).await;
+    let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[upstream.host()]));
     let url = |image: &str, digest: &str| format!("{}/v2/{image}/referrers/{digest}", cache.url());
 
     let response = http()
@@ -64,6 +69,7 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-type"), OCI_INDEX);
     assert!(response.headers().get("oci-filters-applied").is_none());
+    assert_eq!(header(&response, "x-cache"), "MISS");
     let index: Value = response.json().await.expect("JSON");
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(index["schemaVersion"], 2);
@@ -72,6 +78,8 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         [&sbom["digest"], &signature["digest"]].map(|d| d.as_str().unwrap().to_owned())
     );
     assert_eq!(index["manifests"][0]["artifactType"], SBOM);
+    // Within the tag TTL, the next request (filtered or not) is answered from the cache.
+    let asked = upstream.requests().len();
 
     // Filtered by artifact type, and says so.
     let response = http()
@@ -82,6 +90,8 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         .expect("GET filtered");
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "oci-filters-applied"), "artifactType");
+    assert_eq!(header(&response, "x-cache"), "HIT");
+    assert_eq!(upstream.requests().len(), asked, "a HIT asks nothing upstream");
     let index: Value = response.json().await.expect("JSON");
     assert_eq!(digests(&index), [sbom["digest"].as_str().unwrap()]);
 
@@ -122,4 +132,44 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         found.descriptors[0].digest().to_string(),
         signature["digest"].as_str().unwrap()
     );
+}
+
+#[tokio::test]
+async fn referrers_past_the_tag_ttl_are_asked_again_and_served_stale_when_the_upstream_is_down() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
+    pusher.image(image).await;
+    pusher.image(other).await;
+    let sbom = pusher
+        .artifact(&image.repository, &image.descriptor(), SBOM, b"sbom")
+        .await;
+    pusher
+        .fallback_index(&image.repository, &image.digest, std::slice::from_ref(&sbom))
+        .await;
+    let upstream = recorded(&registry.url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dir.path().join("cache"), &[upstream.host()]);
+    config.routes[0].tag_ttl = Duration::ZERO;
+    config.routes[0].upstream_timeout = Duration::from_secs(5);
+    let cache = RunningProxy::start(&config);
+    let url = |image: &str, digest: &str| format!("{}/v2/{image}/referrers/{digest}", cache.url());
+    let get = |url: String| async move { http().get(url).send().await.expect("GET referrers") };
+
+    let first = get(url(&image.repository, &image.digest)).await;
+    assert_eq!(header(&first, "x-cache"), "MISS");
+    // Past the TTL: asked again.
+    let again = get(url(&image.repository, &image.digest)).await;
+    assert_eq!(header(&again, "x-cache"), "MISS");
+
+    // The upstream down: the last list, marked stale.
+    upstream.inject_when(Matcher::any(), Fault::status(503, usize::MAX));
+    let stale = get(url(&image.repository, &image.digest)).await;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(header(&stale, "x-cache"), "STALE");
+    let index: Value = stale.json().await.expect("JSON");
+    assert_eq!(digests(&index), [sbom["digest"].as_str().unwrap()]);
+    // A subject never listed has nothing to fall back on: an error, not an empty list.
+    let unknown = get(url(&other.repository, &other.digest)).await;
+    assert!(unknown.status().is_server_error(), "{}", unknown.status());
 }
