@@ -48,6 +48,56 @@ pub struct Fixtures {
     /// `/tags/list`, sends no `Link`, and lists tags in storage order (unsorted). It does
     /// paginate `/_catalog` (`?n=3` gives a `Link: </v2/_catalog?last=…&n=3>; rel="next"`).
     pub tags: TagsFixture,
+    /// `referred/image:v1`: an OCI image with two OCI 1.1 artifacts whose `subject` it
+    /// is, an SBOM and a signature, listed in that order by the fallback index at its
+    /// tag `sha256-<hex>` (Distribution 2.8 has no referrers API).
+    pub referred: ReferredFixture,
+}
+
+/// An image and the artifacts that refer to it.
+#[derive(Clone, Debug)]
+pub struct ReferredFixture {
+    pub image: ImageFixture,
+    pub referrers: Vec<ArtifactFixture>,
+}
+
+/// An OCI 1.1 artifact: the empty config, one layer `payload` of `artifact_type`.
+#[derive(Clone, Debug)]
+pub struct ArtifactFixture {
+    pub artifact_type: &'static str,
+    pub payload: Bytes,
+    pub manifest: Bytes,
+    pub digest: String,
+}
+
+impl ArtifactFixture {
+    fn new(subject: &ImageFixture, artifact_type: &'static str, payload: &[u8]) -> ArtifactFixture {
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "digest": super::sha256_digest(b"{}"), "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": super::sha256_digest(payload), "size": payload.len()}],
+            "subject": subject.descriptor(),
+        }))
+        .expect("JSON");
+        ArtifactFixture {
+            artifact_type,
+            payload: Bytes::copy_from_slice(payload),
+            digest: super::sha256_digest(&manifest),
+            manifest: manifest.into(),
+        }
+    }
+
+    /// The artifact as a referrers index lists it (with `artifactType`).
+    pub fn descriptor(&self) -> Value {
+        json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": self.digest,
+            "size": self.manifest.len(),
+            "artifactType": self.artifact_type,
+        })
+    }
 }
 
 /// One image manifest and its blobs.
@@ -235,6 +285,18 @@ impl Fixtures {
                 ),
                 tags,
             },
+            referred: {
+                let image = single(Flavor::Oci, "referred/image");
+                let referrers = vec![
+                    ArtifactFixture::new(&image, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#),
+                    ArtifactFixture::new(
+                        &image,
+                        "application/vnd.dev.cosign.artifact.sig.v1+json",
+                        b"signature of referred/image",
+                    ),
+                ];
+                ReferredFixture { image, referrers }
+            },
         }
     }
 
@@ -254,6 +316,7 @@ impl Fixtures {
             &self.many_layers,
             &self.nested,
             &self.tags.image,
+            &self.referred.image,
         ]
         .into_iter()
         .chain(self.multi_oci.children.iter())
@@ -684,7 +747,26 @@ impl Pusher {
                     .await;
             }
         };
+        let referred = async {
+            let r = &fixtures.referred;
+            self.image(&r.image).await;
+            for artifact in &r.referrers {
+                self.blob(&r.image.repository, b"{}").await;
+                self.blob(&r.image.repository, &artifact.payload).await;
+                self.manifest(
+                    &r.image.repository,
+                    &artifact.digest,
+                    OCI_MANIFEST,
+                    &artifact.manifest,
+                )
+                .await;
+            }
+            let listed: Vec<Value> = r.referrers.iter().map(ArtifactFixture::descriptor).collect();
+            self.fallback_index(&r.image.repository, &r.image.digest, &listed)
+                .await;
+        };
         futures::join!(
+            referred,
             self.image(&fixtures.single_oci),
             self.image(&fixtures.single_docker),
             self.index(&fixtures.multi_oci),

@@ -16,6 +16,7 @@ mod env;
 mod metadata;
 mod pull;
 mod push;
+mod referrers;
 mod resilience;
 mod trees;
 
@@ -24,6 +25,7 @@ pub use blobs::*;
 pub use metadata::*;
 pub use pull::*;
 pub use push::*;
+pub use referrers::*;
 pub use resilience::*;
 pub use trees::*;
 
@@ -129,6 +131,9 @@ macro_rules! __suite_cases {
         tags_paginated: [Pull, TagPagination],
         catalog_paginated: [Catalog, Transparent],
         response_cache: [Pull, Transparent],
+        // Referrers.
+        referrers_listed: [Pull],
+        referrers_api: [Pull, Referrers],
         // Faults between the client and the registry.
         retries_server_errors: [Pull, Transparent],
         honours_retry_after: [Pull, Transparent],

@@ -15,14 +15,14 @@ fn builder(_: &Target) -> RepositoryClientBuilder {
     RepositoryClient::builder("oci").option(OciOption::DockerConfig, "/nonexistent/config.json")
 }
 
-/// What the cache offers a client: reads, and tag lists a page at a time
-/// (where its Distribution upstream answers every tag at once). It answers requests itself (from
+/// What the cache offers a client: reads, tag lists a page at a time and the
+/// referrers API (where its Distribution upstream has neither). It answers requests itself (from
 /// its store, or after its own upstream request), so it is not transparent:
 /// the cases that count requests or inject faults between client and
 /// registry do not apply.
 const CACHE: Endpoint = Endpoint {
     name: "mcreg serve (pull-through cache)",
-    capabilities: &[Pull, TagPagination],
+    capabilities: &[Pull, TagPagination, Referrers],
 };
 
 /// A registry behind the suite's fault proxy, a cache in front of that, and
