@@ -1,7 +1,9 @@
 //! `mcreg referrers`: an image's signature, SBOM and attestation, and a signature of
-//! the SBOM, found through the fallback tags of Distribution 2.8 and shown as a tree.
+//! the SBOM, found through the fallback tags of Distribution 2.8 and shown as a tree;
+//! and the same tree through `mcreg serve`, again with the registry stopped.
 
 use crate::common::Sandbox;
+use crate::serve::Server;
 use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures};
 use serde_json::Value;
 
@@ -13,9 +15,17 @@ fn digest(descriptor: &Value) -> &str {
     descriptor["digest"].as_str().expect("digest")
 }
 
-#[tokio::test]
-async fn referrers_shows_the_tree_of_signatures_sboms_and_attestations() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
+/// The referrers pushed by [`push_tree`].
+struct Tree {
+    signature: Value,
+    sbom: Value,
+    attestation: Value,
+    sbom_signature: Value,
+}
+
+/// `single/oci:v1` with a signature, an SBOM and an attestation, and a signature of the
+/// SBOM, each listed by its subject's fallback tag.
+async fn push_tree(registry: &TestRegistry) -> Tree {
     let pusher = Pusher::new(&registry.url());
     let image = &fixtures().single_oci;
     let repository = image.repository.as_str();
@@ -48,6 +58,24 @@ async fn referrers_shows_the_tree_of_signatures_sboms_and_attestations() {
     pusher
         .fallback_index(repository, digest(&sbom), std::slice::from_ref(&sbom_signature))
         .await;
+    Tree {
+        signature,
+        sbom,
+        attestation,
+        sbom_signature,
+    }
+}
+
+#[tokio::test]
+async fn referrers_shows_the_tree_of_signatures_sboms_and_attestations() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let Tree {
+        signature,
+        sbom,
+        attestation,
+        sbom_signature,
+    } = push_tree(&registry).await;
+    let (image, repository) = (&fixtures().single_oci, fixtures().single_oci.repository.as_str());
     let sandbox = Sandbox::new();
     let reference = image.reference(&registry.host());
 
@@ -123,4 +151,35 @@ async fn a_referrer_listed_below_itself_is_an_error_naming_it() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("referrers loop"), "{}", run.stderr);
     assert!(run.stderr.contains(digest(&sbom)), "{}", run.stderr);
+}
+
+/// `mcreg serve` in front of the registry: the tree walked once through it, then
+/// again with the registry stopped, answered from the cache alone.
+#[tokio::test]
+async fn the_cache_serves_the_tree_with_the_upstream_stopped() {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let Tree { sbom, .. } = push_tree(&registry).await;
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["--upstream", &registry.host()], &[]);
+    let through = format!("{}/{}:v1", server.host(), fixtures().single_oci.repository);
+
+    let before = sandbox.mcreg(&["referrers", &through, "--json"]).ok().json();
+    assert_eq!(before["discovery"], "api", "the cache serves the referrers API");
+    assert_eq!(before["referrers"][1]["digest"], digest(&sbom));
+    let text_before = sandbox.mcreg(&["referrers", &through]).ok().stdout_text();
+
+    drop(registry);
+    let after = sandbox.mcreg(&["referrers", &through, "--json"]).ok().json();
+    assert_eq!(after["referrers"], before["referrers"]);
+    assert_eq!(after["subject"], before["subject"]);
+    let text_after = sandbox.mcreg(&["referrers", &through]).ok().stdout_text();
+    assert_eq!(text_after, text_before);
+
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/referrers/") && l.contains("cache=HIT")),
+        "no referrers HIT in:\n{log}"
+    );
 }

@@ -18,7 +18,8 @@ use conformance::harness::{AuthMode, Pusher, TestRegistry, free_port};
 use serde_json::Value;
 
 /// A running `mcreg serve`; killed if the test did not stop it.
-struct Server {
+/// `mcreg serve` running as a child process (the referrers tests use it too).
+pub(crate) struct Server {
     child: Child,
     port: u16,
     /// Reads stderr as it comes (a full pipe would block the server).
@@ -27,7 +28,7 @@ struct Server {
 
 impl Server {
     /// `mcreg serve --listen 127.0.0.1:<free port> --cache-dir <sandbox>/cache ARGS`.
-    fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
         let cache = path_str(&sandbox.path("cache"));
         let mut all = vec!["--cache-dir", cache.as_str()];
         all.extend_from_slice(args);
@@ -91,7 +92,7 @@ impl Server {
         server
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -112,7 +113,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and returns the exit code and everything it logged.
-    fn terminate(self) -> (i32, String) {
+    pub(crate) fn terminate(self) -> (i32, String) {
         self.signal_term();
         self.wait()
     }
