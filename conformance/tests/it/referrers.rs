@@ -24,36 +24,12 @@ fn reference(host: &str, image: &ImageFixture) -> ImageReference {
     image.reference(host).parse().expect("reference")
 }
 
+/// The seeded `referred/image` and its SBOM and signature (listed by its fallback tag).
 #[tokio::test]
 async fn without_the_api_the_fallback_tag_lists_the_referrers() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
-    pusher.image(image).await;
-    pusher.image(other).await;
-    let sbom = pusher
-        .artifact(
-            &image.repository,
-            &image.descriptor(),
-            SBOM,
-            br#"{"spdxVersion":"SPDX-2.3"}"#,
-        )
-        .await;
-    let signature = pusher
-        .artifact(
-            &image.repository,
-            &image.descriptor(),
-            SIGNATURE,
-            b"signed payload",
-        )
-        .await;
-    pusher
-        .fallback_index(
-            &image.repository,
-            &image.digest,
-            &[sbom.clone(), signature.clone()],
-        )
-        .await;
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let referred = &registry.fixtures().referred;
+    let (image, other) = (&referred.image, &registry.fixtures().single_docker);
     let proxy = FaultProxy::start(Url::parse(&registry.url()).expect("URL")).await;
     let client = client();
 
@@ -65,10 +41,8 @@ async fn without_the_api_the_fallback_tag_lists_the_referrers() {
     assert_eq!(all.subject, image.digest);
     assert_eq!(all.discovery, Discovery::FallbackTag);
     let digests: Vec<String> = all.descriptors.iter().map(|d| d.digest().to_string()).collect();
-    assert_eq!(
-        digests,
-        [&sbom["digest"], &signature["digest"]].map(|d| d.as_str().expect("digest").to_owned())
-    );
+    let expected: Vec<String> = referred.referrers.iter().map(|a| a.digest.clone()).collect();
+    assert_eq!(digests, expected);
     let api = format!("/v2/{}/referrers/{}", image.repository, image.digest);
     assert_eq!(proxy.count(|r| r.path == api && r.status == Some(404)), 1);
     let tag = format!(
@@ -79,19 +53,20 @@ async fn without_the_api_the_fallback_tag_lists_the_referrers() {
     assert_eq!(proxy.count(|r| r.path == tag && r.status == Some(200)), 1);
 
     // Filtered by artifact type, by the client (the tag schema cannot filter).
+    let sbom = &referred.referrers[0];
     let sboms = client
-        .referrers(&reference(&proxy.host(), image), Some(SBOM))
+        .referrers(&reference(&proxy.host(), image), Some(sbom.artifact_type))
         .await
         .expect("SBOMs");
     assert_eq!(sboms.descriptors.len(), 1);
-    assert_eq!(sboms.descriptors[0].digest().to_string(), sbom["digest"]);
+    assert_eq!(sboms.descriptors[0].digest().to_string(), sbom.digest);
     assert_eq!(
         sboms.descriptors[0]
             .artifact_type()
             .as_ref()
             .map(ToString::to_string)
             .as_deref(),
-        Some(SBOM)
+        Some(sbom.artifact_type)
     );
 
     // A subject nobody refers to: no fallback tag, no referrers.

@@ -9,13 +9,10 @@ use std::time::Duration;
 use crate::common::{RunningProxy, config, header, http, recorded};
 use conformance::harness::fault_proxy::{Fault, Matcher};
 use conformance::harness::fixtures::OCI_INDEX;
-use conformance::harness::{AuthMode, Pusher, TestRegistry, fixtures};
+use conformance::harness::{AuthMode, TestRegistry};
 use registry_client::driver::oci::OciOption;
 use registry_client::{Discovery, ImageReference, RepositoryClient};
 use serde_json::Value;
-
-const SBOM: &str = "application/spdx+json";
-const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
 fn digests(index: &Value) -> Vec<String> {
     index["manifests"]
@@ -28,34 +25,17 @@ fn digests(index: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
-    pusher.image(image).await;
-    pusher.image(other).await;
-    let sbom = pusher
-        .artifact(
-            &image.repository,
-            &image.descriptor(),
-            SBOM,
-            br#"{"spdxVersion":"SPDX-2.3"}"#,
-        )
-        .await;
-    let signature = pusher
-        .artifact(
-            &image.repository,
-            &image.descriptor(),
-            SIGNATURE,
-            b"signed payload",
-        )
-        .await;
-    pusher
-        .fallback_index(
-            &image.repository,
-            &image.digest,
-            &[sbom.clone(), signature.clone()],
-        )
-        .await;
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let referred = &registry.fixtures().referred;
+    let (image, other) = (&referred.image, &registry.fixtures().single_docker);
+    let (sbom, signature) = (
+        referred.referrers[0].descriptor(),
+        referred.referrers[1].descriptor(),
+    );
+    let (sbom_type, signature_type) = (
+        referred.referrers[0].artifact_type,
+        referred.referrers[1].artifact_type,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let upstream = recorded(&registry.url()).await;
     let cache = RunningProxy::start(&config(&dir.path().join("cache"), &[upstream.host()]));
@@ -77,14 +57,14 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         digests(&index),
         [&sbom["digest"], &signature["digest"]].map(|d| d.as_str().unwrap().to_owned())
     );
-    assert_eq!(index["manifests"][0]["artifactType"], SBOM);
+    assert_eq!(index["manifests"][0]["artifactType"], sbom_type);
     // Within the tag TTL, the next request (filtered or not) is answered from the cache.
     let asked = upstream.requests().len();
 
     // Filtered by artifact type, and says so.
     let response = http()
         .get(url(&image.repository, &image.digest))
-        .query(&[("artifactType", SBOM)])
+        .query(&[("artifactType", sbom_type)])
         .send()
         .await
         .expect("GET filtered");
@@ -123,7 +103,7 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
         .option(OciOption::DockerConfig, "/nonexistent/config.json")
         .build()
         .expect("client")
-        .referrers(&subject, Some(SIGNATURE))
+        .referrers(&subject, Some(signature_type))
         .await
         .expect("referrers through the cache");
     assert_eq!(found.discovery, Discovery::Api);
@@ -136,17 +116,10 @@ async fn the_cache_answers_the_referrers_api_from_the_upstreams_fallback_tag() {
 
 #[tokio::test]
 async fn referrers_past_the_tag_ttl_are_asked_again_and_served_stale_when_the_upstream_is_down() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let (image, other) = (&fixtures().single_oci, &fixtures().single_docker);
-    pusher.image(image).await;
-    pusher.image(other).await;
-    let sbom = pusher
-        .artifact(&image.repository, &image.descriptor(), SBOM, b"sbom")
-        .await;
-    pusher
-        .fallback_index(&image.repository, &image.digest, std::slice::from_ref(&sbom))
-        .await;
+    let registry = TestRegistry::start(AuthMode::None).await;
+    let referred = &registry.fixtures().referred;
+    let (image, other) = (&referred.image, &registry.fixtures().single_docker);
+    let sbom = referred.referrers[0].descriptor();
     let upstream = recorded(&registry.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(&dir.path().join("cache"), &[upstream.host()]);
@@ -168,7 +141,13 @@ async fn referrers_past_the_tag_ttl_are_asked_again_and_served_stale_when_the_up
     assert_eq!(stale.status(), 200);
     assert_eq!(header(&stale, "x-cache"), "STALE");
     let index: Value = stale.json().await.expect("JSON");
-    assert_eq!(digests(&index), [sbom["digest"].as_str().unwrap()]);
+    assert_eq!(
+        digests(&index),
+        [
+            sbom["digest"].as_str().unwrap(),
+            referred.referrers[1].digest.as_str()
+        ]
+    );
     // A subject never listed has nothing to fall back on: an error, not an empty list.
     let unknown = get(url(&other.repository, &other.digest)).await;
     assert!(unknown.status().is_server_error(), "{}", unknown.status());
