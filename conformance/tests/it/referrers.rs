@@ -24,6 +24,25 @@ fn reference(host: &str, image: &ImageFixture) -> ImageReference {
     image.reference(host).parse().expect("reference")
 }
 
+/// A registry of its own (the tests write to it) holding `single/oci`.
+async fn registry_with_an_image() -> (TestRegistry, Pusher, &'static ImageFixture) {
+    let registry = TestRegistry::start_empty(AuthMode::None).await;
+    let pusher = Pusher::new(&registry.url());
+    let image = &fixtures().single_oci;
+    pusher.image(image).await;
+    (registry, pusher, image)
+}
+
+/// Puts `image`'s own manifest under its fallback tag, where an index belongs;
+/// returns the tag.
+async fn fallback_tag_holding_the_image(pusher: &Pusher, image: &ImageFixture) -> String {
+    let tag = image.digest.replacen(':', "-", 1);
+    pusher
+        .manifest(&image.repository, &tag, image.media_type, &image.manifest)
+        .await;
+    tag
+}
+
 /// The seeded `referred/image` and its SBOM and signature (listed by its fallback tag).
 #[tokio::test]
 async fn without_the_api_the_fallback_tag_lists_the_referrers() {
@@ -80,15 +99,8 @@ async fn without_the_api_the_fallback_tag_lists_the_referrers() {
 
 #[tokio::test]
 async fn a_fallback_tag_that_is_not_an_index_is_refused() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let image = &fixtures().single_oci;
-    pusher.image(image).await;
-    // The image's own manifest under its fallback tag.
-    let tag = image.digest.replacen(':', "-", 1);
-    pusher
-        .manifest(&image.repository, &tag, image.media_type, &image.manifest)
-        .await;
+    let (registry, pusher, image) = registry_with_an_image().await;
+    let tag = fallback_tag_holding_the_image(&pusher, image).await;
     let err = client()
         .referrers(&reference(&registry.host(), image), None)
         .await
@@ -100,10 +112,7 @@ async fn a_fallback_tag_that_is_not_an_index_is_refused() {
 
 #[tokio::test]
 async fn a_pushed_referrer_is_added_to_the_fallback_index_once() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let image = &fixtures().single_oci;
-    pusher.image(image).await;
+    let (registry, pusher, image) = registry_with_an_image().await;
     let client = client();
     let subject = reference(&registry.host(), image);
     let put = |manifest: Vec<u8>| {
@@ -152,14 +161,8 @@ async fn a_pushed_referrer_is_added_to_the_fallback_index_once() {
 
 #[tokio::test]
 async fn a_referrer_pushed_over_a_fallback_tag_that_is_not_an_index_is_an_error_naming_it() {
-    let registry = TestRegistry::start_empty(AuthMode::None).await;
-    let pusher = Pusher::new(&registry.url());
-    let image = &fixtures().single_oci;
-    pusher.image(image).await;
-    let tag = image.digest.replacen(':', "-", 1);
-    pusher
-        .manifest(&image.repository, &tag, image.media_type, &image.manifest)
-        .await;
+    let (registry, pusher, image) = registry_with_an_image().await;
+    let tag = fallback_tag_holding_the_image(&pusher, image).await;
     let sbom = pusher
         .artifact_manifest(&image.repository, &image.descriptor(), SBOM, b"sbom")
         .await;
