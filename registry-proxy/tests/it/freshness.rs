@@ -573,13 +573,7 @@ async fn twenty_cold_gets_of_a_tag_make_one_upstream_head_and_one_manifest_get()
     let registry = TestRegistry::start(AuthMode::None).await;
     let upstream = recorded(&registry.url()).await;
     // A slow tag check: every client arrives while it is under way.
-    upstream.inject_when(
-        Matcher::manifests().method(Method::HEAD),
-        Fault::Delay {
-            duration: Duration::from_millis(500),
-            times: usize::MAX,
-        },
-    );
+    slow_tag_checks(&upstream, Duration::from_millis(500));
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = start(&config(dir.path(), &[upstream.host()]), None);
     let image = &registry.fixtures().single_oci;
@@ -745,13 +739,7 @@ impl ObjectStore for LateSecondRead {
 async fn a_storage_read_that_missed_a_fetch_just_ended_does_not_fetch_the_manifest_again() {
     let registry = TestRegistry::start(AuthMode::None).await;
     let upstream = recorded(&registry.url()).await;
-    upstream.inject_when(
-        Matcher::manifests().method(Method::HEAD),
-        Fault::Delay {
-            duration: Duration::from_millis(300),
-            times: usize::MAX,
-        },
-    );
+    slow_tag_checks(&upstream, Duration::from_millis(300));
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("store")).expect("store dir");
     let store = LateSecondRead {
@@ -783,4 +771,16 @@ async fn a_storage_read_that_missed_a_fetch_just_ended_does_not_fetch_the_manife
         .filter(|r| r.is_manifest() && r.method == Method::GET)
         .collect();
     assert_eq!(gets.len(), 1, "{gets:?}");
+}
+
+/// Every tag check (a manifest `HEAD`) through `upstream` takes `delay`, so that
+/// the clients of a test arrive while one is under way.
+fn slow_tag_checks(upstream: &FaultProxy, delay: Duration) {
+    upstream.inject_when(
+        Matcher::manifests().method(Method::HEAD),
+        Fault::Delay {
+            duration: delay,
+            times: usize::MAX,
+        },
+    );
 }
