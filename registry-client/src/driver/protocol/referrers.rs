@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, header};
+use oci_spec::image::Descriptor;
 
 use crate::driver::protocol::manifests::{fetch_raw_at, head_manifest};
 use crate::driver::protocol::pages::source_pages;
@@ -91,11 +92,7 @@ async fn referrers_at(
         Err(err) if err.is_not_found() => {
             // No referrers API here: the tag schema, filtered by us.
             filtered.store(false, Ordering::Relaxed);
-            let tagged = ImageReference::parse(&format!("{}:{}", subject.name(), fallback_tag(digest)))?;
-            let index = fetch_raw_at(source, &tagged, last).await?;
-            let host = host_port(&source.url("")?);
-            let descriptors = parse_index(&index.bytes)
-                .map_err(|e| Error::invalid_response(&host, format!("{tagged}: {e}")))?;
+            let descriptors = read_fallback_index(source, subject, digest, last).await?;
             (descriptors, Discovery::FallbackTag)
         }
         Err(err) => return Err(err),
@@ -114,4 +111,19 @@ async fn referrers_at(
         discovery,
         source: source.name.clone(),
     })
+}
+
+/// The descriptors listed by the fallback index of `subject` (a digest) in
+/// `reference`'s repository, as `source` serves it: the index at tag `sha256-<hex>`,
+/// which must be an OCI index. Not found when there is no such tag.
+pub(crate) async fn read_fallback_index(
+    source: &Source,
+    reference: &ImageReference,
+    subject: &str,
+    last: bool,
+) -> Result<Vec<Descriptor>> {
+    let tagged = ImageReference::parse(&format!("{}:{}", reference.name(), fallback_tag(subject)))?;
+    let index = fetch_raw_at(source, &tagged, last).await?;
+    let host = host_port(&source.url("")?);
+    parse_index(&index.bytes).map_err(|e| Error::invalid_response(&host, format!("{tagged}: {e}")))
 }

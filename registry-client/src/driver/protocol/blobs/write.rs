@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt, stream};
 use http::{HeaderValue, Method, StatusCode, header};
 use url::Url;
 
-use crate::driver::protocol::manifests::fetch_raw_at;
+use crate::driver::protocol::referrers::read_fallback_index;
 use crate::driver::protocol::registry::Registry;
 use crate::driver::sources::Source;
 use crate::driver::transport::{RegistryRequest, host_port};
@@ -20,7 +20,7 @@ use crate::error::{Error, Resource, Result};
 use crate::model::digest::{Hasher, sha256};
 use crate::model::manifest::media_types::OCI_INDEX;
 use crate::model::reference::ImageReference;
-use crate::model::referrers::{fallback_tag, parse_index};
+use crate::model::referrers::fallback_tag;
 use oci_spec::image::{Descriptor, Digest, ImageIndexBuilder, MediaType};
 use std::str::FromStr as _;
 
@@ -319,11 +319,18 @@ async fn add_to_fallback_index(
     referrer: Referrer,
 ) -> Result<()> {
     let tag = fallback_tag(&referrer.subject);
-    let tagged = ImageReference::parse(&format!("{}:{tag}", reference.name()))?;
     let wanted = referrer.descriptor.digest().to_string();
+    // Read from the registry itself; no index yet is an empty one.
+    let read_index = || async {
+        match read_fallback_index(target, reference, &referrer.subject, true).await {
+            Err(err) if err.is_not_found() => Ok(Vec::new()),
+            read => read,
+        }
+    };
+    let lists_it = |listed: &[Descriptor]| listed.iter().any(|d| d.digest().to_string() == wanted);
     for _ in 0..INDEX_ATTEMPTS {
-        let mut listed = read_fallback_index(target, &tagged).await?;
-        if listed.iter().any(|d| d.digest().to_string() == wanted) {
+        let mut listed = read_index().await?;
+        if lists_it(&listed) {
             return Ok(());
         }
         listed.push(referrer.descriptor.clone());
@@ -332,33 +339,20 @@ async fn add_to_fallback_index(
             .media_type(MediaType::ImageIndex)
             .manifests(listed)
             .build()
-            .map_err(|e| Error::InvalidConfig(format!("the referrers index of {tagged}: {e}")))?;
+            .map_err(|e| Error::InvalidConfig(format!("the referrers index {tag}: {e}")))?;
         let bytes = Bytes::from(serde_json::to_vec(&index).map_err(|e| Error::InvalidConfig(e.to_string()))?);
         send_manifest(target, &tag, OCI_INDEX, bytes).await?;
-        if read_fallback_index(target, &tagged)
-            .await?
-            .iter()
-            .any(|d| d.digest().to_string() == wanted)
-        {
+        if lists_it(&read_index().await?) {
             return Ok(());
         }
     }
     Err(Error::invalid_response(
         &host_port(&target.url("")?),
-        format!("{tagged}: another writer kept replacing the referrers index; {wanted} is not in it"),
+        format!(
+            "{}:{tag}: another writer kept replacing the referrers index; {wanted} is not in it",
+            reference.name()
+        ),
     ))
-}
-
-/// The descriptors of the fallback index at `tagged`; none if there is no such tag.
-async fn read_fallback_index(target: &Source, tagged: &ImageReference) -> Result<Vec<Descriptor>> {
-    let host = host_port(&target.url("")?);
-    match fetch_raw_at(target, tagged, true).await {
-        Ok(index) => {
-            parse_index(&index.bytes).map_err(|e| Error::invalid_response(&host, format!("{tagged}: {e}")))
-        }
-        Err(err) if err.is_not_found() => Ok(Vec::new()),
-        Err(err) => Err(err),
-    }
 }
 
 /// The registry itself (never a mirror) for `reference`'s repository.
