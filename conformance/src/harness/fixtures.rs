@@ -72,15 +72,7 @@ pub struct ArtifactFixture {
 
 impl ArtifactFixture {
     fn new(subject: &ImageFixture, artifact_type: &'static str, payload: &[u8]) -> ArtifactFixture {
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": artifact_type,
-            "config": {"mediaType": OCI_EMPTY, "digest": super::sha256_digest(b"{}"), "size": 2},
-            "layers": [{"mediaType": artifact_type, "digest": super::sha256_digest(payload), "size": payload.len()}],
-            "subject": subject.descriptor(),
-        }))
-        .expect("JSON");
+        let manifest = artifact_manifest(&subject.descriptor(), artifact_type, payload);
         ArtifactFixture {
             artifact_type,
             payload: Bytes::copy_from_slice(payload),
@@ -98,6 +90,20 @@ impl ArtifactFixture {
             "artifactType": self.artifact_type,
         })
     }
+}
+
+/// An OCI 1.1 artifact manifest whose `subject` is the descriptor `subject`: the empty
+/// config `{}` and one layer `payload` of `artifact_type`.
+fn artifact_manifest(subject: &Value, artifact_type: &str, payload: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": OCI_EMPTY, "digest": super::sha256_digest(b"{}"), "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": super::sha256_digest(payload), "size": payload.len()}],
+        "subject": {"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]},
+    }))
+    .expect("JSON")
 }
 
 /// One image manifest and its blobs.
@@ -689,17 +695,9 @@ impl Pusher {
         artifact_type: &str,
         payload: &[u8],
     ) -> Vec<u8> {
-        let empty = self.blob(repository, b"{}").await;
-        let layer = self.blob(repository, payload).await;
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": artifact_type,
-            "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
-            "layers": [{"mediaType": artifact_type, "digest": layer, "size": payload.len()}],
-            "subject": {"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]},
-        }))
-        .expect("JSON")
+        self.blob(repository, b"{}").await;
+        self.blob(repository, payload).await;
+        artifact_manifest(subject, artifact_type, payload)
     }
 
     /// Pushes [`artifact_manifest`](Self::artifact_manifest) by digest and returns its
@@ -751,15 +749,15 @@ impl Pusher {
             let r = &fixtures.referred;
             self.image(&r.image).await;
             for artifact in &r.referrers {
-                self.blob(&r.image.repository, b"{}").await;
-                self.blob(&r.image.repository, &artifact.payload).await;
-                self.manifest(
-                    &r.image.repository,
-                    &artifact.digest,
-                    OCI_MANIFEST,
-                    &artifact.manifest,
-                )
-                .await;
+                let pushed = self
+                    .artifact(
+                        &r.image.repository,
+                        &r.image.descriptor(),
+                        artifact.artifact_type,
+                        &artifact.payload,
+                    )
+                    .await;
+                assert_eq!(pushed["digest"], artifact.digest.as_str());
             }
             let listed: Vec<Value> = r.referrers.iter().map(ArtifactFixture::descriptor).collect();
             self.fallback_index(&r.image.repository, &r.image.digest, &listed)
