@@ -144,18 +144,13 @@ impl Cache {
     /// What a storage read found; a failed read is a miss (the upstream
     /// answers instead).
     fn read<T>(&self, doing: &'static str, read: Result<Option<T>, Error>) -> Option<T> {
-        read.unwrap_or_else(|error| {
-            self.health.failed(doing, &error, &self.metrics);
-            None
-        })
+        self.health.read(doing, read, &self.metrics)
     }
 
     /// Whether a storage write worked; one that failed changes nothing for
     /// the client.
     fn wrote<T>(&self, doing: &'static str, written: Result<T, Error>) -> Option<T> {
-        written
-            .map_err(|error| self.health.failed(doing, &error, &self.metrics))
-            .ok()
+        self.health.wrote(doing, written, &self.metrics)
     }
 
     /// The manifest `reference` names (by tag or digest).
@@ -277,7 +272,7 @@ impl Cache {
             .await;
         let descriptor = match checked {
             Ok(descriptor) => descriptor,
-            Err(error) if is_not_found(&error) => {
+            Err(error) if error.is_not_found_upstream() => {
                 // Gone upstream: not resurrected later by a stale answer.
                 self.wrote(
                     "forget a tag",
@@ -709,10 +704,6 @@ async fn filling(fill: Arc<Fill>) -> Shared<BlobFound> {
 
 fn upstream(error: registry_client::Error) -> Arc<Error> {
     Arc::new(Error::Upstream(error))
-}
-
-fn is_not_found(error: &Error) -> bool {
-    matches!(error, Error::Upstream(e) if e.is_not_found())
 }
 
 /// The answer of a manifest fetched by digest: a miss, unless a fetch that had

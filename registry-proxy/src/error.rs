@@ -60,6 +60,11 @@ impl Error {
         }
     }
 
+    /// The upstream said what was asked for is not there: an answer, not a failure.
+    pub(crate) fn is_not_found_upstream(&self) -> bool {
+        matches!(self, Error::Upstream(e) if e.is_not_found())
+    }
+
     pub(crate) fn storage(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
         Error::Storage {
             context: context.into(),

@@ -44,6 +44,26 @@ impl Default for StorageHealth {
 }
 
 impl StorageHealth {
+    /// What a storage read found; a failed read is a miss (the upstream answers
+    /// instead), and marks the storage failing.
+    pub fn read<T>(
+        &self,
+        doing: &'static str,
+        read: Result<Option<T>, Error>,
+        metrics: &Metrics,
+    ) -> Option<T> {
+        read.unwrap_or_else(|error| {
+            self.failed(doing, &error, metrics);
+            None
+        })
+    }
+
+    /// Whether a storage write worked; one that failed changes nothing for the
+    /// client, and marks the storage failing.
+    pub fn wrote<T>(&self, doing: &'static str, written: Result<T, Error>, metrics: &Metrics) -> Option<T> {
+        written.map_err(|error| self.failed(doing, &error, metrics)).ok()
+    }
+
     /// `doing` failed with `error`: the storage is failing.
     pub fn failed(&self, doing: &'static str, error: &Error, metrics: &Metrics) {
         metrics.storage_failed(doing);

@@ -19,6 +19,7 @@ use crate::routes::Route;
 use crate::singleflight::SingleFlight;
 use crate::storage::{self, ReferrersRecord, Storage};
 use crate::usage::Usage;
+use crate::warnings::Occasional;
 
 /// A subject's referrers to answer with.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct ReferrerLists {
     health: Arc<StorageHealth>,
     /// One upstream listing per subject at a time.
     listings: SingleFlight<String, Shared<(Vec<Value>, String)>>,
+    /// Stale answers, warned about now and then (as the cache's are).
+    stale_warnings: Occasional,
 }
 
 impl ReferrerLists {
@@ -47,6 +50,7 @@ impl ReferrerLists {
             metrics: maintenance.metrics,
             health: maintenance.health,
             listings: SingleFlight::default(),
+            stale_warnings: Occasional::new(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -60,14 +64,11 @@ impl ReferrerLists {
     ) -> Shared<ReferrersAnswer> {
         let repository = subject.repository();
         let digest = subject.digest().expect("a subject by digest");
-        let known = self
-            .storage
-            .referrers(&route.name, repository, digest)
-            .await
-            .unwrap_or_else(|error| {
-                self.health.failed("read referrers", &error, &self.metrics);
-                None
-            });
+        let known = self.health.read(
+            "read referrers",
+            self.storage.referrers(&route.name, repository, digest).await,
+            &self.metrics,
+        );
         if let Some(record) = known.as_ref().filter(|r| r.age() < route.tag_ttl) {
             return Ok(answer(&record.manifests, artifact_type, CacheResult::Hit, None));
         }
@@ -81,28 +82,31 @@ impl ReferrerLists {
                     .referrers(subject, None)
                     .await
                     .map_err(Error::Upstream)?;
-                let manifests = found
+                let manifests: Vec<Value> = found
                     .descriptors
                     .iter()
                     .map(|d| serde_json::to_value(d).expect("a descriptor serializes"))
                     .collect();
-                Ok((manifests, found.source))
+                // Stored once, by the listing, however many requests wait for it.
+                let record = ReferrersRecord::checked_now(manifests);
+                self.store(route, repository, digest, &record).await;
+                Ok((record.manifests, found.source))
             })
             .await;
         match listed {
-            Ok((manifests, source)) => {
-                self.store(route, repository, digest, manifests.clone()).await;
-                Ok(answer(&manifests, artifact_type, CacheResult::Miss, Some(source)))
-            }
+            Ok((manifests, source)) => Ok(answer(&manifests, artifact_type, CacheResult::Miss, Some(source))),
             Err(error) => match known {
-                Some(record) if !matches!(&*error, Error::Upstream(e) if e.is_not_found()) => {
-                    tracing::warn!(
-                        route = %route.name,
-                        %repository,
-                        subject = digest,
-                        "every upstream failed, answering with the last known referrers: {}",
-                        registry_client::error::display_chain(&*error)
-                    );
+                Some(record) if !error.is_not_found_upstream() => {
+                    if let Some(held_back) = self.stale_warnings.ready() {
+                        tracing::warn!(
+                            route = %route.name,
+                            %repository,
+                            subject = digest,
+                            held_back,
+                            "every upstream failed, answering with the last known referrers: {}",
+                            registry_client::error::display_chain(&*error)
+                        );
+                    }
                     Ok(answer(&record.manifests, artifact_type, CacheResult::Stale, None))
                 }
                 _ => Err(error),
@@ -111,19 +115,19 @@ impl ReferrerLists {
     }
 
     /// Keeps the list (a storage that fails changes nothing for the client).
-    async fn store(&self, route: &Route, repository: &str, subject: &str, manifests: Vec<Value>) {
-        let record = ReferrersRecord::checked_now(manifests);
-        match self
-            .storage
-            .put_referrers(&route.name, repository, subject, &record)
-            .await
-        {
-            Ok(size) => {
-                if let Ok(key) = storage::referrers_record_key(&route.name, repository, subject) {
-                    self.usage.added(key, size, &self.metrics);
-                }
-            }
-            Err(error) => self.health.failed("store referrers", &error, &self.metrics),
+    async fn store(&self, route: &Route, repository: &str, subject: &str, record: &ReferrersRecord) {
+        let stored = self.health.wrote(
+            "store referrers",
+            self.storage
+                .put_referrers(&route.name, repository, subject, record)
+                .await,
+            &self.metrics,
+        );
+        if let (Some(size), Ok(key)) = (
+            stored,
+            storage::referrers_record_key(&route.name, repository, subject),
+        ) {
+            self.usage.added(key, size, &self.metrics);
         }
     }
 }
