@@ -26,11 +26,7 @@ const ALONE: &str = "MCREG_TEST_ALONE";
 /// }
 /// ```
 pub fn alone_in_process(module: &str, test: &str) -> bool {
-    // libtest names a test by its path without the crate's name.
-    let name = match module.split_once("::") {
-        Some((_crate, path)) => format!("{path}::{test}"),
-        None => test.to_owned(),
-    };
+    let name = test_name(module, test);
     if std::env::var(ALONE).is_ok_and(|running| running == name) {
         return true;
     }
@@ -48,4 +44,13 @@ pub fn alone_in_process(module: &str, test: &str) -> bool {
         output.status
     );
     false
+}
+
+/// The name libtest gives the test `test` of module `module` (a `module_path!()`):
+/// its path without the crate's name, as `--exact` wants it.
+pub fn test_name(module: &str, test: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{test}"),
+        None => test.to_owned(),
+    }
 }

@@ -208,15 +208,9 @@ default = true
         );
         std::fs::write(&file, config).expect("write the config");
         let (port, log) = (free_port(), dir.join("serve.log"));
-        // libtest names the test by its path without the crate's name.
-        let test = module_path!().split_once("::").map_or("", |(_, module)| module);
+        let test = conformance::harness::own_process::test_name(module_path!(), "replica_process");
         let child = Command::new(std::env::current_exe().expect("this test binary"))
-            .args([
-                "--ignored",
-                "--exact",
-                &format!("{test}::replica_process"),
-                "--nocapture",
-            ])
+            .args(["--ignored", "--exact", &test, "--nocapture"])
             .env(CONFIG_VARIABLE, &file)
             .env(LISTEN_VARIABLE, format!("127.0.0.1:{port}"))
             // Hermetic: never the developer's docker config or AWS settings.
